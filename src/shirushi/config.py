@@ -1,0 +1,334 @@
+"""Settings: one TOML file, overridden by `SHIRUSHI_<SECTION>__<KEY>` environment variables.
+
+Every key has a default, so an empty file is valid; unknown sections or keys are refused with a
+message naming them. Settings are frozen once loaded. Secrets (PINs, tokens, passphrases) are
+read through `Settings.secret()`-style helpers and never appear in `repr()` or logs.
+Reads files and the environment; nothing else.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import os
+import re
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, get_type_hints
+
+from shirushi.errors import ConfigError
+
+ENV_PREFIX = "SHIRUSHI_"
+CONFIG_ENV = "SHIRUSHI_CONFIG"
+
+_DURATION = re.compile(r"^\s*(\d+)\s*([smhd])\s*$")
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(text: str) -> dt.timedelta:
+    """Parse "90s", "15m", "24h" or "7d" into a timedelta."""
+    m = _DURATION.match(text)
+    if not m:
+        raise ValueError(f"{text!r} is not a duration like '90s', '15m', '24h' or '7d'")
+    seconds = int(m.group(1)) * _UNITS[m.group(2)]
+    if seconds <= 0:
+        raise ValueError(f"{text!r}: a duration must be positive")
+    return dt.timedelta(seconds=seconds)
+
+
+def parse_listen(text: str) -> tuple[str, int]:
+    """Parse "host:port" (IPv6 as "[::1]:port") into (host, port)."""
+    host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit() or not host:
+        raise ValueError(f"{text!r} is not host:port")
+    number = int(port)
+    if not 0 < number < 65536:
+        raise ValueError(f"{text!r}: port out of range")
+    return host.strip("[]"), number
+
+
+def _secret(value: str, env_name: str, what: str) -> str:
+    """A secret given inline or through an environment variable named in the config."""
+    if env_name:
+        if env_name not in os.environ:
+            raise ConfigError(f"{what}: environment variable {env_name} is not set")
+        return os.environ[env_name]
+    return value
+
+
+@dataclasses.dataclass(frozen=True)
+class CASettings:
+    key_backend: str = "file"
+    subject: str = "C=JP, O=Shirushi Demo, CN=Shirushi Demo Issuing CA"
+    root_subject: str = "C=JP, O=Shirushi Demo, CN=Shirushi Demo Root CA"
+    ocsp_signer_subject: str = "C=JP, O=Shirushi Demo, CN=Shirushi Demo OCSP Responder"
+    root_validity_days: int = 7300
+    validity_days: int = 3650
+    ocsp_signer_validity_days: int = 369
+    # The policy's own OID for the CP (policy 1.2) and the CPS URI qualifier (table 7.1-1).
+    policy_oid: str = "1.3.6.1.4.1.99999.1.1"
+    cps_uri: str = "http://127.0.0.1:8081/cps"
+    # Policy 6.3.2: at most 398 days; the BR schedule in force is applied on top (ca/validity.py).
+    max_validity_days: int = 398
+    # Environment variable holding the passphrase of the PKCS#8 key files ("" = unencrypted).
+    key_passphrase_env: str = ""
+    # pkilint findings caused only by loopback/IP URLs in a test or demo config are tolerated.
+    lint_allow_local_urls: bool = True
+    # Renew the OCSP signer certificate when less than this much of its life is left.
+    ocsp_signer_renew_before: str = "30d"
+
+    def validate(self) -> None:
+        if self.key_backend not in ("file", "pkcs11"):
+            raise ConfigError(f"ca.key_backend must be 'file' or 'pkcs11', not {self.key_backend!r}")
+        if not 1 <= self.max_validity_days <= 398:
+            raise ConfigError("ca.max_validity_days must be between 1 and 398 (policy 6.3.2)")
+        parse_duration(self.ocsp_signer_renew_before)
+
+    def passphrase(self) -> bytes | None:
+        if not self.key_passphrase_env:
+            return None
+        return _secret("", self.key_passphrase_env, "ca.key_passphrase_env").encode()
+
+
+@dataclasses.dataclass(frozen=True)
+class PKCS11Settings:
+    module: str = "/usr/lib/softhsm/libsofthsm2.so"
+    token_label: str = "shirushi"
+    user_pin: str = dataclasses.field(default="1234", repr=False)
+    user_pin_env: str = ""
+    # Sessions kept open for signing; 0 = one per core.
+    sessions: int = 0
+
+    def pin(self) -> str:
+        return _secret(self.user_pin, self.user_pin_env, "pkcs11.user_pin_env")
+
+    def validate(self) -> None:
+        if self.sessions < 0:
+            raise ConfigError("pkcs11.sessions must be >= 0")
+
+
+@dataclasses.dataclass(frozen=True)
+class DatabaseSettings:
+    url: str = ""
+
+
+@dataclasses.dataclass(frozen=True)
+class RedisSettings:
+    url: str = ""
+    # Seconds to wait for Redis before giving up on a single command.
+    timeout: float = 2.0
+
+
+@dataclasses.dataclass(frozen=True)
+class OCSPSettings:
+    listen: str = "127.0.0.1:8080"
+    url: str = "http://127.0.0.1:8080/"
+    # Responder worker processes started by `serve` (they hold no keys).
+    workers: int = 1
+    # Upper bound of Cache-Control max-age on GET answers (RFC 9919 7.1).
+    max_age: str = "1h"
+    # Largest POST body or GET path accepted, in bytes (RFC 9919 8.4).
+    max_request_bytes: int = 8192
+
+    def validate(self) -> None:
+        parse_listen(self.listen)
+        parse_duration(self.max_age)
+        if not 1 <= self.workers <= 64:
+            raise ConfigError("ocsp.workers must be between 1 and 64")
+        if not 512 <= self.max_request_bytes <= 1 << 20:
+            raise ConfigError("ocsp.max_request_bytes must be between 512 and 1048576")
+
+
+@dataclasses.dataclass(frozen=True)
+class RepositorySettings:
+    listen: str = "127.0.0.1:8081"
+    url: str = "http://127.0.0.1:8081/"
+
+    def validate(self) -> None:
+        parse_listen(self.listen)
+
+
+@dataclasses.dataclass(frozen=True)
+class APISettings:
+    listen: str = "127.0.0.1:8082"
+    token: str = dataclasses.field(default="", repr=False)
+    token_env: str = ""
+
+    def bearer_token(self) -> str:
+        return _secret(self.token, self.token_env, "api.token_env")
+
+    def validate(self) -> None:
+        parse_listen(self.listen)
+
+
+@dataclasses.dataclass(frozen=True)
+class CRLSettings:
+    interval: str = "24h"
+    validity: str = "96h"
+
+    def validate(self) -> None:
+        interval, validity = parse_duration(self.interval), parse_duration(self.validity)
+        if validity > dt.timedelta(days=10):
+            raise ConfigError("crl.validity must be at most 10 days (BR 4.9.7)")
+        if interval >= validity:
+            raise ConfigError("crl.interval must be shorter than crl.validity")
+
+
+@dataclasses.dataclass(frozen=True)
+class PresignSettings:
+    interval: str = "24h"
+    validity: str = "96h"
+    # Processes that sign in parallel; 0 = one per core.
+    workers: int = 0
+    # Certificates per Redis pipeline.
+    batch: int = 500
+
+    def validate(self) -> None:
+        interval, validity = parse_duration(self.interval), parse_duration(self.validity)
+        # BR 4.9.9/4.9.10: 8 h <= validity <= 10 days; refreshed >= 8 h before nextUpdate.
+        if not dt.timedelta(hours=8) <= validity < dt.timedelta(days=10):
+            raise ConfigError("presign.validity must be at least 8h and under 10 days (BR 4.9.10)")
+        if interval > validity - dt.timedelta(hours=8) or interval > dt.timedelta(days=4):
+            raise ConfigError(
+                "presign.interval must leave 8h before nextUpdate and be at most 4 days (BR 4.9.10)"
+            )
+        if self.workers < 0 or self.batch < 1:
+            raise ConfigError("presign.workers must be >= 0 and presign.batch >= 1")
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    data_dir: str = "var/shirushi"
+    ca: CASettings = CASettings()
+    pkcs11: PKCS11Settings = PKCS11Settings()
+    database: DatabaseSettings = DatabaseSettings()
+    redis: RedisSettings = RedisSettings()
+    ocsp: OCSPSettings = OCSPSettings()
+    repository: RepositorySettings = RepositorySettings()
+    api: APISettings = APISettings()
+    crl: CRLSettings = CRLSettings()
+    presign: PresignSettings = PresignSettings()
+
+    @property
+    def data_path(self) -> Path:
+        return Path(self.data_dir).expanduser().resolve()
+
+    @property
+    def database_url(self) -> str:
+        return self.database.url or f"sqlite:///{self.data_path / 'shirushi.db'}"
+
+    @property
+    def redis_socket(self) -> Path:
+        """Unix socket of the embedded redis-server (used when redis.url is empty)."""
+        return self.data_path / "redis.sock"
+
+    @property
+    def redis_url(self) -> str:
+        return self.redis.url or f"unix://{self.redis_socket}"
+
+
+def _coerce(value: Any, typ: Any, where: str) -> Any:
+    if typ is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("1", "true", "yes", "on", "0", "false", "no", "off"):
+            return value.lower() in ("1", "true", "yes", "on")
+    elif typ is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, str) and re.fullmatch(r"-?\d+", value.strip()):
+            return int(value)
+    elif typ is float:
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):
+            try:
+                return float(value)
+            except ValueError:
+                pass
+    elif typ is str:
+        if isinstance(value, str):
+            return value
+    name = getattr(typ, "__name__", str(typ))
+    raise ConfigError(f"{where}: expected {name}, got {value!r}")
+
+
+def _build(cls: Any, data: Mapping[str, Any], where: str) -> Any:
+    hints = get_type_hints(cls)
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        place = f"[{where}]" if where else "top level"
+        raise ConfigError(
+            f"unknown configuration key {', '.join(unknown)} in {place}; "
+            f"known keys: {', '.join(sorted(known))}"
+        )
+    kwargs: dict[str, Any] = {}
+    for name, value in data.items():
+        typ = hints[name]
+        key = f"{where}.{name}" if where else name
+        if dataclasses.is_dataclass(typ):
+            if not isinstance(value, Mapping):
+                raise ConfigError(f"{key} must be a table [{name}]")
+            kwargs[name] = _build(typ, value, name)
+        else:
+            kwargs[name] = _coerce(value, typ, key)
+    return cls(**kwargs)
+
+
+def _env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
+    """Turn SHIRUSHI_SECTION__KEY=value (and SHIRUSHI_DATA_DIR) into a nested dict."""
+    out: dict[str, Any] = {}
+    section_names = {n for n, t in get_type_hints(Settings).items() if dataclasses.is_dataclass(t)}
+    for name, value in environ.items():
+        if not name.startswith(ENV_PREFIX) or name == CONFIG_ENV:
+            continue
+        rest = name[len(ENV_PREFIX):].lower()
+        if "__" in rest:
+            section, key = rest.split("__", 1)
+            if section not in section_names:
+                raise ConfigError(f"{name}: unknown configuration section {section!r}")
+            out.setdefault(section, {})[key] = value
+        elif rest == "data_dir":
+            out["data_dir"] = value
+        # Other SHIRUSHI_* variables (PINs, tokens named by *_env keys) are not settings.
+    return out
+
+
+def _merge(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in over.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
+            merged[key] = _merge(dict(merged[key]), value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def load(path: str | os.PathLike[str] | None = None, environ: Mapping[str, str] | None = None) -> Settings:
+    """Load settings from `path` (or $SHIRUSHI_CONFIG, or none) and the environment."""
+    environ = os.environ if environ is None else environ
+    if path is None:
+        path = environ.get(CONFIG_ENV) or None
+    data: dict[str, Any] = {}
+    if path is not None:
+        try:
+            with open(path, "rb") as fh:
+                data = tomllib.load(fh)
+        except FileNotFoundError:
+            raise ConfigError(f"configuration file {path} does not exist") from None
+        except OSError as exc:
+            raise ConfigError(f"cannot read configuration file {path}: {exc.strerror}") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"configuration file {path} is not valid TOML: {exc}") from None
+    data = _merge(data, _env_overrides(environ))
+    settings: Settings = _build(Settings, data, "")
+    try:
+        for field in dataclasses.fields(settings):
+            section = getattr(settings, field.name)
+            if hasattr(section, "validate"):
+                section.validate()
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    return settings

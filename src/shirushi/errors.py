@@ -1,0 +1,94 @@
+"""One root exception for everything Shirushi refuses or fails to do.
+
+Subclasses carry the data a caller needs; the edges (CLI exit codes, HTTP status, OCSP status)
+map them in one place each. No I/O here.
+"""
+
+from __future__ import annotations
+
+
+class ShirushiError(Exception):
+    """Root of every error Shirushi raises on purpose. `str()` is one line for a user."""
+
+    exit_code = 1
+    http_status = 400
+    code = "error"
+
+    def __init__(self, message: str, *, detail: str = "") -> None:
+        super().__init__(message)
+        self.message = message
+        self.detail = detail
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class ConfigError(ShirushiError):
+    """The configuration file or an environment override is wrong."""
+
+    exit_code = 2
+    code = "config"
+
+
+class InputError(ShirushiError):
+    """Bad input from a user: unreadable file, bad CSR, bad argument."""
+
+    exit_code = 2
+    code = "bad_request"
+
+
+class PolicyError(ShirushiError):
+    """The request is well formed but the policy forbids it (key size, validity, reason)."""
+
+    exit_code = 3
+    code = "policy"
+
+
+class LintError(PolicyError):
+    """Pre-issuance linting (BR 4.3.1.2) found an ERROR or FATAL problem."""
+
+    code = "lint"
+
+    def __init__(self, findings: list[str]) -> None:
+        super().__init__("pre-issuance lint refused the certificate: " + "; ".join(findings))
+        self.findings = findings
+
+
+class NotFoundError(ShirushiError):
+    """The named object (certificate, serial) does not exist."""
+
+    exit_code = 4
+    http_status = 404
+    code = "not_found"
+
+
+class ConflictError(ShirushiError):
+    """The operation conflicts with the current state (already revoked, key exists)."""
+
+    exit_code = 5
+    http_status = 409
+    code = "conflict"
+
+
+class StateError(ShirushiError):
+    """Something the command needs is missing, e.g. `init` was not run."""
+
+    exit_code = 6
+    http_status = 503
+    code = "state"
+
+
+class SignerError(ShirushiError):
+    """The key backend (files or PKCS#11 token) cannot sign or cannot be opened."""
+
+    exit_code = 7
+    http_status = 503
+    code = "signer"
+
+
+class ServiceError(ShirushiError):
+    """An outside service (Redis, database) is unreachable or failed."""
+
+    exit_code = 8
+    http_status = 503
+    code = "unavailable"

@@ -1,0 +1,88 @@
+"""File key backend: RSA keys as PKCS#8 PEM files (mode 0600), optionally passphrase-encrypted.
+
+For demos and tests; production keys belong in an HSM (policy 6.2.1, see `pkcs11.py`).
+Reads and writes key files under one directory.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
+
+from shirushi.errors import ConflictError, SignerError, StateError
+
+
+class SoftwareSigner:
+    """Signs with an in-memory RSA key loaded from a file."""
+
+    def __init__(self, key: rsa.RSAPrivateKey, label: str) -> None:
+        self._key = key
+        self._label = label
+
+    @property
+    def label(self) -> str:
+        return self._label
+
+    def public_key(self) -> rsa.RSAPublicKey:
+        return self._key.public_key()
+
+    def sign(self, tbs: bytes) -> bytes:
+        return self._key.sign(tbs, padding.PKCS1v15(), hashes.SHA256())
+
+
+class FileKeyStore:
+    """Keys named `<name>.key` in `directory`."""
+
+    def __init__(self, directory: Path, passphrase: bytes | None = None) -> None:
+        self.directory = directory
+        self._passphrase = passphrase
+
+    def _path(self, name: str) -> Path:
+        return self.directory / f"{name}.key"
+
+    def exists(self, name: str) -> bool:
+        return self._path(name).exists()
+
+    def generate(self, name: str, bits: int = 2048) -> SoftwareSigner:
+        path = self._path(name)
+        self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        key = rsa.generate_private_key(public_exponent=65537, key_size=bits)
+        encryption: serialization.KeySerializationEncryption = (
+            serialization.BestAvailableEncryption(self._passphrase)
+            if self._passphrase
+            else serialization.NoEncryption()
+        )
+        pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, encryption)
+        # O_EXCL: never overwrite an existing key, even if two `init`s race.
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            raise ConflictError(f"key {path} exists already; refusing to overwrite it") from None
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(pem)
+            fh.flush()
+            os.fsync(fh.fileno())
+        return SoftwareSigner(key, f"file:{path}")
+
+    def open(self, name: str) -> SoftwareSigner:
+        path = self._path(name)
+        try:
+            pem = path.read_bytes()
+        except FileNotFoundError:
+            raise StateError(f"key {path} does not exist; run `shirushi init` first") from None
+        except OSError as exc:
+            raise SignerError(f"cannot read key {path}: {exc.strerror}") from None
+        try:
+            key = serialization.load_pem_private_key(pem, password=self._passphrase)
+        except TypeError:
+            raise SignerError(
+                f"key {path} is encrypted: set ca.key_passphrase_env to the variable holding its passphrase"
+            ) from None
+        except ValueError:
+            raise SignerError(f"cannot load key {path}: wrong passphrase or not a PKCS#8 key") from None
+        if not isinstance(key, rsa.RSAPrivateKey):
+            raise SignerError(f"key {path} is not an RSA key")
+        return SoftwareSigner(key, f"file:{path}")
