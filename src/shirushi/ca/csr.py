@@ -1,0 +1,161 @@
+"""Certificate signing requests: load, verify, and apply the key and name policy. Pure.
+
+- Proof of possession: the CSR's own signature must verify (policy 3.2.1).
+- Keys: RSA only; modulus >= 2048 bits and a multiple of 8; odd public exponent
+  2^16+1 .. 2^256-1 (policy 6.1.5, BR 6.1.5/6.1.6); moduli that Fermat's method factors in 100
+  rounds are refused (BR 6.1.1.3). Keys reported compromised are refused by the caller, which
+  owns the block list.
+- Names: subject C, ST, L, O required, OU optional, CN = a host name from the SAN list
+  (policy 3.1.1, BR 7.1.2.7.4 for OV); SAN dNSNames are LDH host names (BR 7.1.2.7.12).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import math
+import re
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from shirushi.ca import names
+from shirushi.errors import InputError, PolicyError
+
+MIN_RSA_BITS = 2048
+MAX_CSR_BYTES = 64 * 1024
+
+_LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
+
+
+@dataclasses.dataclass(frozen=True)
+class CheckedRequest:
+    """What issuance may use from a CSR once every check passed."""
+
+    subject: x509.Name
+    dns_names: list[str]
+    public_key: rsa.RSAPublicKey
+    spki_sha256: str
+
+
+def load_csr(data: bytes) -> x509.CertificateSigningRequest:
+    """Parse a PEM (or DER) CSR; InputError with one line when it is not one."""
+    if len(data) > MAX_CSR_BYTES:
+        raise InputError(f"CSR is {len(data)} bytes; at most {MAX_CSR_BYTES} are accepted")
+    try:
+        if b"-----BEGIN" in data:
+            return x509.load_pem_x509_csr(data)
+        return x509.load_der_x509_csr(data)
+    except ValueError:
+        raise InputError("not a certificate signing request (expected PEM 'CERTIFICATE REQUEST' or DER)") from None
+
+
+def spki_sha256(public_key: rsa.RSAPublicKey) -> str:
+    """Hex SHA-256 of the DER SubjectPublicKeyInfo: the key's identity in the store."""
+    spki = public_key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    return hashlib.sha256(spki).hexdigest()
+
+
+def fermat_factorable(n: int, rounds: int = 100) -> bool:
+    """True when Fermat's method finds p, q with |p - q| small within `rounds` steps (BR 6.1.1.3)."""
+    a = math.isqrt(n)
+    if a * a < n:
+        a += 1
+    for _ in range(rounds):
+        b2 = a * a - n
+        b = math.isqrt(b2)
+        if b * b == b2:
+            return True
+        a += 1
+    return False
+
+
+def check_key(public_key: object) -> rsa.RSAPublicKey:
+    if not isinstance(public_key, rsa.RSAPublicKey):
+        raise PolicyError("key refused: only RSA keys are accepted (policy 6.1.5)")
+    numbers = public_key.public_numbers()
+    bits = public_key.key_size
+    if bits < MIN_RSA_BITS:
+        raise PolicyError(f"key refused: RSA {bits} bits is below the minimum of {MIN_RSA_BITS} (policy 6.1.5)")
+    if bits % 8:
+        raise PolicyError(f"key refused: RSA modulus of {bits} bits is not a multiple of 8 (BR 6.1.5)")
+    e = numbers.e
+    if e % 2 == 0 or not (1 << 16) < e < (1 << 256):
+        raise PolicyError(f"key refused: RSA public exponent {e} must be odd and in 2^16+1..2^256-1 (BR 6.1.6)")
+    if fermat_factorable(numbers.n):
+        raise PolicyError("key refused: the modulus is factorable with Fermat's method (BR 6.1.1.3)")
+    return public_key
+
+
+def normalise_dns_name(name: str) -> str:
+    """Lower-case LDH host name check (BR 7.1.2.7.12); raises InputError naming the problem."""
+    host = name.strip().lower()
+    if host.endswith("."):
+        raise InputError(f"DNS name {name!r}: no trailing dot allowed (BR 7.1.2.7.12)")
+    labels = host.split(".")
+    if host.startswith("*."):
+        raise PolicyError(f"DNS name {name!r}: wildcard certificates are not offered by this CA")
+    if len(labels) < 2 or len(host) > 253:
+        raise InputError(f"DNS name {name!r} is not a fully qualified host name")
+    for label in labels:
+        if not _LABEL.match(label):
+            raise InputError(f"DNS name {name!r}: label {label!r} is not a valid LDH label")
+    if labels[-1].isdigit():
+        raise InputError(f"DNS name {name!r} looks like an IP address; only host names are accepted")
+    return host
+
+
+def _csr_dns_names(csr: x509.CertificateSigningRequest) -> list[str]:
+    try:
+        san = csr.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        return []
+    except ValueError:
+        raise InputError("the CSR's subjectAltName extension cannot be decoded") from None
+    if any(not isinstance(n, x509.DNSName) for n in san):
+        raise PolicyError("the CSR asks for subjectAltName entries other than DNS names; only dNSName is offered")
+    return san.get_values_for_type(x509.DNSName)
+
+
+def check_request(
+    csr: x509.CertificateSigningRequest,
+    *,
+    dns_names: list[str] | None = None,
+    subject: x509.Name | None = None,
+) -> CheckedRequest:
+    """Apply every CSR rule; `dns_names`/`subject` (from the RA) override the CSR's."""
+    if not csr.is_signature_valid:
+        raise InputError("CSR signature does not verify: proof of possession failed (policy 3.2.1)")
+    try:
+        public_key = check_key(csr.public_key())
+    except ValueError:
+        raise InputError("the CSR's public key cannot be decoded") from None
+    requested = dns_names if dns_names else _csr_dns_names(csr)
+    hosts: list[str] = []
+    for name in requested:
+        host = normalise_dns_name(name)
+        if host not in hosts:
+            hosts.append(host)
+    subject = subject if subject is not None else csr.subject
+    cn = names.get(subject, "CN")
+    if not hosts and cn:
+        hosts = [normalise_dns_name(cn)]
+    if not hosts:
+        raise InputError("no DNS name: the CSR has no subjectAltName and no --dns was given")
+    missing = [k for k in ("C", "ST", "L", "O") if names.get(subject, k) is None]
+    if missing:
+        raise PolicyError(
+            f"subject lacks {', '.join(missing)}: the policy requires C, ST, L and O (policy 3.1.1); "
+            "give them in the CSR or with --subject"
+        )
+    if names.get(subject, "C") != "JP":
+        raise PolicyError("subject C must be JP (policy 3.1.1)")
+    if cn is None:
+        subject = x509.Name([*subject, x509.NameAttribute(names.ATTRIBUTES["CN"], hosts[0])])
+    elif cn.lower() not in hosts:
+        raise PolicyError(f"subject CN {cn!r} is not one of the DNS names {hosts} (BR 7.1.2.7.2)")
+    allowed = {names.ATTRIBUTES[k] for k in ("C", "ST", "L", "O", "OU", "CN")}
+    if any(attr.oid not in allowed for attr in subject):
+        raise PolicyError("subject has attributes other than C, ST, L, O, OU, CN (policy 3.1.1)")
+    return CheckedRequest(subject, hosts, public_key, spki_sha256(public_key))

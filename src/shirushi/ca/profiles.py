@@ -1,0 +1,204 @@
+"""Certificate profiles: unsigned pyca builders for every certificate the CA makes. Pure.
+
+- the demo root CA (BR 7.1.2.1),
+- the issuing CA (BR 7.1.2.6, TLS subordinate CA),
+- the delegated OCSP signer (policy table 7.1-2, BR 7.1.2.8),
+- subscriber server certificates (policy table 7.1-1, BR 7.1.2.7, OV).
+
+Deviations kept on purpose from the policy's tables (docs/profiles.md): subscriber certificates
+keep SKI and keyEncipherment (the BR only discourage them, NOT RECOMMENDED); the OCSP signer has no
+certificatePolicies (BR 7.1.2.8 forbids it, overriding table 7.1-2).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import hashlib
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.x509.oid import ExtendedKeyUsageOID, ObjectIdentifier
+
+# BR 7.1.6.1: Organization Validated reserved policy identifier.
+OV_POLICY = ObjectIdentifier("2.23.140.1.2.2")
+
+
+@dataclasses.dataclass(frozen=True)
+class URLs:
+    """Where relying parties find our services; written into certificates."""
+
+    ocsp: str
+    repository: str  # base, ending in "/"
+    cps: str
+
+    @property
+    def root_crl(self) -> str:
+        return self.repository + "root.crl"
+
+    @property
+    def root_cert(self) -> str:
+        return self.repository + "root.crt"
+
+    @property
+    def issuing_crl(self) -> str:
+        return self.repository + "issuing-ca.crl"
+
+    @property
+    def issuing_cert(self) -> str:
+        return self.repository + "issuing-ca.crt"
+
+
+def key_identifier(public_key: rsa.RSAPublicKey) -> bytes:
+    """SHA-1 of the subjectPublicKey BIT STRING (RFC 5280 4.2.1.2 method 1, 160 bits)."""
+    bits = public_key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.PKCS1)
+    return hashlib.sha1(bits).digest()
+
+
+def _base(
+    subject: x509.Name,
+    issuer: x509.Name,
+    public_key: rsa.RSAPublicKey,
+    serial: int,
+    not_before: dt.datetime,
+    not_after: dt.datetime,
+) -> x509.CertificateBuilder:
+    return (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(issuer)
+        .public_key(public_key)
+        .serial_number(serial)
+        .not_valid_before(not_before)
+        .not_valid_after(not_after)
+    )
+
+
+def _ski(public_key: rsa.RSAPublicKey) -> x509.SubjectKeyIdentifier:
+    return x509.SubjectKeyIdentifier(key_identifier(public_key))
+
+
+def _aki(issuer_key: rsa.RSAPublicKey) -> x509.AuthorityKeyIdentifier:
+    # keyIdentifier only (BR 7.1.2.11.1).
+    return x509.AuthorityKeyIdentifier(key_identifier(issuer_key), None, None)
+
+
+def _ku(**flags: bool) -> x509.KeyUsage:
+    names = (
+        "digital_signature content_commitment key_encipherment data_encipherment "
+        "key_agreement key_cert_sign crl_sign encipher_only decipher_only"
+    ).split()
+    return x509.KeyUsage(**{n: flags.get(n, False) for n in names})
+
+
+def _cdp(url: str) -> x509.CRLDistributionPoints:
+    return x509.CRLDistributionPoints(
+        [x509.DistributionPoint([x509.UniformResourceIdentifier(url)], None, None, None)]
+    )
+
+
+def root_ca(
+    *, subject: x509.Name, public_key: rsa.RSAPublicKey, serial: int,
+    not_before: dt.datetime, not_after: dt.datetime,
+) -> x509.CertificateBuilder:
+    """Self-signed root (BR 7.1.2.1): CA:TRUE critical, keyCertSign+cRLSign critical, SKI, AKI."""
+    return (
+        _base(subject, subject, public_key, serial, not_before, not_after)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(_ku(key_cert_sign=True, crl_sign=True), critical=True)
+        .add_extension(_ski(public_key), critical=False)
+        .add_extension(_aki(public_key), critical=False)
+    )
+
+
+def issuing_ca(
+    *, subject: x509.Name, public_key: rsa.RSAPublicKey, root: x509.Certificate, serial: int,
+    not_before: dt.datetime, not_after: dt.datetime, urls: URLs, policy_oid: str,
+) -> x509.CertificateBuilder:
+    """The issuing CA (BR 7.1.2.6): pathlen 0, EKU serverAuth, CDP of the root's CRL."""
+    root_key = root.public_key()
+    assert isinstance(root_key, rsa.RSAPublicKey)
+    return (
+        _base(subject, root.subject, public_key, serial, not_before, not_after)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(_ku(key_cert_sign=True, crl_sign=True), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .add_extension(
+            x509.CertificatePolicies(
+                [x509.PolicyInformation(OV_POLICY, None),
+                 x509.PolicyInformation(ObjectIdentifier(policy_oid), None)]
+            ),
+            critical=False,
+        )
+        .add_extension(_cdp(urls.root_crl), critical=False)
+        .add_extension(
+            x509.AuthorityInformationAccess(
+                [x509.AccessDescription(
+                    x509.AuthorityInformationAccessOID.CA_ISSUERS,
+                    x509.UniformResourceIdentifier(urls.root_cert),
+                )]
+            ),
+            critical=False,
+        )
+        .add_extension(_aki(root_key), critical=False)
+        .add_extension(_ski(public_key), critical=False)
+    )
+
+
+def ocsp_signer(
+    *, subject: x509.Name, public_key: rsa.RSAPublicKey, issuer: x509.Certificate, serial: int,
+    not_before: dt.datetime, not_after: dt.datetime,
+) -> x509.CertificateBuilder:
+    """Delegated OCSP responder (table 7.1-2, BR 7.1.2.8): EKU OCSPSigning only, nocheck."""
+    issuer_key = issuer.public_key()
+    assert isinstance(issuer_key, rsa.RSAPublicKey)
+    return (
+        _base(subject, issuer.subject, public_key, serial, not_before, not_after)
+        .add_extension(_ku(digital_signature=True), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.OCSP_SIGNING]), critical=False)
+        .add_extension(x509.OCSPNoCheck(), critical=False)
+        .add_extension(_aki(issuer_key), critical=False)
+        .add_extension(_ski(public_key), critical=False)
+    )
+
+
+def server_certificate(
+    *, subject: x509.Name, dns_names: list[str], public_key: rsa.RSAPublicKey,
+    issuer: x509.Certificate, serial: int, not_before: dt.datetime, not_after: dt.datetime,
+    urls: URLs, policy_oid: str,
+) -> x509.CertificateBuilder:
+    """Subscriber server certificate per table 7.1-1 (OV, BR 7.1.2.7)."""
+    issuer_key = issuer.public_key()
+    assert isinstance(issuer_key, rsa.RSAPublicKey)
+    policies = x509.CertificatePolicies(
+        [
+            # BR 7.1.2.7.9: the reserved OID first, then the CP's own with its CPS URI.
+            x509.PolicyInformation(OV_POLICY, None),
+            x509.PolicyInformation(ObjectIdentifier(policy_oid), [urls.cps]),
+        ]
+    )
+    return (
+        _base(subject, issuer.subject, public_key, serial, not_before, not_after)
+        .add_extension(_ku(digital_signature=True, key_encipherment=True), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(n) for n in dns_names]), critical=False)
+        .add_extension(policies, critical=False)
+        .add_extension(_cdp(urls.issuing_crl), critical=False)
+        .add_extension(
+            x509.AuthorityInformationAccess(
+                [
+                    x509.AccessDescription(
+                        x509.AuthorityInformationAccessOID.OCSP, x509.UniformResourceIdentifier(urls.ocsp)
+                    ),
+                    x509.AccessDescription(
+                        x509.AuthorityInformationAccessOID.CA_ISSUERS,
+                        x509.UniformResourceIdentifier(urls.issuing_cert),
+                    ),
+                ]
+            ),
+            critical=False,
+        )
+        .add_extension(_aki(issuer_key), critical=False)
+        .add_extension(_ski(public_key), critical=False)
+    )

@@ -1,0 +1,103 @@
+"""Tables of the system of record (SQLAlchemy Core). No I/O.
+
+Serials are stored as lowercase hex without leading zeros (as in the cache keys) so that
+PostgreSQL and SQLite compare them the same way; times are timezone-aware UTC.
+The migrations in `migrations/versions` create exactly these tables; a test checks they agree.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+metadata = sa.MetaData()
+
+UTCDateTime = sa.DateTime(timezone=True)
+
+issuers = sa.Table(
+    "issuers",
+    metadata,
+    sa.Column("id", sa.String(32), primary_key=True),  # cache.records.issuer_id()
+    sa.Column("name", sa.String(64), nullable=False, unique=True),  # "issuing-ca", "root"
+    sa.Column("subject", sa.Text, nullable=False),
+    sa.Column("certificate", sa.LargeBinary, nullable=False),  # DER
+    sa.Column("created_at", UTCDateTime, nullable=False),
+)
+
+certificates = sa.Table(
+    "certificates",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("issuer_id", sa.String(32), sa.ForeignKey("issuers.id"), nullable=False),
+    sa.Column("serial", sa.String(42), nullable=False),
+    sa.Column("der", sa.LargeBinary, nullable=False),
+    sa.Column("subject", sa.Text, nullable=False),
+    sa.Column("dns_names", sa.Text, nullable=False),  # space separated
+    sa.Column("not_before", UTCDateTime, nullable=False),
+    sa.Column("not_after", UTCDateTime, nullable=False),
+    sa.Column("spki_sha256", sa.String(64), nullable=False),
+    sa.Column("is_ca", sa.Boolean, nullable=False, default=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    # Revocation (policy 4.9): empty while the certificate is good.
+    sa.Column("revoked_at", UTCDateTime),
+    sa.Column("revocation_reason", sa.String(32)),
+    # RFC 5280 3.3: set once a scheduled CRL issued after notAfter has listed the entry.
+    sa.Column("crl_shown_after_expiry", sa.Boolean, nullable=False, default=False),
+    sa.UniqueConstraint("issuer_id", "serial", name="uq_certificates_issuer_serial"),
+)
+sa.Index("ix_certificates_spki", certificates.c.spki_sha256)
+sa.Index("ix_certificates_not_after", certificates.c.not_after)
+sa.Index("ix_certificates_revoked", certificates.c.issuer_id, certificates.c.revoked_at)
+
+crls = sa.Table(
+    "crls",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("issuer_id", sa.String(32), sa.ForeignKey("issuers.id"), nullable=False),
+    # RFC 5280 5.2.3: strictly increasing per issuer; the unique constraint makes two backends
+    # racing for the same number fail instead of reusing it.
+    sa.Column("number", sa.BigInteger, nullable=False),
+    sa.Column("this_update", UTCDateTime, nullable=False),
+    sa.Column("next_update", UTCDateTime),
+    sa.Column("scheduled", sa.Boolean, nullable=False),
+    sa.Column("entries", sa.Integer),
+    sa.Column("sha256", sa.String(64)),
+    sa.Column("published_at", UTCDateTime),
+    sa.UniqueConstraint("issuer_id", "number", name="uq_crls_issuer_number"),
+)
+
+# Work that must follow a committed change (re-sign an OCSP response, regenerate a CRL). Written
+# in the same transaction as the change, done afterwards, retried until done (issue: revocation
+# must reach OCSP and the CRL even if the process dies in between).
+outbox = sa.Table(
+    "outbox",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("kind", sa.String(16), nullable=False),  # "ocsp" | "crl"
+    sa.Column("issuer_id", sa.String(32), nullable=False),
+    sa.Column("serial", sa.String(42)),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("done_at", UTCDateTime),
+)
+sa.Index("ix_outbox_pending", outbox.c.done_at)
+
+# Keys that may never be certified again (BR 6.1.1.3, policy 4.9.12).
+blocked_keys = sa.Table(
+    "blocked_keys",
+    metadata,
+    sa.Column("spki_sha256", sa.String(64), primary_key=True),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("blocked_at", UTCDateTime, nullable=False),
+)
+
+# Append-only audit log (policy 5.4): every issuance, revocation and CRL. The migrations add
+# triggers that refuse UPDATE and DELETE.
+audit = sa.Table(
+    "audit",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("at", UTCDateTime, nullable=False),
+    sa.Column("action", sa.String(32), nullable=False),
+    sa.Column("issuer_id", sa.String(32)),
+    sa.Column("serial", sa.String(42)),
+    sa.Column("detail", sa.Text, nullable=False),  # JSON
+)

@@ -1,0 +1,279 @@
+"""The Store: every read and write of the system of record. Does database I/O.
+
+SQLite (a file in data_dir) by default, PostgreSQL by URL. Every change that must be followed by
+other work (re-signing, a new CRL) writes an outbox row in the same transaction, and every change
+appends to the audit log in that transaction too.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+from shirushi.errors import ConflictError, ServiceError, StateError
+from shirushi.store import schema
+
+UTC = dt.timezone.utc
+
+
+def _aware(value: dt.datetime | None) -> dt.datetime | None:
+    # SQLite hands back naive datetimes; everything stored is UTC.
+    if value is None or value.tzinfo is not None:
+        return value
+    return value.replace(tzinfo=UTC)
+
+
+def serial_hex(serial: int) -> str:
+    return format(serial, "x")
+
+
+@dataclasses.dataclass(frozen=True)
+class CertificateRecord:
+    issuer_id: str
+    serial: int
+    der: bytes
+    subject: str
+    dns_names: tuple[str, ...]
+    not_before: dt.datetime
+    not_after: dt.datetime
+    spki_sha256: str
+    is_ca: bool = False
+    revoked_at: dt.datetime | None = None
+    revocation_reason: str | None = None
+    crl_shown_after_expiry: bool = False
+
+    @property
+    def serial_hex(self) -> str:
+        return serial_hex(self.serial)
+
+    @classmethod
+    def from_row(cls, row: Any) -> CertificateRecord:
+        return cls(
+            issuer_id=row.issuer_id,
+            serial=int(row.serial, 16),
+            der=bytes(row.der),
+            subject=row.subject,
+            dns_names=tuple(row.dns_names.split()),
+            not_before=_aware(row.not_before),  # type: ignore[arg-type]
+            not_after=_aware(row.not_after),  # type: ignore[arg-type]
+            spki_sha256=row.spki_sha256,
+            is_ca=bool(row.is_ca),
+            revoked_at=_aware(row.revoked_at),
+            revocation_reason=row.revocation_reason,
+            crl_shown_after_expiry=bool(row.crl_shown_after_expiry),
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class StatusRow:
+    """What presigning needs of one certificate."""
+
+    serial: int
+    not_after: dt.datetime
+    revoked_at: dt.datetime | None
+    reason: str | None
+
+
+@dataclasses.dataclass(frozen=True)
+class IssuerRow:
+    id: str
+    name: str
+    subject: str
+    certificate: bytes
+
+
+def _utc(t: dt.datetime) -> dt.datetime:
+    # Aware UTC: PostgreSQL stores it as timestamptz; SQLite (no zone type) keeps the UTC wall
+    # time, which `_aware` restores on the way back.
+    return t.astimezone(UTC)
+
+
+class Store:
+    """System of record over one SQLAlchemy engine."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._sqlite = engine.dialect.name == "sqlite"
+
+    @classmethod
+    def open(cls, url: str, *, migrate: bool = True) -> Store:
+        if url.startswith("postgresql://"):
+            url = "postgresql+psycopg://" + url[len("postgresql://"):]
+        if url.startswith("sqlite:///"):
+            Path(url[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
+        try:
+            engine = sa.create_engine(url, pool_pre_ping=True)
+        except (sa.exc.ArgumentError, ImportError) as exc:
+            raise StateError(f"database.url cannot be used: {exc}") from None
+        if engine.dialect.name == "sqlite":
+            sa.event.listen(engine, "connect", _sqlite_pragmas)
+        store = cls(engine)
+        if migrate:
+            store.migrate()
+        return store
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def migrate(self) -> None:
+        """Bring the schema to the newest revision (Alembic, scripts inside the package)."""
+        from alembic import command
+        from alembic.config import Config
+
+        config = Config(str(Path(__file__).parent / "migrations" / "alembic.ini"))
+        config.set_main_option("script_location", str(Path(__file__).parent / "migrations"))
+        try:
+            with self.engine.begin() as conn:
+                config.attributes["connection"] = conn
+                command.upgrade(config, "head")
+        except sa.exc.OperationalError as exc:
+            raise ServiceError(f"database unreachable: {exc.orig}") from None
+
+    def _begin(self) -> Any:
+        return self.engine.begin()
+
+    # -- issuers --------------------------------------------------------------------------
+
+    def add_issuer(self, id: str, name: str, subject: str, der: bytes, at: dt.datetime) -> None:
+        with self._begin() as conn:
+            conn.execute(
+                schema.issuers.insert().values(
+                    id=id, name=name, subject=subject, certificate=der, created_at=_utc(at)
+                )
+            )
+
+    def issuers(self) -> list[IssuerRow]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(sa.select(schema.issuers).order_by(schema.issuers.c.created_at))
+            return [IssuerRow(r.id, r.name, r.subject, bytes(r.certificate)) for r in rows]
+
+    def issuer(self, name: str) -> IssuerRow | None:
+        with self.engine.connect() as conn:
+            r = conn.execute(sa.select(schema.issuers).where(schema.issuers.c.name == name)).first()
+            return IssuerRow(r.id, r.name, r.subject, bytes(r.certificate)) if r else None
+
+    # -- certificates ---------------------------------------------------------------------
+
+    def add_certificate(self, rec: CertificateRecord, *, at: dt.datetime, audit: dict[str, Any]) -> None:
+        """Record an issued certificate and its audit entry atomically."""
+        values = dict(
+            issuer_id=rec.issuer_id,
+            serial=rec.serial_hex,
+            der=rec.der,
+            subject=rec.subject,
+            dns_names=" ".join(rec.dns_names),
+            not_before=_utc(rec.not_before),
+            not_after=_utc(rec.not_after),
+            spki_sha256=rec.spki_sha256,
+            is_ca=rec.is_ca,
+            created_at=_utc(at),
+            crl_shown_after_expiry=False,
+        )
+        try:
+            with self._begin() as conn:
+                conn.execute(schema.certificates.insert().values(**values))
+                self._audit(conn, at, "issue", rec.issuer_id, rec.serial_hex, audit)
+        except sa.exc.IntegrityError:
+            raise ConflictError(f"serial {rec.serial_hex} exists already for this issuer") from None
+
+    def certificate(self, serial: int, issuer_id: str | None = None) -> CertificateRecord | None:
+        query = sa.select(schema.certificates).where(schema.certificates.c.serial == serial_hex(serial))
+        if issuer_id is not None:
+            query = query.where(schema.certificates.c.issuer_id == issuer_id)
+        with self.engine.connect() as conn:
+            rows = conn.execute(query).all()
+        if len(rows) > 1:
+            raise ConflictError(f"serial {serial_hex(serial)} exists under several issuers; name the issuer")
+        return CertificateRecord.from_row(rows[0]) if rows else None
+
+    def certificates_by_key(self, spki_sha256: str) -> list[CertificateRecord]:
+        query = sa.select(schema.certificates).where(schema.certificates.c.spki_sha256 == spki_sha256)
+        with self.engine.connect() as conn:
+            return [CertificateRecord.from_row(r) for r in conn.execute(query)]
+
+    def count_certificates(self, issuer_id: str) -> int:
+        query = sa.select(sa.func.count()).select_from(schema.certificates).where(
+            schema.certificates.c.issuer_id == issuer_id
+        )
+        with self.engine.connect() as conn:
+            return int(conn.execute(query).scalar_one())
+
+    def statuses(self, issuer_id: str, *, valid_at: dt.datetime, batch: int = 5000) -> Iterator[list[StatusRow]]:
+        """Status of every certificate of `issuer_id` not expired at `valid_at`, in batches.
+
+        Keyset pagination on the primary key, so a long refresh neither holds one huge
+        transaction nor misses rows inserted meanwhile (they are presigned at issuance anyway).
+        """
+        c = schema.certificates
+        last = 0
+        while True:
+            query = (
+                sa.select(c.c.id, c.c.serial, c.c.not_after, c.c.revoked_at, c.c.revocation_reason)
+                .where(c.c.issuer_id == issuer_id, c.c.not_after > _utc(valid_at), c.c.id > last)
+                .order_by(c.c.id)
+                .limit(batch)
+            )
+            with self.engine.connect() as conn:
+                rows = conn.execute(query).all()
+            if not rows:
+                return
+            last = rows[-1].id
+            yield [
+                StatusRow(int(r.serial, 16), _aware(r.not_after), _aware(r.revoked_at), r.revocation_reason)  # type: ignore[arg-type]
+                for r in rows
+            ]
+
+    # -- keys -----------------------------------------------------------------------------
+
+    def is_key_blocked(self, spki_sha256: str) -> bool:
+        query = sa.select(schema.blocked_keys.c.reason).where(schema.blocked_keys.c.spki_sha256 == spki_sha256)
+        with self.engine.connect() as conn:
+            return conn.execute(query).first() is not None
+
+    # -- audit ----------------------------------------------------------------------------
+
+    @staticmethod
+    def _audit(
+        conn: Connection, at: dt.datetime, action: str, issuer_id: str | None, serial: str | None,
+        detail: dict[str, Any],
+    ) -> None:
+        conn.execute(
+            schema.audit.insert().values(
+                at=_utc(at), action=action, issuer_id=issuer_id, serial=serial,
+                detail=json.dumps(detail, sort_keys=True, default=str),
+            )
+        )
+
+    def audit(self, at: dt.datetime, action: str, detail: dict[str, Any], *, issuer_id: str | None = None,
+              serial: str | None = None) -> None:
+        with self._begin() as conn:
+            self._audit(conn, at, action, issuer_id, serial, detail)
+
+    def audit_entries(self, action: str | None = None) -> list[dict[str, Any]]:
+        query = sa.select(schema.audit).order_by(schema.audit.c.id)
+        if action:
+            query = query.where(schema.audit.c.action == action)
+        with self.engine.connect() as conn:
+            return [
+                {"at": _aware(r.at), "action": r.action, "issuer_id": r.issuer_id, "serial": r.serial,
+                 "detail": json.loads(r.detail)}
+                for r in conn.execute(query)
+            ]
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    # WAL: readers (repository, API) never block the writer; busy_timeout: concurrent CLI runs
+    # wait instead of failing; synchronous=FULL: a committed revocation survives power loss.
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=FULL")
+    cursor.execute("PRAGMA busy_timeout=10000")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
