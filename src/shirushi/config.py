@@ -130,6 +130,9 @@ class OCSPSettings:
     max_age: str = "1h"
     # Largest POST body or GET path accepted, in bytes (RFC 9919 8.4).
     max_request_bytes: int = 8192
+    # PEM bundle of the issuing CA certificates the responder answers for; "" means
+    # {data_dir}/certs/issuers.pem, which `init` writes.
+    issuers: str = ""
 
     def validate(self) -> None:
         parse_listen(self.listen)
