@@ -1,0 +1,32 @@
+"""CRL generation and publication (RFC 5280 5, BR 7.2, policy 4.9.6-4.9.8).
+
+- `build`: pure; hand-encoded, signed DER CRLs (`build_crl`, `Entry`).
+- `selection`: pure; which revocations a CRL lists as certificates expire (`select_entries`).
+- `publish`: file I/O; atomic publication into the repository plus the CRL archive (`publish`).
+"""
+
+from shirushi.crl.build import (
+    CrlError,
+    DuplicateSerialError,
+    Entry,
+    EntryLike,
+    ProhibitedReasonError,
+    build_crl,
+)
+from shirushi.crl.publish import ArchiveConflictError, StaleCrlError, publish
+from shirushi.crl.selection import Revocation, Selection, select_entries
+
+__all__ = [
+    "ArchiveConflictError",
+    "CrlError",
+    "DuplicateSerialError",
+    "Entry",
+    "EntryLike",
+    "ProhibitedReasonError",
+    "Revocation",
+    "Selection",
+    "StaleCrlError",
+    "build_crl",
+    "publish",
+    "select_entries",
+]

@@ -1,0 +1,168 @@
+"""Publish a signed CRL into the repository directory and archive it. Does file I/O.
+
+Publication is atomic (policy 2.3, 4.9.8: a CRL is published the moment it is issued, and a
+reader must never fetch half of one): the DER goes to a temporary file in the target's own
+directory, is fsynced, then `os.replace`d onto the final name, and the directory is fsynced so
+the rename survives a crash. HTTP servers reading the file see either the old CRL or the new one.
+
+Every CRL is also kept at `{archive_dir}/{number}.crl` (policy 5.5.1: CRL issuance history is
+archived). An archived CRL is never overwritten: publishing the same bytes again is a harmless
+retry, different bytes under an existing number is an error (RFC 5280 5.2.3: two different CRLs
+of one scope never share a number). The archive copy is written before the CRL goes live, so
+nothing is ever published that is not archived.
+
+Concurrent publishers into one directory are serialised with `flock` on the directory, and a
+CRL never replaces one with a higher CRL number (RFC 5280 5.2.3, 5.1.2.5: numbers increase and
+relying parties should never see an older CRL after a newer one).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import secrets
+from collections.abc import Iterator
+from pathlib import Path
+
+from cryptography import x509
+
+from shirushi.errors import ConflictError, InputError
+
+# The repository is public (policy 2.1); archived CRLs are read-only so that no later write of
+# ours can change them in place.
+PUBLISHED_MODE = 0o644
+ARCHIVED_MODE = 0o444
+
+
+class ArchiveConflictError(ConflictError):
+    """The archive already holds different bytes under this CRL number."""
+
+
+class StaleCrlError(ConflictError):
+    """The repository serves a CRL with a higher number, or different bytes with the same one."""
+
+
+def publish(der: bytes, *, path: Path, archive_dir: Path, number: int) -> None:
+    """Archive `der` as `{archive_dir}/{number}.crl`, then atomically make it the CRL at `path`.
+
+    `number` must be the cRLNumber inside `der`. Refuses (`ArchiveConflictError`) when the archive
+    holds different bytes for `number`, and (`StaleCrlError`) when `path` already holds a CRL with
+    a higher number, or a different CRL with the same number. Publishing the same CRL twice is
+    allowed, so a retry after a crash completes the job.
+    """
+    actual = crl_number(der)
+    if actual != number:
+        raise InputError(f"the CRL's cRLNumber is {actual}, not {number}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    archive_dir.mkdir(parents=True, exist_ok=True)
+    with _locked_directory(path.parent) as directory_fd:
+        _check_not_stale(der, path, number)
+        archive(der, archive_dir=archive_dir, number=number)
+        _replace_atomically(der, path, directory_fd, PUBLISHED_MODE)
+
+
+def archive(der: bytes, *, archive_dir: Path, number: int) -> Path:
+    """Write `{archive_dir}/{number}.crl` once; the same bytes again are accepted, others refused.
+
+    The copy is complete and durable before it gets its final name (`os.link` of a fsynced
+    temporary file, which, unlike a rename, refuses to replace an existing file).
+    """
+    final = archive_dir / f"{number}.crl"
+    if _same_file_content(final, der):
+        return final
+    directory_fd = os.open(archive_dir, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        temporary = _write_temporary(der, archive_dir, final.name, ARCHIVED_MODE)
+        try:
+            os.link(temporary, final)
+        except FileExistsError:
+            # Another publisher archived this number between our check and now.
+            if not _same_file_content(final, der):
+                raise ArchiveConflictError(
+                    f"archive {final} holds a different CRL with number {number}"
+                ) from None
+        finally:
+            os.unlink(temporary)
+        os.fsync(directory_fd)
+    finally:
+        os.close(directory_fd)
+    return final
+
+
+def crl_number(der: bytes) -> int:
+    """The cRLNumber of a DER CRL (`InputError` when it is not a CRL or has no number)."""
+    try:
+        crl = x509.load_der_x509_crl(der)
+        return crl.extensions.get_extension_for_class(x509.CRLNumber).value.crl_number
+    except (ValueError, x509.ExtensionNotFound) as exc:
+        raise InputError(f"not a DER CRL with a cRLNumber: {exc}") from None
+
+
+def _same_file_content(path: Path, der: bytes) -> bool:
+    """True when `path` holds exactly `der`, False when it does not exist; refuses other bytes."""
+    try:
+        existing = path.read_bytes()
+    except FileNotFoundError:
+        return False
+    if existing != der:
+        raise ArchiveConflictError(f"archive {path} holds a different CRL with the same number")
+    return True
+
+
+def _check_not_stale(der: bytes, path: Path, number: int) -> None:
+    try:
+        current = path.read_bytes()
+    except FileNotFoundError:
+        return
+    try:
+        current_number = crl_number(current)
+    except InputError:
+        # Whatever is there is not a valid CRL; replacing it can only help relying parties.
+        return
+    if current_number > number:
+        raise StaleCrlError(f"{path} already serves CRL number {current_number} > {number}")
+    if current_number == number and current != der:
+        raise StaleCrlError(f"{path} serves a different CRL with the same number {number}")
+
+
+@contextlib.contextmanager
+def _locked_directory(directory: Path) -> Iterator[int]:
+    """Hold an exclusive flock on `directory`; yields its fd (also used to fsync renames)."""
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield fd
+    finally:
+        os.close(fd)  # closing the last fd releases the lock
+
+
+def _replace_atomically(der: bytes, path: Path, directory_fd: int, mode: int) -> None:
+    temporary = _write_temporary(der, path.parent, path.name, mode)
+    try:
+        os.replace(temporary, path)
+    except BaseException:
+        os.unlink(temporary)
+        raise
+    # The rename is only durable once the directory entry is on disk.
+    os.fsync(directory_fd)
+
+
+def _write_temporary(data: bytes, directory: Path, name: str, mode: int) -> Path:
+    """Write `data` to a new hidden file next to its final name, fsynced; return its path.
+
+    The same directory keeps the later rename or link on one filesystem, hence atomic.
+    """
+    temporary = directory / f".{name}.{secrets.token_hex(8)}.tmp"
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fchmod(fh.fileno(), mode)
+            os.fsync(fh.fileno())
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temporary)
+        raise
+    return temporary
