@@ -147,6 +147,8 @@ class OCSPSettings:
 class RepositorySettings:
     listen: str = "127.0.0.1:8081"
     url: str = "http://127.0.0.1:8081/"
+    # Directory with cp.txt and cps.txt to publish; empty = the packaged placeholders.
+    documents: str = ""
 
     def validate(self) -> None:
         parse_listen(self.listen)
@@ -250,9 +252,8 @@ def _coerce(value: Any, typ: Any, where: str) -> Any:
                 return float(value)
             except ValueError:
                 pass
-    elif typ is str:
-        if isinstance(value, str):
-            return value
+    elif typ is str and isinstance(value, str):
+        return value
     name = getattr(typ, "__name__", str(typ))
     raise ConfigError(f"{where}: expected {name}, got {value!r}")
 

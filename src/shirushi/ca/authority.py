@@ -175,7 +175,8 @@ class Authority:
             self.store.add_issuer(root_id, ROOT, root.subject.rfc4514_string(), _der(root), now)
         if issuing_id not in known:
             self.store.add_issuer(issuing_id, ISSUING, issuing.subject.rfc4514_string(), _der(issuing), now)
-            self._record(issuing, root_id, is_ca=True, now=now, audit={"profile": "issuing-ca"})
+            # The root runs no OCSP responder: its CRL (the ARL) covers the issuing CA.
+            self._record(issuing, root_id, is_ca=True, now=now, audit={"profile": "issuing-ca"}, presign=False)
         write_atomic(self.paths.issuers_bundle, pem(issuing).encode())
 
         signer_signer, created = self._key(OCSP_SIGNER)
@@ -193,7 +194,7 @@ class Authority:
             raise StateError(f"the {name} certificate does not match the {name} key in the key backend")
 
     def _record(self, cert: x509.Certificate, issuer: str, *, is_ca: bool, now: dt.datetime,
-                audit: dict[str, object]) -> CertificateRecord:
+                audit: dict[str, object], presign: bool = True) -> CertificateRecord:
         key = cert.public_key()
         assert isinstance(key, rsa.RSAPublicKey)
         try:
@@ -206,7 +207,7 @@ class Authority:
             dns_names=dns, not_before=cert.not_valid_before_utc, not_after=cert.not_valid_after_utc,
             spki_sha256=csr_rules.spki_sha256(key), is_ca=is_ca,
         )
-        self.store.add_certificate(record, at=now, audit=audit)
+        self.store.add_certificate(record, at=now, audit=audit, presign=presign)
         return record
 
     def issue_ocsp_signer(self, issuing: x509.Certificate, issuing_signer: Signer,

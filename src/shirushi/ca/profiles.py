@@ -19,7 +19,7 @@ import hashlib
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
-from cryptography.x509.oid import ExtendedKeyUsageOID, ObjectIdentifier
+from cryptography.x509.oid import AuthorityInformationAccessOID, ExtendedKeyUsageOID, ObjectIdentifier
 
 # BR 7.1.6.1: Organization Validated reserved policy identifier.
 OV_POLICY = ObjectIdentifier("2.23.140.1.2.2")
@@ -85,10 +85,10 @@ def _aki(issuer_key: rsa.RSAPublicKey) -> x509.AuthorityKeyIdentifier:
 
 
 def _ku(**flags: bool) -> x509.KeyUsage:
-    names = (
-        "digital_signature content_commitment key_encipherment data_encipherment "
-        "key_agreement key_cert_sign crl_sign encipher_only decipher_only"
-    ).split()
+    names = [
+        "digital_signature", "content_commitment", "key_encipherment", "data_encipherment",
+        "key_agreement", "key_cert_sign", "crl_sign", "encipher_only", "decipher_only",
+    ]
     return x509.KeyUsage(**{n: flags.get(n, False) for n in names})
 
 
@@ -135,7 +135,7 @@ def issuing_ca(
         .add_extension(
             x509.AuthorityInformationAccess(
                 [x509.AccessDescription(
-                    x509.AuthorityInformationAccessOID.CA_ISSUERS,
+                    AuthorityInformationAccessOID.CA_ISSUERS,
                     x509.UniformResourceIdentifier(urls.root_cert),
                 )]
             ),
@@ -189,10 +189,10 @@ def server_certificate(
             x509.AuthorityInformationAccess(
                 [
                     x509.AccessDescription(
-                        x509.AuthorityInformationAccessOID.OCSP, x509.UniformResourceIdentifier(urls.ocsp)
+                        AuthorityInformationAccessOID.OCSP, x509.UniformResourceIdentifier(urls.ocsp)
                     ),
                     x509.AccessDescription(
-                        x509.AuthorityInformationAccessOID.CA_ISSUERS,
+                        AuthorityInformationAccessOID.CA_ISSUERS,
                         x509.UniformResourceIdentifier(urls.issuing_cert),
                     ),
                 ]

@@ -12,7 +12,7 @@ import datetime as dt
 
 from shirushi.errors import PolicyError
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 
 # (effective from notBefore, maximum days) per BR 6.3.2; newest first.
 BR_SCHEDULE: tuple[tuple[dt.datetime, int], ...] = (

@@ -20,7 +20,7 @@ from sqlalchemy.engine import Connection, Engine
 from shirushi.errors import ConflictError, ServiceError, StateError
 from shirushi.store import schema
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 
 
 def _aware(value: dt.datetime | None) -> dt.datetime | None:
@@ -161,8 +161,9 @@ class Store:
 
     # -- certificates ---------------------------------------------------------------------
 
-    def add_certificate(self, rec: CertificateRecord, *, at: dt.datetime, audit: dict[str, Any]) -> None:
-        """Record an issued certificate and its audit entry atomically."""
+    def add_certificate(self, rec: CertificateRecord, *, at: dt.datetime, audit: dict[str, Any],
+                        presign: bool = True) -> None:
+        """Record an issued certificate, its audit entry and (if `presign`) its OCSP outbox work."""
         values = dict(
             issuer_id=rec.issuer_id,
             serial=rec.serial_hex,
@@ -179,6 +180,8 @@ class Store:
         try:
             with self._begin() as conn:
                 conn.execute(schema.certificates.insert().values(**values))
+                if presign:
+                    self._outbox(conn, "ocsp", rec.issuer_id, rec.serial_hex, at)
                 self._audit(conn, at, "issue", rec.issuer_id, rec.serial_hex, audit)
         except sa.exc.IntegrityError:
             raise ConflictError(f"serial {rec.serial_hex} exists already for this issuer") from None
@@ -195,6 +198,13 @@ class Store:
 
     def certificates_by_key(self, spki_sha256: str) -> list[CertificateRecord]:
         query = sa.select(schema.certificates).where(schema.certificates.c.spki_sha256 == spki_sha256)
+        with self.engine.connect() as conn:
+            return [CertificateRecord.from_row(r) for r in conn.execute(query)]
+
+    def unrevoked(self, now: dt.datetime) -> list[CertificateRecord]:
+        """Every unexpired, unrevoked leaf certificate (for CA termination, policy 5.8)."""
+        c = schema.certificates
+        query = sa.select(c).where(c.c.revoked_at.is_(None), c.c.not_after > _utc(now), c.c.is_ca.is_(False))
         with self.engine.connect() as conn:
             return [CertificateRecord.from_row(r) for r in conn.execute(query)]
 
@@ -229,6 +239,154 @@ class Store:
                 StatusRow(int(r.serial, 16), _aware(r.not_after), _aware(r.revoked_at), r.revocation_reason)  # type: ignore[arg-type]
                 for r in rows
             ]
+
+    def statuses_of(self, issuer_id: str, serials: list[int]) -> list[StatusRow]:
+        """Status of the named serials (expired ones included; unknown ones absent)."""
+        c = schema.certificates
+        out: list[StatusRow] = []
+        with self.engine.connect() as conn:
+            for i in range(0, len(serials), 500):
+                chunk = [serial_hex(s) for s in serials[i:i + 500]]
+                query = sa.select(c.c.serial, c.c.not_after, c.c.revoked_at, c.c.revocation_reason).where(
+                    c.c.issuer_id == issuer_id, c.c.serial.in_(chunk)
+                )
+                out.extend(
+                    StatusRow(int(r.serial, 16), _aware(r.not_after), _aware(r.revoked_at), r.revocation_reason)  # type: ignore[arg-type]
+                    for r in conn.execute(query)
+                )
+        return out
+
+    # -- revocation -----------------------------------------------------------------------
+
+    def revoke(
+        self,
+        record: CertificateRecord,
+        *,
+        reason: str,
+        revoked_at: dt.datetime,
+        at: dt.datetime,
+        audit: dict[str, Any],
+        replace: bool = False,
+    ) -> CertificateRecord:
+        """Record a revocation durably, with its outbox work and audit entry, in one transaction.
+
+        `replace` allows changing an existing revocation (BR 7.2.2: a later key compromise
+        finding updates reason and date); otherwise an existing revocation is a ConflictError.
+        """
+        c = schema.certificates
+        condition = [c.c.issuer_id == record.issuer_id, c.c.serial == record.serial_hex]
+        if not replace:
+            condition.append(c.c.revoked_at.is_(None))
+        with self._begin() as conn:
+            result = conn.execute(
+                c.update().where(*condition).values(revoked_at=_utc(revoked_at), revocation_reason=reason)
+            )
+            if result.rowcount != 1:
+                raise ConflictError(f"certificate {record.serial_hex} is already revoked")
+            self._outbox(conn, "ocsp", record.issuer_id, record.serial_hex, at)
+            self._outbox(conn, "crl", record.issuer_id, None, at)
+            self._audit(conn, at, "revoke", record.issuer_id, record.serial_hex, audit)
+        return dataclasses.replace(record, revoked_at=revoked_at, revocation_reason=reason)
+
+    def block_key(self, spki_sha256: str, reason: str, at: dt.datetime) -> None:
+        with self._begin() as conn:
+            exists = conn.execute(
+                sa.select(schema.blocked_keys.c.spki_sha256).where(schema.blocked_keys.c.spki_sha256 == spki_sha256)
+            ).first()
+            if exists is None:
+                conn.execute(schema.blocked_keys.insert().values(spki_sha256=spki_sha256, reason=reason,
+                                                                 blocked_at=_utc(at)))
+                self._audit(conn, at, "block-key", None, None, {"spki_sha256": spki_sha256, "reason": reason})
+
+    def revocations(self, issuer_id: str) -> list[CertificateRecord]:
+        """Every revoked certificate of the issuer still owed a CRL entry (RFC 5280 3.3)."""
+        c = schema.certificates
+        query = sa.select(c).where(
+            c.c.issuer_id == issuer_id, c.c.revoked_at.is_not(None), c.c.crl_shown_after_expiry.is_(False)
+        )
+        with self.engine.connect() as conn:
+            return [CertificateRecord.from_row(r) for r in conn.execute(query)]
+
+    def revoked_entries(self, issuer_id: str) -> Iterator[tuple[str, dt.datetime, str, dt.datetime]]:
+        """(serial hex, revoked_at, reason, not_after) of revocations still owed a CRL entry; streamed."""
+        c = schema.certificates
+        query = (
+            sa.select(c.c.serial, c.c.revoked_at, c.c.revocation_reason, c.c.not_after)
+            .where(c.c.issuer_id == issuer_id, c.c.revoked_at.is_not(None), c.c.crl_shown_after_expiry.is_(False))
+            .execution_options(yield_per=10000)
+        )
+        with self.engine.connect() as conn:
+            for r in conn.execute(query):
+                yield r.serial, _aware(r.revoked_at), r.revocation_reason, _aware(r.not_after)  # type: ignore[misc]
+
+    # -- outbox ---------------------------------------------------------------------------
+
+    @staticmethod
+    def _outbox(conn: Connection, kind: str, issuer_id: str, serial: str | None, at: dt.datetime) -> None:
+        conn.execute(schema.outbox.insert().values(kind=kind, issuer_id=issuer_id, serial=serial,
+                                                   created_at=_utc(at)))
+
+    def pending_outbox(self) -> list[tuple[int, str, str, str | None]]:
+        """(id, kind, issuer_id, serial hex) of work not yet done, oldest first."""
+        o = schema.outbox
+        query = sa.select(o.c.id, o.c.kind, o.c.issuer_id, o.c.serial).where(o.c.done_at.is_(None)).order_by(o.c.id)
+        with self.engine.connect() as conn:
+            return [(r.id, r.kind, r.issuer_id, r.serial) for r in conn.execute(query)]
+
+    def outbox_done(self, ids: list[int], at: dt.datetime) -> None:
+        if ids:
+            with self._begin() as conn:
+                conn.execute(schema.outbox.update().where(schema.outbox.c.id.in_(ids)).values(done_at=_utc(at)))
+
+    # -- CRLs -----------------------------------------------------------------------------
+
+    def allocate_crl_number(self, issuer_id: str, *, this_update: dt.datetime, next_update: dt.datetime,
+                            scheduled: bool) -> int:
+        """Reserve the next CRL number (RFC 5280 5.2.3); never reused, even across backends.
+
+        The unique (issuer, number) constraint turns a race between two backends into a retry.
+        """
+        k = schema.crls
+        for _attempt in range(20):
+            try:
+                with self._begin() as conn:
+                    current = conn.execute(
+                        sa.select(sa.func.max(k.c.number)).where(k.c.issuer_id == issuer_id)
+                    ).scalar_one()
+                    number = (current or 0) + 1
+                    conn.execute(k.insert().values(
+                        issuer_id=issuer_id, number=number, this_update=_utc(this_update),
+                        next_update=_utc(next_update), scheduled=scheduled,
+                    ))
+                    return int(number)
+            except sa.exc.IntegrityError:
+                continue
+        raise ServiceError("could not allocate a CRL number: too much contention")
+
+    def crl_published(self, issuer_id: str, number: int, *, entries: int, sha256: str, at: dt.datetime,
+                      shown_after_expiry: list[str]) -> None:
+        k, c = schema.crls, schema.certificates
+        with self._begin() as conn:
+            conn.execute(k.update().where(k.c.issuer_id == issuer_id, k.c.number == number).values(
+                entries=entries, sha256=sha256, published_at=_utc(at)))
+            for i in range(0, len(shown_after_expiry), 500):
+                conn.execute(c.update().where(
+                    c.c.issuer_id == issuer_id, c.c.serial.in_(shown_after_expiry[i:i + 500])
+                ).values(crl_shown_after_expiry=True))
+            self._audit(conn, at, "crl", issuer_id, None, {"number": number, "entries": entries, "sha256": sha256})
+
+    def last_crl(self, issuer_id: str, *, scheduled: bool | None = None) -> dict[str, Any] | None:
+        k = schema.crls
+        query = sa.select(k).where(k.c.issuer_id == issuer_id, k.c.published_at.is_not(None))
+        if scheduled is not None:
+            query = query.where(k.c.scheduled.is_(scheduled))
+        query = query.order_by(k.c.number.desc()).limit(1)
+        with self.engine.connect() as conn:
+            r = conn.execute(query).first()
+        if r is None:
+            return None
+        return {"number": int(r.number), "this_update": _aware(r.this_update), "next_update": _aware(r.next_update),
+                "scheduled": bool(r.scheduled), "entries": r.entries}
 
     # -- keys -----------------------------------------------------------------------------
 

@@ -1,0 +1,112 @@
+"""Wires the backend (the process that holds keys) from settings: store, keys, CA, presigner.
+
+Objects are built on first use so that a command touches only what it needs (`ca-certs` opens no
+database, `issue` opens no worker pool). Does I/O through the objects it builds.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import redis
+
+from shirushi.ca.authority import OCSP_SIGNER, Authority
+from shirushi.cache.writer import CacheWriter, connect
+from shirushi.clock import Clock, SystemClock
+from shirushi.config import Settings
+from shirushi.crl.service import CRLService
+from shirushi.errors import ServiceError, ShirushiError
+from shirushi.presign.presigner import Presigner
+from shirushi.revocation import Revoker
+from shirushi.signing import KeyStore
+from shirushi.store import CertificateRecord, Store
+
+
+class Backend:
+    def __init__(self, settings: Settings, clock: Clock | None = None) -> None:
+        self.settings = settings
+        self.clock = clock or SystemClock()
+
+    @functools.cached_property
+    def store(self) -> Store:
+        return Store.open(self.settings.database_url)
+
+    @functools.cached_property
+    def keys(self) -> KeyStore:
+        from shirushi.signing.backend import keystore
+
+        return keystore(self.settings)
+
+    @functools.cached_property
+    def redis(self) -> redis.Redis:
+        return connect(self.settings.redis_url, self.settings.redis.timeout)
+
+    @functools.cached_property
+    def writer(self) -> CacheWriter:
+        return CacheWriter(self.redis)
+
+    @functools.cached_property
+    def presigner(self) -> Presigner:
+        return Presigner(self.settings, self.store, self.writer, self.keys.open(OCSP_SIGNER), self.clock)
+
+    @functools.cached_property
+    def authority(self) -> Authority:
+        authority = Authority(self.settings, self.store, self.keys, self.clock)
+        authority.on_issued.append(self._presign_issued)
+        return authority
+
+    @functools.cached_property
+    def crls(self) -> CRLService:
+        return CRLService(self.settings, self.store, self.keys, self.clock)
+
+    @functools.cached_property
+    def revoker(self) -> Revoker:
+        return Revoker(self.store, self.clock, lambda record: self.drain_outbox())
+
+    def _presign_issued(self, record: CertificateRecord) -> None:
+        """BR 4.9.10: an authoritative response within 15 minutes of issuance; we do it at once."""
+        pending = self.drain_outbox(serial=record.serial_hex)
+        if pending:
+            raise ServiceError(f"{'; '.join(pending)}; `serve` finishes it when it runs")
+
+    def drain_outbox(self, *, serial: str | None = None) -> list[str]:
+        """Do the follow-up work committed with issuances and revocations; say what failed.
+
+        OCSP work is grouped per issuer into one signing batch (announced to responders so any
+        in-process copy is dropped), CRL work into one new CRL per issuer. Work that fails stays
+        in the outbox for the next drain (every few seconds under `serve`, at start at the latest).
+        """
+        work = self.store.pending_outbox()
+        if serial is not None:
+            work = [w for w in work if w[1] == "ocsp" and w[3] == serial]
+        pending: list[str] = []
+        done: list[int] = []
+        ocsp: dict[str, list[tuple[int, str]]] = {}
+        crl: dict[str, list[int]] = {}
+        for work_id, kind, issuer, item in work:
+            if kind == "ocsp" and item is not None:
+                ocsp.setdefault(issuer, []).append((work_id, item))
+            elif kind == "crl":
+                crl.setdefault(issuer, []).append(work_id)
+        for issuer, items in ocsp.items():
+            rows = self.store.statuses_of(issuer, [int(s, 16) for _, s in items])
+            try:
+                if rows:
+                    self.presigner.presign(rows, announce=True)
+                done += [work_id for work_id, _ in items]
+            except ShirushiError as exc:
+                pending.append(f"OCSP response not yet in Redis ({exc})")
+        for issuer, ids in crl.items():
+            try:
+                self.crls.generate(self.crls.issuer_name(issuer), scheduled=False)
+                done += ids
+            except ShirushiError as exc:
+                pending.append(f"CRL not yet published ({exc})")
+        self.store.outbox_done(done, self.clock.now())
+        return pending
+
+    def close(self) -> None:
+        if "redis" in self.__dict__:
+            self.redis.close()
+        if "store" in self.__dict__:
+            self.store.close()

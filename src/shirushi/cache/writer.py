@@ -1,0 +1,97 @@
+"""Write side of the response cache: pipelined SETs, the refresh schedule, invalidation. Redis I/O.
+
+Besides the records (see records.py) the writer keeps, per issuer, a sorted set
+`shirushi:ocsp:{issuer}:due` of serial -> Unix time when its responses are due for re-signing.
+The 24 h refresh takes what is due from it in batches, so it is resumable after a crash and spread
+over the interval by jitter, with no scan of the store.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable
+
+import redis
+
+from shirushi.cache import records
+from shirushi.errors import ServiceError
+
+
+def due_key(issuer: str) -> str:
+    return f"{records.PREFIX}{issuer}:due"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Entry:
+    """One record to store: key, packed value, TTL in seconds."""
+
+    key: str
+    value: bytes
+    ttl: int
+
+
+def connect(url: str, timeout: float) -> redis.Redis:
+    return redis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout)
+
+
+class CacheWriter:
+    def __init__(self, client: redis.Redis) -> None:
+        self.client = client
+
+    def _run(self, pipe: redis.client.Pipeline) -> None:
+        try:
+            pipe.execute()
+        except redis.RedisError as exc:
+            raise ServiceError(f"Redis write failed: {exc}") from None
+
+    def put(self, issuer: str, entries: Iterable[Entry], due: dict[int, int], *, announce: bool = False) -> None:
+        """Store records and their next due times in one pipeline (one round trip).
+
+        `announce` publishes each key on the invalidation channel so responders holding an
+        in-process copy drop it at once (used on revocation).
+        """
+        pipe = self.client.pipeline(transaction=False)
+        keys = []
+        for entry in entries:
+            pipe.set(entry.key, entry.value, ex=max(1, entry.ttl))
+            keys.append(entry.key)
+        if due:
+            pipe.zadd(due_key(issuer), {format(s, "x"): t for s, t in due.items()})
+        if announce:
+            for key in keys:
+                pipe.publish(records.INVALIDATE_CHANNEL, key)
+        self._run(pipe)
+
+    def forget(self, issuer: str, serials: Iterable[int]) -> None:
+        """Stop refreshing these serials (expired certificates, RFC 9919 3.2.3)."""
+        members = [format(s, "x") for s in serials]
+        if members:
+            pipe = self.client.pipeline(transaction=False)
+            pipe.zrem(due_key(issuer), *members)
+            self._run(pipe)
+
+    def due(self, issuer: str, now: int, limit: int) -> list[int]:
+        try:
+            members = self.client.zrangebyscore(due_key(issuer), "-inf", now, start=0, num=limit)
+        except redis.RedisError as exc:
+            raise ServiceError(f"Redis read failed: {exc}") from None
+        return [int(m, 16) for m in members]  # type: ignore[union-attr,arg-type]
+
+    def is_complete(self, issuer: str) -> bool:
+        try:
+            return bool(self.client.exists(records.complete_key(issuer)))
+        except redis.RedisError as exc:
+            raise ServiceError(f"Redis read failed: {exc}") from None
+
+    def mark_complete(self, issuer: str, at: int) -> None:
+        try:
+            self.client.set(records.complete_key(issuer), str(at))
+        except redis.RedisError as exc:
+            raise ServiceError(f"Redis write failed: {exc}") from None
+
+    def get(self, key: str) -> records.Record | None:
+        try:
+            value = self.client.get(key)
+        except redis.RedisError as exc:
+            raise ServiceError(f"Redis read failed: {exc}") from None
+        return records.unpack(value) if isinstance(value, bytes) else None

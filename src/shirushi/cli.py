@@ -1,0 +1,307 @@
+"""The `shirushi` command line: parses arguments, builds objects from settings, maps errors.
+
+Every ShirushiError becomes one line on stderr and its exit code; nothing else reaches the user
+as a traceback (set SHIRUSHI_DEBUG=1 to see one).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import sys
+import traceback
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from shirushi import __version__
+from shirushi.clock import whole_seconds
+from shirushi.config import Settings, load
+from shirushi.errors import InputError, ShirushiError
+
+Command = Callable[[Settings, argparse.Namespace], int]
+
+
+def _read_file(path: str, what: str) -> bytes:
+    try:
+        return Path(path).read_bytes() if path != "-" else sys.stdin.buffer.read()
+    except FileNotFoundError:
+        raise InputError(f"{what} {path}: no such file") from None
+    except IsADirectoryError:
+        raise InputError(f"{what} {path} is a directory") from None
+    except OSError as exc:
+        raise InputError(f"cannot read {what} {path}: {exc.strerror}") from None
+
+
+def cmd_init(settings: Settings, args: argparse.Namespace) -> int:
+    from shirushi.backend import Backend
+
+    backend = Backend(settings)
+    try:
+        done = backend.authority.init()
+    finally:
+        backend.close()
+    for line in done:
+        print(line)
+    if not done:
+        print(f"already initialised in {settings.data_path}; nothing to do")
+    return 0
+
+
+def cmd_issue(settings: Settings, args: argparse.Namespace) -> int:
+    from shirushi.backend import Backend
+    from shirushi.ca.authority import load_hierarchy, pem
+
+    csr = _read_file(args.csr, "CSR file")
+    backend = Backend(settings)
+    try:
+        issued = backend.authority.issue(csr, dns_names=args.dns, days=args.days, subject=args.subject)
+    finally:
+        backend.close()
+    hierarchy = load_hierarchy(settings)
+    sys.stdout.write(pem(issued.certificate) + pem(hierarchy.issuing))
+    for warning in issued.warnings:
+        print(f"shirushi: warning: {warning}", file=sys.stderr)
+    return 0
+
+
+def cmd_ca_certs(settings: Settings, args: argparse.Namespace) -> int:
+    from shirushi.ca.authority import load_hierarchy, pem
+
+    hierarchy = load_hierarchy(settings)
+    sys.stdout.write(pem(hierarchy.issuing) + pem(hierarchy.root))
+    return 0
+
+
+def cmd_presign(settings: Settings, args: argparse.Namespace) -> int:
+    from shirushi.backend import Backend
+
+    backend = Backend(settings)
+    try:
+        if args.all:
+            count = backend.presigner.full_load()
+        else:
+            count = backend.presigner.ensure_complete() or 0
+            count += backend.presigner.refresh_due()
+    finally:
+        backend.close()
+    print(f"signed responses for {count} certificate(s)")
+    return 0
+
+
+def parse_serial(text: str) -> int:
+    """A serial as `openssl x509 -serial` prints it (hex; colons and 0x tolerated)."""
+    cleaned = text.strip().lower().removeprefix("serial=").removeprefix("0x").replace(":", "")
+    try:
+        value = int(cleaned, 16)
+    except ValueError:
+        raise InputError(f"serial {text!r} is not hexadecimal") from None
+    if value <= 0 or value.bit_length() > 160:
+        raise InputError(f"serial {text!r} is out of range")
+    return value
+
+
+def parse_time(text: str) -> dt.datetime:
+    try:
+        value = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise InputError(f"time {text!r} is not ISO 8601, e.g. 2026-11-29T09:00:00Z") from None
+    if value.tzinfo is None:
+        raise InputError(f"time {text!r} has no time zone; add Z for UTC")
+    return whole_seconds(value)
+
+
+def cmd_revoke(settings: Settings, args: argparse.Namespace) -> int:
+    from shirushi.backend import Backend
+    from shirushi.ca.csr import load_csr, spki_sha256
+
+    backend = Backend(settings)
+    try:
+        if args.key_of:
+            data = _read_file(args.key_of, "certificate or CSR file")
+            key = _public_key_of(data, load_csr)
+            records = backend.store.certificates_by_key(spki_sha256(key))
+            if not records:
+                raise InputError("no certificate with that key was issued by this CA")
+            if args.reason == "keyCompromise":
+                backend.store.block_key(spki_sha256(key), "keyCompromise reported by the operator",
+                                        backend.clock.now())
+            results = backend.revoker.revoke_many(records, args.reason, requested_by="operator")
+        elif args.all:
+            if not args.yes:
+                raise InputError("--all revokes every certificate of the CA (policy 5.8); add --yes to confirm")
+            records = backend.store.unrevoked(backend.clock.now())
+            results = backend.revoker.revoke_many(records, args.reason, requested_by="operator (CA termination)")
+        else:
+            if args.serial is None:
+                raise InputError("name a SERIAL, or use --key-of FILE or --all")
+            results = [backend.revoker.revoke(parse_serial(args.serial), args.reason,
+                                              at=parse_time(args.at) if args.at else None)]
+    finally:
+        backend.close()
+    for result in results:
+        rec = result.record
+        print(f"revoked {rec.serial_hex.upper()} reason={rec.revocation_reason} at={rec.revoked_at:%Y-%m-%dT%H:%M:%SZ}")
+    pending = results[-1].pending if results else []
+    for item in pending:
+        print(f"shirushi: warning: pending: {item}", file=sys.stderr)
+    if not results:
+        print("nothing to revoke: every matching certificate is already revoked or expired")
+    return 0
+
+
+def _public_key_of(data: bytes, load_csr: Callable[[bytes], Any]) -> Any:
+    from cryptography import x509
+
+    try:
+        if b"CERTIFICATE REQUEST" in data:
+            return load_csr(data).public_key()
+        return (x509.load_pem_x509_certificate(data) if b"-----BEGIN" in data
+                else x509.load_der_x509_certificate(data)).public_key()
+    except ValueError:
+        raise InputError("expected a PEM/DER certificate or CSR") from None
+
+
+def cmd_crl(settings: Settings, args: argparse.Namespace) -> int:
+    from shirushi.backend import Backend
+
+    backend = Backend(settings)
+    try:
+        names = ["issuing-ca", "root"] if args.issuer == "all" else [args.issuer]
+        for name in names:
+            published = backend.crls.generate(name, scheduled=True)
+            print(f"published {published.path} number={published.number} entries={published.entries} "
+                  f"nextUpdate={published.next_update:%Y-%m-%dT%H:%M:%SZ}")
+    finally:
+        backend.close()
+    return 0
+
+
+def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
+    from shirushi.serve import serve
+
+    return serve(settings, args.config)
+
+
+def cmd_staple(settings: Settings, args: argparse.Namespace) -> int:
+    from shirushi import staple
+    from shirushi.clock import SystemClock
+    from shirushi.config import parse_duration
+
+    clock = SystemClock()
+    if bool(args.cert) == bool(args.dir):
+        raise InputError("give either --cert FILE --out FILE, or --dir DIR")
+
+    def run() -> int:
+        if args.dir:
+            return staple.staple_dir(Path(args.dir), url=args.url, now=clock.now, say=print)
+        if not args.out:
+            raise InputError("--cert needs --out FILE")
+        result = staple.staple_one(Path(args.cert), Path(args.out),
+                                   issuer_path=Path(args.issuer) if args.issuer else None, url=args.url,
+                                   now=clock.now)
+        print(f"{result.path}: {result.status}, nextUpdate {result.next_update:%Y-%m-%dT%H:%M:%SZ}")
+        return 0
+
+    if args.every:
+        try:
+            every = parse_duration(args.every)
+        except ValueError as exc:
+            raise InputError(str(exc)) from None
+        staple.refresh_forever(run, every, print)
+    return 1 if run() else 0
+
+
+def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
+    from shirushi.demo import demo
+
+    return demo(settings, args.config, serve_after=not args.no_serve)
+
+
+def cmd_responder(settings: Settings, args: argparse.Namespace) -> int:
+    from shirushi.responder import run
+
+    return run(settings)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="shirushi", description="Shirushi (印): a certificate authority with a fast OCSP/CRL status core."
+    )
+    parser.add_argument("--config", metavar="PATH", help="TOML settings file (default: $SHIRUSHI_CONFIG)")
+    parser.add_argument("--version", action="version", version=f"shirushi {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    p = sub.add_parser("init", help="create the CA hierarchy and database where missing")
+    p.set_defaults(func=cmd_init)
+
+    p = sub.add_parser("issue", help="issue a server certificate from a CSR")
+    p.add_argument("--csr", required=True, metavar="FILE", help="PEM or DER CSR ('-' for stdin)")
+    p.add_argument("--dns", action="append", metavar="NAME", help="DNS name (repeat); default: the CSR's SANs")
+    p.add_argument("--days", type=int, metavar="N", help="validity in days (capped by policy and BR)")
+    p.add_argument("--subject", metavar="DN", help="subject as validated by the RA, e.g. 'C=JP, ST=..., L=..., O=...'")
+    p.set_defaults(func=cmd_issue)
+
+    p = sub.add_parser("ca-certs", help="print the issuing CA certificate(s) then the root, PEM")
+    p.set_defaults(func=cmd_ca_certs)
+
+    p = sub.add_parser("presign", help="re-sign every OCSP response that is due now")
+    p.add_argument("--all", action="store_true", help="re-sign every response, due or not")
+    p.set_defaults(func=cmd_presign)
+
+    p = sub.add_parser("revoke", help="revoke a certificate (or all with one key, or all)")
+    p.add_argument("serial", nargs="?", metavar="SERIAL", help="hex serial as `openssl x509 -serial` prints it")
+    p.add_argument("--reason", default="unspecified", metavar="NAME",
+                   help="RFC 5280 reason: unspecified, keyCompromise, affiliationChanged, superseded, "
+                        "cessationOfOperation, privilegeWithdrawn")
+    p.add_argument("--at", metavar="TIME", help="compromise time for keyCompromise (ISO 8601, UTC)")
+    p.add_argument("--key-of", metavar="FILE", help="revoke every certificate with the key of this certificate/CSR")
+    p.add_argument("--all", action="store_true", help="revoke every unexpired certificate (CA termination)")
+    p.add_argument("--yes", action="store_true", help="confirm --all")
+    p.set_defaults(func=cmd_revoke)
+
+    p = sub.add_parser("crl", help="generate and publish the CRL now")
+    p.add_argument("--issuer", choices=["issuing-ca", "root", "all"], default="all")
+    p.set_defaults(func=cmd_crl)
+
+    p = sub.add_parser("serve", help="run everything: responder, repository, API, schedules")
+    p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("staple", help="write the current OCSP response of a certificate for stapling")
+    p.add_argument("--cert", metavar="FILE", help="certificate (PEM, optionally followed by its chain)")
+    p.add_argument("--out", metavar="FILE", help="where to write the DER response")
+    p.add_argument("--issuer", metavar="FILE", help="issuer certificate, if not in --cert")
+    p.add_argument("--dir", metavar="DIR", help="every NAME.pem in DIR gets NAME.pem.ocsp (HAProxy naming)")
+    p.add_argument("--url", metavar="URL", help="OCSP responder (default: the certificate's AIA)")
+    p.add_argument("--every", metavar="DURATION", help="keep running, refreshing this often (e.g. 1h)")
+    p.set_defaults(func=cmd_staple)
+
+    p = sub.add_parser("demo", help="init if needed, serve, issue a sample certificate, print checks")
+    p.add_argument("--no-serve", action="store_true", help="stop after printing the checks")
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("responder", help="run only the OCSP responder (no keys, no database)")
+    p.set_defaults(func=cmd_responder)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        settings = load(args.config)
+        result: int = args.func(settings, args)
+        return result
+    except ShirushiError as exc:
+        print(f"shirushi: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        return 0
+    except Exception as exc:
+        if os.environ.get("SHIRUSHI_DEBUG"):
+            traceback.print_exc()
+        print(f"shirushi: internal error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 70

@@ -1,0 +1,138 @@
+"""`shirushi demo`: the all-in-one main job. Starts `serve`, issues a sample, prints checks.
+
+Idempotent: `init` creates only what is missing; each run issues one more sample certificate
+into `{data_dir}/demo/`. Then it keeps serving until interrupted (or stops at once with
+`--no-serve`). Does I/O: processes, files, network on loopback.
+"""
+
+from __future__ import annotations
+
+import shlex
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.x509.oid import NameOID
+
+from shirushi.backend import Backend
+from shirushi.ca.authority import load_hierarchy, pem
+from shirushi.config import Settings, parse_listen
+from shirushi.errors import ServiceError
+
+SAMPLE_HOST = "www.example.jp"
+
+
+def wait_for_port(listen: str, timeout: float, process: subprocess.Popen[bytes]) -> None:
+    host, port = parse_listen(listen)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise ServiceError(f"`shirushi serve` exited with status {process.returncode}")
+        try:
+            with socket.create_connection((host, port), timeout=1):
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise ServiceError(f"nothing listens on {listen} after {timeout:.0f} s")
+
+
+def sample_request(directory: Path) -> bytes:
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    directory.mkdir(parents=True, exist_ok=True)
+    key_path = directory / "sample.key"
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    key_path.chmod(0o600)
+    subject = x509.Name([
+        x509.NameAttribute(NameOID.COUNTRY_NAME, "JP"),
+        x509.NameAttribute(NameOID.STATE_OR_PROVINCE_NAME, "Tokyo"),
+        x509.NameAttribute(NameOID.LOCALITY_NAME, "Chiyoda-ku"),
+        x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Shirushi Demo Subscriber"),
+        x509.NameAttribute(NameOID.COMMON_NAME, SAMPLE_HOST),
+    ])
+    csr = (
+        x509.CertificateSigningRequestBuilder()
+        .subject_name(subject)
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(SAMPLE_HOST)]), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    data = csr.public_bytes(serialization.Encoding.PEM)
+    (directory / "sample.csr").write_bytes(data)
+    return data
+
+
+def demo(settings: Settings, config_path: str | None, *, serve_after: bool = True) -> int:
+    backend = Backend(settings)
+    try:
+        for line in backend.authority.init():
+            print(line)
+    finally:
+        backend.close()
+    args = [sys.executable, "-m", "shirushi"] + (["--config", config_path] if config_path else []) + ["serve"]
+    server = subprocess.Popen(args, stdin=subprocess.DEVNULL)
+    try:
+        wait_for_port(settings.repository.listen, 120, server)
+        wait_for_port(settings.ocsp.listen, 120, server)
+        directory = settings.data_path / "demo"
+        backend = Backend(settings)
+        try:
+            issued = backend.authority.issue(sample_request(directory))
+        finally:
+            backend.close()
+        hierarchy = load_hierarchy(settings)
+        (directory / "sample.pem").write_text(pem(issued.certificate))
+        (directory / "chain.pem").write_text(pem(issued.certificate) + pem(hierarchy.issuing))
+        (directory / "issuing-ca.pem").write_text(pem(hierarchy.issuing))
+        (directory / "root.pem").write_text(pem(hierarchy.root))
+        for warning in issued.warnings:
+            print(f"warning: {warning}")
+        print_checks(settings, directory, issued.record.serial_hex.upper(), config_path)
+        if not serve_after:
+            return 0
+        print("\nServing; press Ctrl-C to stop.", flush=True)
+        return server.wait()
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        if server.poll() is None:
+            server.send_signal(signal.SIGTERM)
+            try:
+                server.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                server.kill()
+
+
+def print_checks(settings: Settings, directory: Path, serial: str, config_path: str | None) -> None:
+    d = shlex.quote(str(directory))
+    repo = settings.repository.url.rstrip("/")
+    ocsp = settings.ocsp.url
+    conf = f" --config {shlex.quote(config_path)}" if config_path else ""
+    print(f"""
+Issued a sample certificate for {SAMPLE_HOST}, serial {serial}, into {directory}/.
+Check it with stock tools (paste these):
+
+  # the chain verifies as a TLS server certificate
+  openssl verify -x509_strict -purpose sslserver -CAfile {d}/root.pem -untrusted {d}/issuing-ca.pem {d}/sample.pem
+
+  # OCSP over POST: expect "Response verify OK" and "good"
+  openssl ocsp -issuer {d}/issuing-ca.pem -cert {d}/sample.pem -url {ocsp} -CAfile {d}/root.pem -no_nonce
+
+  # OCSP over GET with curl
+  openssl ocsp -issuer {d}/issuing-ca.pem -cert {d}/sample.pem -no_nonce -reqout /tmp/req.der
+  curl -s -o /tmp/resp.der "{ocsp}$(base64 -w0 /tmp/req.der)"
+  openssl ocsp -respin /tmp/resp.der -resp_text -noverify | grep 'Cert Status'
+
+  # the CRL from the repository, signed by the issuing CA
+  curl -s -o /tmp/ca.crl {repo}/issuing-ca.crl
+  openssl crl -inform DER -in /tmp/ca.crl -CAfile {d}/issuing-ca.pem -noout -text | head -20
+
+  # revoke it, then ask again: "revoked"
+  shirushi{conf} revoke {serial} --reason keyCompromise
+  openssl ocsp -issuer {d}/issuing-ca.pem -cert {d}/sample.pem -url {ocsp} -CAfile {d}/root.pem -no_nonce
+""", flush=True)

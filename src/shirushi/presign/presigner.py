@@ -1,0 +1,186 @@
+"""The presigner: signs OCSP responses for stored certificates and writes them to Redis.
+
+Three entry points: `presign()` for a few serials (issuance, revocation: before the command
+returns), `full_load()` for everything (at start, when the cache lacks its completion marker),
+and `refresh_due()` for the periodic re-signing. Large batches are signed in worker processes,
+one per core, each opening its own key handle (PKCS#11 handles never cross a fork).
+Does I/O: store reads, signer calls, Redis writes.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import dataclasses
+import datetime as dt
+import os
+from collections.abc import Iterator, Sequence
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+
+from shirushi.asn1.ocsp import IssuerHashes, Status, build_response
+from shirushi.cache import records
+from shirushi.cache.writer import CacheWriter, Entry
+from shirushi.clock import Clock
+from shirushi.config import Settings, parse_duration
+from shirushi.presign import planner
+from shirushi.signing import Signer
+from shirushi.store.store import StatusRow, Store
+
+
+@dataclasses.dataclass(frozen=True)
+class SigningContext:
+    """Everything a worker needs to sign responses for one issuer (picklable)."""
+
+    issuer_id: str
+    hashes: tuple[IssuerHashes, ...]
+    signer_cert_der: bytes
+    validity: dt.timedelta
+    interval: dt.timedelta
+
+    @classmethod
+    def create(cls, issuer: x509.Certificate, signer_cert: x509.Certificate, settings: Settings) -> SigningContext:
+        from shirushi.asn1.ocsp import public_key_bits
+
+        return cls(
+            issuer_id=records.issuer_id(public_key_bits(issuer)),
+            hashes=tuple(IssuerHashes.of(issuer, alg) for alg in records.HASH_ALGORITHMS),
+            signer_cert_der=signer_cert.public_bytes(serialization.Encoding.DER),
+            validity=parse_duration(settings.presign.validity),
+            interval=parse_duration(settings.presign.interval),
+        )
+
+
+def sign_rows(
+    rows: Sequence[StatusRow], ctx: SigningContext, signer: Signer, now: dt.datetime
+) -> tuple[list[Entry], dict[int, int]]:
+    """Sign a response per row and CertID hash algorithm; return cache entries and due times."""
+    signer_cert = x509.load_der_x509_certificate(ctx.signer_cert_der)
+    entries: list[Entry] = []
+    due: dict[int, int] = {}
+    for row in rows:
+        win = planner.window(
+            now, validity=ctx.validity, interval=ctx.interval, signer_not_after=signer_cert.not_valid_after_utc
+        )
+        status = Status(row.revoked_at, row.reason)
+        # A revoked status is final, but it is re-signed on the same schedule so that it never
+        # lapses while the certificate is unexpired.
+        for hashes in ctx.hashes:
+            der = build_response(
+                issuer=hashes, serial=row.serial, status=status, this_update=win.this_update,
+                next_update=win.next_update, signer_cert=signer_cert, signer=signer,
+            )
+            record = records.make_record(
+                der, int(win.this_update.timestamp()), int(win.next_update.timestamp()), int(win.due.timestamp())
+            )
+            ttl = int((win.next_update - now).total_seconds())
+            entries.append(Entry(records.response_key(ctx.issuer_id, hashes.alg, row.serial), record.pack(), ttl))
+        due[row.serial] = int(win.due.timestamp())
+    return entries, due
+
+
+# -- worker processes ------------------------------------------------------------------------
+
+_worker_signer: Signer | None = None
+
+
+def _worker_init(settings: Settings) -> None:
+    global _worker_signer
+    from shirushi.signing.backend import keystore
+
+    _worker_signer = keystore(settings).open("ocsp-signer")
+
+
+def _worker_sign(
+    rows: Sequence[StatusRow], ctx: SigningContext, now: dt.datetime
+) -> tuple[list[Entry], dict[int, int]]:
+    assert _worker_signer is not None
+    return sign_rows(rows, ctx, _worker_signer, now)
+
+
+class Presigner:
+    def __init__(
+        self,
+        settings: Settings,
+        store: Store,
+        writer: CacheWriter,
+        signer: Signer,
+        clock: Clock,
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.writer = writer
+        self.signer = signer
+        self.clock = clock
+        self.workers = settings.presign.workers or (os.cpu_count() or 1)
+        self.batch = settings.presign.batch
+
+    def context(self) -> SigningContext:
+        from shirushi.ca.authority import load_hierarchy
+
+        hierarchy = load_hierarchy(self.settings)
+        return SigningContext.create(hierarchy.issuing, hierarchy.ocsp_signer, self.settings)
+
+    def presign(self, rows: Sequence[StatusRow], *, announce: bool = False) -> None:
+        """Sign and store responses for these rows now, in this process (small jobs)."""
+        ctx = self.context()
+        entries, due = sign_rows(rows, ctx, self.signer, self.clock.now())
+        self.writer.put(ctx.issuer_id, entries, due, announce=announce)
+
+    def _sign_batches(self, ctx: SigningContext, batches: Iterator[list[StatusRow]]) -> int:
+        """Sign batches over the worker processes, writing each result as it arrives."""
+        count = 0
+        now = self.clock.now()
+        if self.workers <= 1:
+            for rows in batches:
+                entries, due = sign_rows(rows, ctx, self.signer, now)
+                self.writer.put(ctx.issuer_id, entries, due)
+                count += len(rows)
+            return count
+        with concurrent.futures.ProcessPoolExecutor(
+            max_workers=self.workers, initializer=_worker_init, initargs=(self.settings,)
+        ) as pool:
+            pending: set[concurrent.futures.Future[tuple[list[Entry], dict[int, int]]]] = set()
+            for rows in batches:
+                pending.add(pool.submit(_worker_sign, rows, ctx, now))
+                count += len(rows)
+                # Bounded look-ahead keeps memory flat however many certificates there are.
+                if len(pending) >= self.workers * 2:
+                    done, pending = concurrent.futures.wait(pending, return_when=concurrent.futures.FIRST_COMPLETED)
+                    for future in done:
+                        self.writer.put(ctx.issuer_id, *future.result())
+            for future in concurrent.futures.as_completed(pending):
+                self.writer.put(ctx.issuer_id, *future.result())
+        return count
+
+    def full_load(self) -> int:
+        """Sign every unexpired certificate, then mark the issuer's cache complete."""
+        ctx = self.context()
+        now = self.clock.now()
+        count = self._sign_batches(ctx, self.store.statuses(ctx.issuer_id, valid_at=now, batch=self.batch))
+        self.writer.mark_complete(ctx.issuer_id, int(now.timestamp()))
+        return count
+
+    def ensure_complete(self) -> int | None:
+        """Full load unless the cache says it already holds everything; returns the count signed."""
+        ctx = self.context()
+        if self.writer.is_complete(ctx.issuer_id):
+            return None
+        return self.full_load()
+
+    def refresh_due(self) -> int:
+        """Re-sign every response whose due time has come (policy 4.9.9, BR 4.9.10)."""
+        ctx = self.context()
+        now = self.clock.now()
+        total = 0
+        while True:
+            serials = self.writer.due(ctx.issuer_id, int(now.timestamp()), self.batch * max(1, self.workers))
+            if not serials:
+                return total
+            rows = self.store.statuses_of(ctx.issuer_id, serials)
+            live = [r for r in rows if r.not_after > now]
+            gone = set(serials) - {r.serial for r in live}
+            self.writer.forget(ctx.issuer_id, gone)
+            if live:
+                chunks = (live[i:i + self.batch] for i in range(0, len(live), self.batch))
+                total += self._sign_batches(ctx, chunks)

@@ -1,0 +1,146 @@
+"""Revocation: the rules (reasons, deadlines, no suspension) and the use case.
+
+Order matters (policy 4.9.5, BR 4.9.1.1): the revocation is committed to the store first, with
+outbox rows for the follow-up work, in one transaction; then the OCSP response is re-signed and
+written to Redis (announced to responders), then the CRL is regenerated and published. If a
+follow-up step fails the revocation is not lost: the outbox makes `serve` catch up, and the
+result says what is pending.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from collections.abc import Callable
+
+from shirushi.clock import Clock
+from shirushi.errors import NotFoundError, PolicyError
+from shirushi.store import CertificateRecord, Store
+
+# BR 7.2.2: the reasons a subscriber certificate's CRL entry (and OCSP response) may carry.
+SUBSCRIBER_REASONS = (
+    "unspecified",
+    "keyCompromise",
+    "affiliationChanged",
+    "superseded",
+    "cessationOfOperation",
+    "privilegeWithdrawn",
+)
+# Reasons that exist in RFC 5280 but are never used here: suspension (policy 4.9.13, BR 4.9.13)
+# and the CA-only ones (BR 7.2.2 allows cACompromise only on CRLs of CA certificates).
+REFUSED = {
+    "certificateHold": "suspension is not offered (policy 4.9.13, BR 7.2.2)",
+    "removeFromCRL": "suspension is not offered (policy 4.9.13); removeFromCRL is for delta CRLs",
+    "cACompromise": "cACompromise is for CA certificates only (BR 7.2.2)",
+    "aACompromise": "aACompromise is not allowed (BR 7.2.2)",
+}
+# BR 7.2.2: privilegeWithdrawn SHOULD NOT be offered to subscribers; the CA itself may use it.
+CA_ONLY = ("privilegeWithdrawn",)
+
+# BR 4.9.1.1: 24 hours for subscriber requests, key compromise, unauthorised requests and
+# unreliable domain validation; 5 days for the rest. A reason that can stand for either takes the
+# stricter deadline.
+FIVE_DAY_REASONS = ("affiliationChanged", "cessationOfOperation")
+
+
+def deadline(reason: str, requested_at: dt.datetime) -> dt.datetime:
+    days = 5 if reason in FIVE_DAY_REASONS else 1
+    return requested_at + dt.timedelta(days=days)
+
+
+def check_reason(reason: str, *, by_subscriber: bool) -> str:
+    """Return the reason if this requester may use it; PolicyError naming the rule otherwise."""
+    if reason in REFUSED:
+        raise PolicyError(f"reason {reason} refused: {REFUSED[reason]}")
+    if reason not in SUBSCRIBER_REASONS:
+        raise PolicyError(f"unknown reason {reason!r}; use one of: {', '.join(SUBSCRIBER_REASONS)}")
+    if by_subscriber and reason in CA_ONLY:
+        raise PolicyError(f"reason {reason} is for the CA to choose, not the subscriber (BR 7.2.2)")
+    return reason
+
+
+@dataclasses.dataclass(frozen=True)
+class Revoked:
+    record: CertificateRecord
+    pending: list[str]  # follow-up steps that failed; the outbox retries them
+
+
+class Revoker:
+    """The revoke use case over the store and a follow-up step (re-sign OCSP, publish the CRL)."""
+
+    def __init__(self, store: Store, clock: Clock, follow_up: Callable[[CertificateRecord], list[str]]) -> None:
+        self.store = store
+        self.clock = clock
+        self._follow_up = follow_up
+
+    def revoke(
+        self,
+        serial: int,
+        reason: str,
+        *,
+        at: dt.datetime | None = None,
+        by_subscriber: bool = False,
+        requested_by: str = "operator",
+        issuer_id: str | None = None,
+    ) -> Revoked:
+        record = self._commit(serial, reason, at=at, by_subscriber=by_subscriber, requested_by=requested_by,
+                              issuer_id=issuer_id)
+        return Revoked(record, self._follow_up(record))
+
+    def revoke_many(self, records: list[CertificateRecord], reason: str, *, requested_by: str) -> list[Revoked]:
+        """Bulk revocation (policy 5.8 CA termination; every certificate with a compromised key).
+
+        Each revocation is committed on its own; expired and already revoked ones are skipped.
+        The follow-up runs once at the end (one CRL for the lot).
+        """
+        check_reason(reason, by_subscriber=False)
+        now = self.clock.now()
+        done: list[CertificateRecord] = []
+        for record in records:
+            if record.revoked_at is not None or record.not_after < now:
+                continue
+            done.append(self._commit(record.serial, reason, at=None, by_subscriber=False,
+                                     requested_by=requested_by, issuer_id=record.issuer_id))
+        pending = self._follow_up(done[-1]) if done else []
+        return [Revoked(r, pending) for r in done]
+
+    def _commit(
+        self, serial: int, reason: str, *, at: dt.datetime | None, by_subscriber: bool, requested_by: str,
+        issuer_id: str | None,
+    ) -> CertificateRecord:
+        reason = check_reason(reason, by_subscriber=by_subscriber)
+        record = self.store.certificate(serial, issuer_id)
+        if record is None:
+            raise NotFoundError(f"no certificate with serial {serial:x} was issued by this CA")
+        now = self.clock.now()
+        if record.not_after < now:
+            raise PolicyError(
+                f"certificate {serial:x} expired on {record.not_after:%Y-%m-%d %H:%M:%SZ}; expired certificates "
+                "are not revoked"
+            )
+        revoked_at = now
+        if at is not None:
+            # BR 7.2.2: the revocation date may be backdated to the compromise time, and only then.
+            if reason != "keyCompromise":
+                raise PolicyError("--at (backdating) is only allowed with reason keyCompromise (BR 7.2.2)")
+            if at > now or at < record.not_before:
+                raise PolicyError("--at must lie between the certificate's notBefore and now")
+            revoked_at = at
+        # BR 7.2.2: new key-compromise evidence updates an existing revocation's reason (and date
+        # when one is given); any other second revocation is a conflict.
+        replace = (
+            record.revoked_at is not None and reason == "keyCompromise"
+            and record.revocation_reason != "keyCompromise"
+        )
+        if replace and at is None and record.revoked_at is not None:
+            revoked_at = record.revoked_at
+        audit = {
+            "reason": reason,
+            "requested_by": requested_by,
+            "requested_at": now.isoformat(),
+            "deadline": deadline(reason, now).isoformat(),
+            "effective_at": now.isoformat(),
+            "revocation_date": revoked_at.isoformat(),
+            "previous_reason": record.revocation_reason,
+        }
+        return self.store.revoke(record, reason=reason, revoked_at=revoked_at, at=now, audit=audit, replace=replace)

@@ -1,0 +1,1 @@
+"""HTTP applications of the backend (Starlette): the public repository and the RA/admin API."""

@@ -1,0 +1,261 @@
+"""The RA/admin API (JSON over HTTP, Starlette). Does I/O through the Backend.
+
+Every route but the key-compromise report and the OpenAPI document needs
+`Authorization: Bearer <api.token>`. Errors are `{"error": CODE, "detail": TEXT}` with a 4xx (or
+503) status, mapped from ShirushiError in one place. Blocking work (signing, database) runs in
+the thread pool so the event loop keeps serving.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+from typing import Any
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from shirushi.backend import Backend
+from shirushi.ca.authority import load_hierarchy, pem
+from shirushi.ca.csr import load_csr, spki_sha256
+from shirushi.errors import InputError, NotFoundError, PolicyError, ShirushiError
+from shirushi.store import CertificateRecord
+
+MAX_BODY = 64 * 1024
+
+
+def error(status: int, code: str, detail: str) -> JSONResponse:
+    return JSONResponse({"error": code, "detail": detail}, status_code=status)
+
+
+def record_json(rec: CertificateRecord) -> dict[str, Any]:
+    return {
+        "serial": rec.serial_hex.upper(),
+        "status": "revoked" if rec.revoked_at else "good",
+        "not_before": rec.not_before.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "not_after": rec.not_after.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "revocation": None if rec.revoked_at is None else {
+            "reason": rec.revocation_reason,
+            "revoked_at": rec.revoked_at.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        },
+    }
+
+
+async def _json_body(request: Request) -> dict[str, Any]:
+    body = b""
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_BODY:
+            raise InputError(f"request body over {MAX_BODY} bytes")
+    try:
+        data = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        raise InputError("request body is not JSON") from None
+    if not isinstance(data, dict):
+        raise InputError("request body must be a JSON object")
+    return data
+
+
+def _string(data: dict[str, Any], key: str, *, required: bool = True) -> str | None:
+    value = data.get(key)
+    if value is None and not required:
+        return None
+    if not isinstance(value, str) or not value:
+        raise InputError(f"field {key!r} must be a non-empty string")
+    return value
+
+
+def _serial(text: str) -> int:
+    try:
+        value = int(text.replace(":", ""), 16)
+    except ValueError:
+        raise InputError(f"serial {text!r} is not hexadecimal") from None
+    if value <= 0:
+        raise InputError(f"serial {text!r} is out of range")
+    return value
+
+
+OPENAPI: dict[str, Any] = {
+    "openapi": "3.1.0",
+    "info": {"title": "Shirushi RA/admin API", "version": "1"},
+    "components": {
+        "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+        "schemas": {
+            "Error": {"type": "object", "required": ["error", "detail"],
+                      "properties": {"error": {"type": "string"}, "detail": {"type": "string"}}},
+            "Certificate": {"type": "object", "properties": {
+                "serial": {"type": "string"}, "status": {"enum": ["good", "revoked"]},
+                "not_before": {"type": "string"}, "not_after": {"type": "string"},
+                "revocation": {"type": ["object", "null"]}}},
+        },
+    },
+    "security": [{"bearer": []}],
+    "paths": {
+        "/api/v1/certificates": {"post": {
+            "summary": "Issue a server certificate from a CSR",
+            "requestBody": {"content": {"application/json": {"schema": {"type": "object", "required": ["csr"],
+                "properties": {"csr": {"type": "string"}, "dns": {"type": "array", "items": {"type": "string"}},
+                               "days": {"type": "integer"}, "subject": {"type": "string"}}}}}},
+            "responses": {"201": {"description": "issued"}, "400": {"description": "bad request"},
+                          "401": {"description": "no or wrong token"}}}},
+        "/api/v1/certificates/{serial}": {"get": {
+            "summary": "Status of a certificate",
+            "parameters": [{"name": "serial", "in": "path", "required": True, "schema": {"type": "string"}}],
+            "responses": {"200": {"description": "the record"}, "404": {"description": "unknown serial"}}}},
+        "/api/v1/certificates/{serial}/revoke": {"post": {
+            "summary": "Revoke a certificate",
+            "parameters": [{"name": "serial", "in": "path", "required": True, "schema": {"type": "string"}}],
+            "requestBody": {"content": {"application/json": {"schema": {"type": "object",
+                "properties": {"reason": {"type": "string"}}}}}},
+            "responses": {"200": {"description": "revoked"}, "400": {"description": "reason not allowed"},
+                          "404": {"description": "unknown serial"}, "409": {"description": "already revoked"}}}},
+        "/api/v1/key-compromise": {"post": {
+            "summary": "Report a compromised key (policy 4.9.12); open to anyone",
+            "security": [],
+            "requestBody": {"content": {"application/json": {"schema": {"type": "object",
+                "properties": {"private_key": {"type": "string"}, "csr": {"type": "string"}}}}}},
+            "responses": {"200": {"description": "revoked serials"}, "400": {"description": "no valid proof"}}}},
+        "/api/v1/openapi.json": {"get": {"summary": "This document", "security": [],
+                                          "responses": {"200": {"description": "OpenAPI 3.1"}}}},
+    },
+}
+
+
+def create_app(backend: Backend) -> Starlette:
+    settings = backend.settings
+    token = settings.api.bearer_token()
+
+    def authorised(request: Request) -> JSONResponse | None:
+        if not token:
+            return error(503, "api_disabled", "set api.token or api.token_env to enable this route")
+        given = request.headers.get("authorization", "")
+        scheme, _, value = given.partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(value.strip().encode(), token.encode()):
+            return error(401, "unauthorized", "missing or wrong bearer token")
+        return None
+
+    def guarded(handler: Any, *, public: bool = False) -> Any:
+        async def endpoint(request: Request) -> Response:
+            if not public:
+                denied = authorised(request)
+                if denied is not None:
+                    return denied
+            try:
+                response: Response = await handler(request)
+                return response
+            except ShirushiError as exc:
+                status = exc.http_status if 400 <= exc.http_status < 600 else 400
+                return error(status, exc.code, str(exc))
+        return endpoint
+
+    async def issue(request: Request) -> Response:
+        data = await _json_body(request)
+        csr = _string(data, "csr")
+        dns = data.get("dns")
+        if dns is not None and (not isinstance(dns, list) or not all(isinstance(d, str) for d in dns)):
+            raise InputError("field 'dns' must be a list of strings")
+        days = data.get("days")
+        if days is not None and (not isinstance(days, int) or isinstance(days, bool)):
+            raise InputError("field 'days' must be an integer")
+        subject = _string(data, "subject", required=False)
+        assert csr is not None
+        issued = await run_in_threadpool(
+            backend.authority.issue, csr.encode(), dns_names=dns, days=days, subject=subject
+        )
+        hierarchy = load_hierarchy(settings)
+        return JSONResponse(
+            {"serial": issued.record.serial_hex.upper(), "certificate": pem(issued.certificate),
+             "chain": pem(hierarchy.issuing) + pem(hierarchy.root)},
+            status_code=201,
+        )
+
+    async def show(request: Request) -> Response:
+        serial = _serial(request.path_params["serial"])
+        rec = await run_in_threadpool(backend.store.certificate, serial)
+        if rec is None:
+            raise NotFoundError(f"no certificate with serial {serial:X}")
+        return JSONResponse(record_json(rec))
+
+    async def revoke(request: Request) -> Response:
+        serial = _serial(request.path_params["serial"])
+        data = await _json_body(request)
+        reason = data.get("reason", "unspecified")
+        if not isinstance(reason, str):
+            raise InputError("field 'reason' must be a string")
+        result = await run_in_threadpool(
+            backend.revoker.revoke, serial, reason, by_subscriber=True, requested_by="api"
+        )
+        body = record_json(result.record)
+        if result.pending:
+            body["pending"] = result.pending
+        return JSONResponse(body)
+
+    async def key_compromise(request: Request) -> Response:
+        data = await _json_body(request)
+        public_key = _compromise_proof(data)
+        spki = spki_sha256(public_key)
+
+        def work() -> list[str]:
+            now = backend.clock.now()
+            backend.store.block_key(spki, "keyCompromise reported through the API (policy 4.9.12)", now)
+            records = backend.store.certificates_by_key(spki)
+            results = backend.revoker.revoke_many(records, "keyCompromise", requested_by="key-compromise report")
+            return [r.record.serial_hex.upper() for r in results]
+
+        revoked = await run_in_threadpool(work)
+        return JSONResponse({"revoked": revoked})
+
+    async def openapi(request: Request) -> Response:
+        return JSONResponse(OPENAPI)
+
+    async def not_found(request: Request, exc: Exception) -> Response:
+        return error(404, "not_found", f"no route {request.method} {request.url.path}")
+
+    async def not_allowed(request: Request, exc: Exception) -> Response:
+        return error(405, "method_not_allowed", f"{request.method} is not allowed on {request.url.path}")
+
+    return Starlette(
+        routes=[
+            Route("/api/v1/certificates", guarded(issue), methods=["POST"]),
+            Route("/api/v1/certificates/{serial}", guarded(show), methods=["GET"]),
+            Route("/api/v1/certificates/{serial}/revoke", guarded(revoke), methods=["POST"]),
+            Route("/api/v1/key-compromise", guarded(key_compromise, public=True), methods=["POST"]),
+            Route("/api/v1/openapi.json", guarded(openapi, public=True), methods=["GET"]),
+        ],
+        exception_handlers={404: not_found, 405: not_allowed},
+    )
+
+
+def _compromise_proof(data: dict[str, Any]) -> rsa.RSAPublicKey:
+    """The public key proven compromised (policy 4.9.12): the private key itself, or a CSR
+    signed by it whose subject says it reports a compromise."""
+    if "private_key" in data:
+        text = _string(data, "private_key")
+        assert text is not None
+        try:
+            key = serialization.load_pem_private_key(text.encode(), password=None)
+        except (ValueError, TypeError):
+            raise InputError("private_key is not an unencrypted PEM private key") from None
+        if not isinstance(key, rsa.RSAPrivateKey):
+            raise InputError("only RSA keys are certified by this CA")
+        return key.public_key()
+    if "csr" in data:
+        text = _string(data, "csr")
+        assert text is not None
+        csr = load_csr(text.encode())
+        if not csr.is_signature_valid:
+            raise InputError("the CSR's signature does not verify")
+        cn = csr.subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)
+        if not cn or "compromise" not in str(cn[0].value).lower():
+            raise PolicyError("the CSR's subject CN must state the key compromise, e.g. 'Proof of Key Compromise'")
+        public_key = csr.public_key()
+        if not isinstance(public_key, rsa.RSAPublicKey):
+            raise InputError("only RSA keys are certified by this CA")
+        return public_key
+    raise InputError("give 'private_key' (PEM) or 'csr' (PEM, signed by the compromised key)")
