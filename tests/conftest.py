@@ -11,6 +11,8 @@ from pathlib import Path
 import pytest
 import redis
 
+pytest_plugins = ["softhsm"]  # the real SoftHSM2 token fixture (tests/softhsm.py)
+
 
 @pytest.fixture(scope="session")
 def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:

@@ -1,0 +1,702 @@
+"""PKCS#11 key backend: the CA's RSA keys are generated in and never leave a token.
+
+Policy 6.1.1 and 6.2.1 require the CA keys to live in an HSM; this module reaches one through
+its PKCS#11 module (SoftHSM2 in tests and demos). It does I/O: it loads the module, talks to
+the token and keeps sessions open.
+
+Objects on the token
+    A key named `name` is an RSA pair with CKA_LABEL = name on both halves and CKA_ID =
+    SHA-1 of the DER RSAPublicKey (the subjectPublicKey BIT STRING contents), which is the
+    RFC 5280 4.2.1.2 method (1) key identifier, so CKA_ID equals the SubjectKeyIdentifier of
+    the key's certificate. The private half is CKA_TOKEN, CKA_PRIVATE, CKA_SENSITIVE,
+    not CKA_EXTRACTABLE, CKA_SIGN only (no decrypt, unwrap, derive).
+
+Sessions
+    One `_TokenSessions` per (module, token label) per process: a pool of read-only sessions,
+    at most `pkcs11.sessions` (0 = one per core), logged in once, because PKCS#11 login state
+    belongs to the application, not to a session. Token errors that a fresh session and a
+    fresh login can cure (closed or invalid session, user not logged in, device removed or
+    failing) are retried once after reconnecting.
+
+Threads and processes
+    python-pkcs11 calls C_Initialize(NULL), which tells the module that the application will
+    never call it from two threads at once; SoftHSM2 then disables its own locks, and two
+    threads signing at once corrupt its heap (observed: "corrupted size vs. prev_size" and
+    CKR_GENERAL_ERROR). The module is therefore re-initialised with CKF_OS_LOCKING_OK through
+    a few ctypes calls into the same function list (the only calls python-pkcs11 does not
+    expose; login is one too, so that closing a pooled session never logs the others out).
+    PKCS#11 handles never cross a fork: a child process detects the new pid, finalises the
+    copy of the module state it inherited and initialises and logs in again on first use.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import hashlib
+import hmac
+import os
+import secrets
+import threading
+import urllib.parse
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import pkcs11
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from pkcs11 import Attribute, KeyType, Mechanism, MechanismFlag, ObjectClass, TokenFlag
+from pkcs11 import exceptions as p11
+
+from shirushi.config import PKCS11Settings
+from shirushi.errors import ConflictError, SignerError, StateError
+
+if TYPE_CHECKING:
+    from pkcs11._pkcs11 import lib as P11Lib
+
+T = TypeVar("T")
+
+# PKCS#11 v2.40 return values and flags used by the ctypes calls below (pkcs11t.h).
+CKR_OK = 0x000
+CKR_PIN_INCORRECT = 0x0A0
+CKR_PIN_INVALID = 0x0A1
+CKR_PIN_LEN_RANGE = 0x0A2
+CKR_PIN_EXPIRED = 0x0A3
+CKR_PIN_LOCKED = 0x0A4
+CKR_USER_ALREADY_LOGGED_IN = 0x100
+CKR_USER_PIN_NOT_INITIALIZED = 0x102
+CKR_CRYPTOKI_NOT_INITIALIZED = 0x190
+CKR_CRYPTOKI_ALREADY_INITIALIZED = 0x191
+CKF_OS_LOCKING_OK = 0x002
+CKU_USER = 1
+
+_RV_NAMES = {
+    CKR_PIN_INCORRECT: "CKR_PIN_INCORRECT",
+    CKR_PIN_INVALID: "CKR_PIN_INVALID",
+    CKR_PIN_LEN_RANGE: "CKR_PIN_LEN_RANGE",
+    CKR_PIN_EXPIRED: "CKR_PIN_EXPIRED",
+    CKR_PIN_LOCKED: "CKR_PIN_LOCKED",
+    CKR_USER_PIN_NOT_INITIALIZED: "CKR_USER_PIN_NOT_INITIALIZED",
+    CKR_CRYPTOKI_NOT_INITIALIZED: "CKR_CRYPTOKI_NOT_INITIALIZED",
+    0x005: "CKR_GENERAL_ERROR",
+    0x006: "CKR_FUNCTION_FAILED",
+    0x030: "CKR_DEVICE_ERROR",
+    0x032: "CKR_DEVICE_REMOVED",
+    0x0B3: "CKR_SESSION_HANDLE_INVALID",
+}
+
+# Errors that mean "this session or this login is gone", not "this request is wrong":
+# reconnecting and logging in again may cure them, so the operation is retried once.
+_STALE: tuple[type[Exception], ...] = (
+    p11.SessionHandleInvalid,
+    p11.SessionClosed,
+    p11.UserNotLoggedIn,
+    p11.DeviceRemoved,
+    p11.DeviceError,
+    p11.TokenNotPresent,
+    p11.TokenNotRecognised,
+    # After a logout the handles of private objects are no longer valid (SoftHSM2 does this).
+    p11.KeyHandleInvalid,
+    p11.ObjectHandleInvalid,
+)
+
+
+def key_identifier(public: rsa.RSAPublicKey) -> bytes:
+    """CKA_ID of a key: RFC 5280 4.2.1.2 method (1), SHA-1 of the DER RSAPublicKey."""
+    der = public.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.PKCS1)
+    return hashlib.sha1(der).digest()
+
+
+def _rv_name(rv: int) -> str:
+    return _RV_NAMES.get(rv, f"CKR 0x{rv:08X}")
+
+
+def _exc_name(exc: BaseException) -> str:
+    detail = str(exc).splitlines()[0] if str(exc) else ""
+    return f"{type(exc).__name__}: {detail}" if detail else type(exc).__name__
+
+
+def _default_sessions() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+# --- the few Cryptoki calls made through ctypes --------------------------------------------
+
+_VoidFn = ctypes.CFUNCTYPE(ctypes.c_ulong, ctypes.c_void_p)
+_HandleFn = ctypes.CFUNCTYPE(ctypes.c_ulong, ctypes.c_ulong)
+_LoginFn = ctypes.CFUNCTYPE(
+    ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_char_p, ctypes.c_ulong
+)
+
+
+class _InitArgs(ctypes.Structure):
+    """CK_C_INITIALIZE_ARGS."""
+
+    _fields_ = (
+        ("CreateMutex", ctypes.c_void_p),
+        ("DestroyMutex", ctypes.c_void_p),
+        ("LockMutex", ctypes.c_void_p),
+        ("UnlockMutex", ctypes.c_void_p),
+        ("flags", ctypes.c_ulong),
+        ("pReserved", ctypes.c_void_p),
+    )
+
+
+class _FunctionList(ctypes.Structure):
+    """The head of CK_FUNCTION_LIST, up to C_Logout, in the order of pkcs11f.h."""
+
+    _fields_ = (
+        ("major", ctypes.c_ubyte),
+        ("minor", ctypes.c_ubyte),
+        ("C_Initialize", _VoidFn),
+        ("C_Finalize", _VoidFn),
+        *((name, ctypes.c_void_p) for name in (
+            "C_GetInfo", "C_GetFunctionList", "C_GetSlotList", "C_GetSlotInfo",
+            "C_GetTokenInfo", "C_GetMechanismList", "C_GetMechanismInfo", "C_InitToken",
+            "C_InitPIN", "C_SetPIN", "C_OpenSession", "C_CloseSession",
+            "C_CloseAllSessions", "C_GetSessionInfo", "C_GetOperationState",
+            "C_SetOperationState",
+        )),
+        ("C_Login", _LoginFn),
+        ("C_Logout", _HandleFn),
+    )
+
+
+# Loaded modules outlive forks on purpose: the child reuses the mapping and the python-pkcs11
+# wrapper and only re-initialises the module state.
+_LOADED: dict[str, tuple[P11Lib, Any]] = {}
+_LOAD_LOCK = threading.Lock()
+
+
+def _load(path: str) -> tuple[P11Lib, Any]:
+    """Load a PKCS#11 module once per process lineage; returns (python-pkcs11 lib, functions)."""
+    with _LOAD_LOCK:
+        if path in _LOADED:
+            return _LOADED[path]
+        if not os.path.isfile(path):
+            raise SignerError(f"PKCS#11 module {path} does not exist (pkcs11.module)")
+        try:
+            dll = ctypes.CDLL(path)
+        except OSError as exc:
+            reason = str(exc).splitlines()[0]
+            raise SignerError(f"{path} is not a loadable PKCS#11 module: {reason}") from None
+        get_function_list = getattr(dll, "C_GetFunctionList", None)
+        if get_function_list is None:
+            raise SignerError(f"{path} is not a PKCS#11 module: it has no C_GetFunctionList")
+        functions = ctypes.POINTER(_FunctionList)()
+        rv = get_function_list(ctypes.byref(functions))
+        if rv != CKR_OK:
+            raise SignerError(f"{path}: C_GetFunctionList failed with {_rv_name(rv)}")
+        try:
+            # python-pkcs11 initialises with NULL arguments; finalise at once so that
+            # _Module can initialise again with OS locking (see the module docstring).
+            lib = pkcs11.lib(path)
+            lib.finalize()
+        except p11.PKCS11Error as exc:
+            raise SignerError(
+                f"cannot initialise PKCS#11 module {path}: {_exc_name(exc)}{_hint(path)}"
+            ) from None
+        _LOADED[path] = (lib, functions.contents)
+        return _LOADED[path]
+
+
+def _hint(path: str) -> str:
+    if "softhsm" in os.path.basename(path):
+        return " (SoftHSM2: check SOFTHSM2_CONF and its directories.tokendir)"
+    return ""
+
+
+class _TokenUnavailable(SignerError):
+    """The token cannot be listed or opened: the one failure re-initialising may cure."""
+
+
+class _Module:
+    """One PKCS#11 module, initialised for multi-threaded use in this process."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.lib, self._functions = _load(path)
+        self._initialise()
+
+    def _initialise(self) -> None:
+        args = _InitArgs(flags=CKF_OS_LOCKING_OK)
+        rv = self._functions.C_Initialize(ctypes.byref(args))
+        if rv == CKR_CRYPTOKI_ALREADY_INITIALIZED:
+            # State inherited from the parent through fork: finalise this copy and start again.
+            self._functions.C_Finalize(None)
+            rv = self._functions.C_Initialize(ctypes.byref(args))
+        if rv != CKR_OK:
+            raise SignerError(
+                f"cannot initialise PKCS#11 module {self.path}: {_rv_name(rv)}{_hint(self.path)}"
+            )
+
+    def reinitialise(self) -> None:
+        """Finalise and initialise again, after errors a new session could not cure."""
+        self._functions.C_Finalize(None)
+        self._initialise()
+
+    def token(self, label: str) -> pkcs11.Token:
+        try:
+            tokens = list(self.lib.get_tokens())
+        except p11.PKCS11Error as exc:
+            raise _TokenUnavailable(
+                f"cannot list the tokens of {self.path}: {_exc_name(exc)}"
+            ) from None
+        found = [t for t in tokens if t.label == label]
+        if len(found) == 1:
+            return found[0]
+        if found:
+            raise SignerError(
+                f"{len(found)} PKCS#11 tokens are labelled {label!r}; labels must be unique"
+            )
+        present = ", ".join(repr(t.label) for t in tokens) or "none"
+        raise _TokenUnavailable(
+            f"no PKCS#11 token labelled {label!r} in {self.path} (tokens present: {present}); "
+            f"set pkcs11.token_label or create it, e.g. "
+            f"`softhsm2-util --init-token --free --label {label}`"
+        )
+
+    def login(self, session: pkcs11.Session, pin: str) -> int:
+        data = pin.encode()
+        return int(self._functions.C_Login(_handle(session), CKU_USER, data, len(data)))
+
+    def logout(self, session: pkcs11.Session) -> int:
+        return int(self._functions.C_Logout(_handle(session)))
+
+
+def _handle(session: pkcs11.Session) -> int:
+    handle: int = session.handle  # type: ignore[attr-defined]  # set by the Cython class
+    return handle
+
+
+def _login_error(rv: int, label: str) -> SignerError:
+    name = _rv_name(rv)
+    if rv == CKR_PIN_LOCKED:
+        return SignerError(
+            f"the user PIN of PKCS#11 token {label!r} is locked ({name}); the token's security "
+            f"officer must set a new one (pkcs11-tool --login --login-type so --init-pin)"
+        )
+    if rv == CKR_USER_PIN_NOT_INITIALIZED:
+        return SignerError(f"PKCS#11 token {label!r} has no user PIN yet ({name}); initialise it")
+    if rv in (CKR_PIN_INCORRECT, CKR_PIN_INVALID, CKR_PIN_LEN_RANGE, CKR_PIN_EXPIRED):
+        return SignerError(
+            f"PKCS#11 token {label!r} refused the user PIN ({name}); "
+            f"check pkcs11.user_pin or the variable named by pkcs11.user_pin_env"
+        )
+    return SignerError(f"cannot log in to PKCS#11 token {label!r}: {name}")
+
+
+# --- the session pool ----------------------------------------------------------------------
+
+
+class _Session:
+    """A pooled session with the key objects found through it (handles are per session)."""
+
+    __slots__ = ("generation", "keys", "rw", "session")
+
+    def __init__(self, session: pkcs11.Session, generation: int, rw: bool = False) -> None:
+        self.session = session
+        self.generation = generation
+        self.rw = rw
+        self.keys: dict[str, Any] = {}
+
+
+def _close_quietly(session: pkcs11.Session) -> None:
+    # Opened without a PIN, so python-pkcs11's close() never calls C_Logout; errors here
+    # only mean that the session was gone already.
+    with contextlib.suppress(p11.PKCS11Error):
+        session.close()
+
+
+class _TokenSessions:
+    """Sessions on one token, logged in once, shared by every keystore of this process."""
+
+    def __init__(self, module: _Module, label: str, size: int, pin: Callable[[], str]) -> None:
+        self.module = module
+        self.label = label
+        self.size = size
+        self._pin = pin
+        self._salt = secrets.token_bytes(16)
+        self._pin_digest = self._digest(pin())
+        # Settings objects whose PIN was compared already (frozen, so hashable).
+        self.accepted: set[PKCS11Settings] = set()
+        self._cond = threading.Condition()
+        self._idle: list[_Session] = []
+        self._open = 0
+        self._generation = 0
+        self._token = self._connect()
+
+    def _digest(self, pin: str) -> bytes:
+        return hashlib.sha256(self._salt + pin.encode()).digest()
+
+    def same_pin(self, pin: str) -> bool:
+        return hmac.compare_digest(self._digest(pin), self._pin_digest)
+
+    def _connect(self) -> pkcs11.Token:
+        """Find the token, open one session and log in; call with the pool empty."""
+        token = self.module.token(self.label)
+        flags = token.flags
+        if flags & TokenFlag.USER_PIN_LOCKED:
+            raise _login_error(CKR_PIN_LOCKED, self.label)
+        try:
+            session = token.open()
+        except p11.PKCS11Error as exc:
+            raise _TokenUnavailable(
+                f"cannot open a session on PKCS#11 token {self.label!r}: {_exc_name(exc)}"
+            ) from None
+        rv = self.module.login(session, self._pin())
+        if rv not in (CKR_OK, CKR_USER_ALREADY_LOGGED_IN):
+            _close_quietly(session)
+            raise _login_error(rv, self.label)
+        self._idle.append(_Session(session, self._generation))
+        self._open = 1
+        return token
+
+    def _acquire(self, rw: bool) -> _Session:
+        with self._cond:
+            if not rw:
+                while not self._idle and self._open >= self.size:
+                    self._cond.wait()
+                if self._idle:
+                    return self._idle.pop()
+                self._open += 1
+            token, generation = self._token, self._generation
+        # Opening a session is I/O: done outside the lock. Read-write sessions (key
+        # generation) are opened for one call and never pooled.
+        try:
+            return _Session(token.open(rw=rw), generation, rw)
+        except BaseException:
+            if not rw:
+                with self._cond:
+                    if generation == self._generation:
+                        self._open -= 1
+                    self._cond.notify()
+            raise
+
+    def _release(self, s: _Session) -> None:
+        if not s.rw:
+            with self._cond:
+                if s.generation == self._generation:
+                    self._idle.append(s)
+                    self._cond.notify()
+                    return
+        _close_quietly(s.session)
+
+    def _discard(self, s: _Session) -> None:
+        _close_quietly(s.session)
+        if not s.rw:
+            with self._cond:
+                if s.generation == self._generation:
+                    self._open -= 1
+                self._cond.notify()
+
+    def _recover(self, generation: int) -> None:
+        """Drop every session of `generation`, reconnect and log in again (once per failure)."""
+        with self._cond:
+            if generation != self._generation:
+                return  # another thread has reconnected already
+            self._generation += 1
+            stale, self._idle, self._open = self._idle, [], 0
+            for s in stale:
+                _close_quietly(s.session)
+            try:
+                self._token = self._connect()
+            except _TokenUnavailable:
+                # The module state itself may be broken (device removed, finalised behind
+                # our back): initialise it again; other tokens' pools recover on their own.
+                self.module.reinitialise()
+                self._token = self._connect()
+            self._cond.notify_all()
+
+    def run(self, what: str, fn: Callable[[_Session], T], rw: bool = False) -> T:
+        """Run `fn` on a session; reconnect and retry once after errors of a stale session."""
+        for attempt in (1, 2):
+            try:
+                s = self._acquire(rw)
+            except p11.PKCS11Error as exc:
+                if attempt == 2 or not isinstance(exc, _STALE):
+                    raise self._failed(what, exc) from None
+                self._recover(self._generation)
+                continue
+            try:
+                result = fn(s)
+            except _STALE as exc:
+                self._discard(s)
+                if attempt == 2:
+                    raise SignerError(
+                        f"PKCS#11 token {self.label!r}: {what} failed after logging in again: "
+                        f"{_exc_name(exc)}"
+                    ) from None
+                self._recover(s.generation)
+                continue
+            except p11.PKCS11Error as exc:
+                self._release(s)
+                raise self._failed(what, exc) from None
+            except BaseException:
+                self._release(s)
+                raise
+            self._release(s)
+            return result
+        raise AssertionError("unreachable")
+
+    def _failed(self, what: str, exc: BaseException) -> SignerError:
+        return SignerError(f"PKCS#11 token {self.label!r}: {what} failed: {_exc_name(exc)}")
+
+    def sign(self, name: str, tbs: bytes) -> bytes:
+        def op(s: _Session) -> bytes:
+            key = s.keys.get(name)
+            if key is None:
+                key = s.keys[name] = _private_key(s.session, name, self.label)
+            signature: bytes = key.sign(tbs, mechanism=Mechanism.SHA256_RSA_PKCS)
+            return signature
+
+        return self.run(f"signing with key {name!r}", op)
+
+    def close(self) -> None:
+        """Log out and close every idle session; sessions in use close when returned."""
+        with self._cond:
+            self._generation += 1
+            idle, self._idle, self._open = self._idle, [], 0
+            if idle:
+                # Errors only mean the login was gone already.
+                self.module.logout(idle[0].session)
+            for s in idle:
+                _close_quietly(s.session)
+            self._cond.notify_all()
+
+
+def _find(session: pkcs11.Session, name: str, cls: ObjectClass) -> list[Any]:
+    return list(session.get_objects({Attribute.CLASS: cls, Attribute.LABEL: name}))
+
+
+def _private_key(session: pkcs11.Session, name: str, token: str) -> Any:
+    found = _find(session, name, ObjectClass.PRIVATE_KEY)
+    if not found:
+        raise StateError(
+            f"no private key labelled {name!r} on PKCS#11 token {token!r}; "
+            f"run `shirushi init` first"
+        )
+    if len(found) > 1:
+        raise SignerError(
+            f"{len(found)} private keys are labelled {name!r} on PKCS#11 token {token!r}"
+        )
+    return found[0]
+
+
+def _public_of(key: Any) -> rsa.RSAPublicKey:
+    # Modulus and public exponent stay readable on a sensitive private key (PKCS#11 2.40 4.9);
+    # reading them from the private half guarantees the public key matches what signs.
+    attrs = key.get_attributes([Attribute.KEY_TYPE, Attribute.MODULUS, Attribute.PUBLIC_EXPONENT])
+    if attrs[Attribute.KEY_TYPE] != KeyType.RSA:
+        raise SignerError(f"the key labelled {key[Attribute.LABEL]!r} is not an RSA key")
+    n = int.from_bytes(attrs[Attribute.MODULUS], "big")
+    e = int.from_bytes(attrs[Attribute.PUBLIC_EXPONENT], "big")
+    return rsa.RSAPublicNumbers(e, n).public_key()
+
+
+# --- per-process registry ------------------------------------------------------------------
+
+_registry_lock = threading.Lock()
+_modules: dict[str, _Module] = {}
+_tokens: dict[tuple[str, str], _TokenSessions] = {}
+_pid = os.getpid()
+
+
+def _forget_parent_state() -> None:
+    """In a forked child: the parent's sessions and login are not ours; start from scratch."""
+    global _registry_lock, _pid
+    _registry_lock = threading.Lock()
+    _modules.clear()
+    _tokens.clear()
+    _pid = os.getpid()
+
+
+os.register_at_fork(after_in_child=_forget_parent_state)
+
+
+def _sessions_for(settings: PKCS11Settings) -> _TokenSessions:
+    if _pid != os.getpid():  # forked by a path that skipped the at-fork hooks
+        _forget_parent_state()
+    path = os.path.abspath(settings.module)
+    key = (path, settings.token_label)
+    with _registry_lock:
+        pool = _tokens.get(key)
+        if pool is not None:
+            if settings in pool.accepted:
+                return pool
+            if not pool.same_pin(settings.pin()):
+                raise SignerError(
+                    f"PKCS#11 token {settings.token_label!r} is already logged in by this process "
+                    f"with a different user PIN; one process uses one PIN per token"
+                )
+            pool.accepted.add(settings)
+            return pool
+        module = _modules.get(path)
+        if module is None:
+            module = _modules[path] = _Module(path)
+        size = settings.sessions or _default_sessions()
+        pool = _tokens[key] = _TokenSessions(module, settings.token_label, size, settings.pin)
+        pool.accepted.add(settings)
+        return pool
+
+
+# --- public classes ------------------------------------------------------------------------
+
+
+class PKCS11Signer:
+    """Signs with one private key on a token (CKM_SHA256_RSA_PKCS); holds no handles itself.
+
+    Safe to share between threads and to carry into a forked child: every call borrows a
+    session from this process's pool.
+    """
+
+    def __init__(self, settings: PKCS11Settings, name: str, public: rsa.RSAPublicKey) -> None:
+        self._settings = settings
+        self._name = name
+        self._public = public
+        self._key_id = key_identifier(public)
+
+    @property
+    def label(self) -> str:
+        """RFC 7512 PKCS#11 URI of the private key, for messages and audit records."""
+        def q(text: str) -> str:
+            return urllib.parse.quote(text, safe="")
+
+        return f"pkcs11:token={q(self._settings.token_label)};object={q(self._name)};type=private"
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    @property
+    def key_id(self) -> bytes:
+        """CKA_ID of the key pair (RFC 5280 4.2.1.2 method (1) key identifier)."""
+        return self._key_id
+
+    def public_key(self) -> rsa.RSAPublicKey:
+        return self._public
+
+    def sign(self, tbs: bytes) -> bytes:
+        """PKCS#1 v1.5 signature over SHA-256(tbs), made inside the token. Blocks."""
+        return _sessions_for(self._settings).sign(self._name, tbs)
+
+    async def sign_async(self, tbs: bytes) -> bytes:
+        """`sign` in a worker thread, so that an event loop never waits on the token."""
+        return await asyncio.to_thread(self.sign, tbs)
+
+    def __repr__(self) -> str:
+        return f"PKCS11Signer({self.label!r})"
+
+
+class PKCS11KeyStore:
+    """The CA's keys on the PKCS#11 token named by `settings` (KeyStore protocol).
+
+    Nothing is loaded until the first call; each process then loads the module, logs in
+    once and keeps a session pool (see the module docstring).
+    """
+
+    def __init__(self, settings: PKCS11Settings) -> None:
+        self.settings = settings
+
+    def __repr__(self) -> str:
+        return (
+            f"PKCS11KeyStore(module={self.settings.module!r}, "
+            f"token_label={self.settings.token_label!r})"
+        )
+
+    def _sessions(self) -> _TokenSessions:
+        return _sessions_for(self.settings)
+
+    def exists(self, name: str) -> bool:
+        """True when a private key labelled `name` is on the token."""
+        def op(s: _Session) -> bool:
+            return bool(_find(s.session, name, ObjectClass.PRIVATE_KEY))
+
+        return self._sessions().run(f"looking up key {name!r}", op)
+
+    def generate(self, name: str, bits: int = 2048) -> PKCS11Signer:
+        """Generate an RSA key pair inside the token; ConflictError if `name` is taken."""
+        if bits < 2048:
+            raise SignerError(f"RSA keys must have at least 2048 bits, not {bits}")
+        sessions = self._sessions()
+        token = self.settings.token_label
+
+        def op(s: _Session) -> rsa.RSAPublicKey:
+            session = s.session
+            taken = _find(session, name, ObjectClass.PRIVATE_KEY) or _find(
+                session, name, ObjectClass.PUBLIC_KEY
+            )
+            if taken:
+                raise ConflictError(
+                    f"a key labelled {name!r} exists already on PKCS#11 token {token!r}; "
+                    f"refusing to overwrite it"
+                )
+            public, private = session.generate_keypair(
+                KeyType.RSA,
+                bits,
+                label=name,
+                store=True,
+                capabilities=MechanismFlag.SIGN | MechanismFlag.VERIFY,
+                public_template={
+                    Attribute.TOKEN: True,
+                    Attribute.PRIVATE: False,
+                    Attribute.VERIFY: True,
+                    Attribute.ENCRYPT: False,
+                    Attribute.WRAP: False,
+                },
+                private_template={
+                    Attribute.TOKEN: True,
+                    Attribute.PRIVATE: True,
+                    Attribute.SENSITIVE: True,
+                    Attribute.EXTRACTABLE: False,
+                    Attribute.SIGN: True,
+                    Attribute.SIGN_RECOVER: False,
+                    Attribute.DECRYPT: False,
+                    Attribute.UNWRAP: False,
+                    Attribute.DERIVE: False,
+                },
+            )
+            pub = _public_of(private)
+            # CKA_ID can only be computed once the modulus exists, so it is set afterwards.
+            key_id = key_identifier(pub)
+            private[Attribute.ID] = key_id
+            public[Attribute.ID] = key_id
+            # Two `init`s racing past the check above would leave two keys with one label:
+            # whoever then sees more than one removes its own and refuses.
+            if len(_find(session, name, ObjectClass.PRIVATE_KEY)) > 1:
+                private.destroy()
+                public.destroy()
+                raise ConflictError(
+                    f"another process created key {name!r} on PKCS#11 token {token!r} "
+                    f"at the same time"
+                )
+            return pub
+
+        public = sessions.run(f"generating key {name!r}", op, rw=True)
+        return PKCS11Signer(self.settings, name, public)
+
+    def open(self, name: str) -> PKCS11Signer:
+        """Open the existing key `name` (StateError when it is missing)."""
+        def op(s: _Session) -> rsa.RSAPublicKey:
+            key = s.keys[name] = _private_key(s.session, name, self.settings.token_label)
+            if not key[Attribute.SIGN]:
+                raise SignerError(
+                    f"the key labelled {name!r} is not allowed to sign (CKA_SIGN false)"
+                )
+            return _public_of(key)
+
+        public = self._sessions().run(f"opening key {name!r}", op)
+        return PKCS11Signer(self.settings, name, public)
+
+    def close(self) -> None:
+        """Log out and close this process's sessions on the token; later calls reconnect."""
+        key = (os.path.abspath(self.settings.module), self.settings.token_label)
+        with _registry_lock:
+            pool = _tokens.pop(key, None)
+        if pool is not None:
+            pool.close()
+
