@@ -72,8 +72,11 @@ def select_entries(
     """
     if this_update.tzinfo is None or this_update.utcoffset() is None:
         raise CrlError("this_update must be timezone-aware", rule="RFC 5280 5.1.2.4: UTC")
-    # Compare at whole seconds, as the CRL will encode thisUpdate.
+    # Compare at whole seconds, as the CRL encodes its times. With thisUpdate truncated, a
+    # revocation time whose whole second is later than thisUpdate is one at or after the next
+    # second, which saves truncating a million revocation times.
     this_update = this_update.replace(microsecond=0)
+    too_late = this_update + dt.timedelta(seconds=1)
     entries: list[Revocation] = []
     first_shown: list[int] = []
     dropped: list[int] = []
@@ -81,11 +84,10 @@ def select_entries(
     for revocation in revocations:
         if revocation.shown_after_expiry:
             dropped.append(revocation.serial)
-            continue
-        if revocation.revoked_at.replace(microsecond=0) > this_update:
+        elif revocation.revoked_at >= too_late:
             deferred.append(revocation.serial)
-            continue
-        entries.append(revocation)
-        if scheduled and this_update > revocation.not_after:
-            first_shown.append(revocation.serial)
+        else:
+            entries.append(revocation)
+            if scheduled and revocation.not_after < this_update:
+                first_shown.append(revocation.serial)
     return Selection(tuple(entries), tuple(first_shown), tuple(dropped), tuple(deferred))
