@@ -10,8 +10,11 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterable
+from typing import cast
 
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from shirushi.cache import records
 from shirushi.errors import ServiceError
@@ -31,7 +34,10 @@ class Entry:
 
 
 def connect(url: str, timeout: float) -> redis.Redis:
-    return redis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout)
+    # One quick retry, no backoff: the caller reports an unreachable Redis at once and the
+    # outbox finishes the work later, rather than a command hanging in redis-py's back-off.
+    return redis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout,
+                                retry=Retry(NoBackoff(), 1))
 
 
 class CacheWriter:
@@ -75,7 +81,7 @@ class CacheWriter:
             members = self.client.zrangebyscore(due_key(issuer), "-inf", now, start=0, num=limit)
         except redis.RedisError as exc:
             raise ServiceError(f"Redis read failed: {exc}") from None
-        return [int(m, 16) for m in members]  # type: ignore[union-attr,arg-type]
+        return [int(m, 16) for m in cast(list[bytes], members)]
 
     def is_complete(self, issuer: str) -> bool:
         try:

@@ -1,0 +1,105 @@
+"""Test helper: a real `shirushi serve` on free loopback ports with its own data directory."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+from pki import cli_env, run_cli
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_port(port: int, proc: subprocess.Popen[bytes] | None = None, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"serve exited with {proc.returncode}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise TimeoutError(f"port {port} did not open")
+
+
+class Site:
+    """A data directory with its ports and environment; `serve()` runs the server."""
+
+    def __init__(self, root: Path, **extra_env: str) -> None:
+        self.root = root
+        self.data = root / "data"
+        self.ocsp_port, self.repo_port, self.api_port = free_port(), free_port(), free_port()
+        self.ocsp_url = f"http://127.0.0.1:{self.ocsp_port}/"
+        self.repo_url = f"http://127.0.0.1:{self.repo_port}/"
+        self.api_url = f"http://127.0.0.1:{self.api_port}"
+        self.env = cli_env(
+            self.data,
+            SHIRUSHI_OCSP__LISTEN=f"127.0.0.1:{self.ocsp_port}",
+            SHIRUSHI_OCSP__URL=self.ocsp_url,
+            SHIRUSHI_REPOSITORY__LISTEN=f"127.0.0.1:{self.repo_port}",
+            SHIRUSHI_REPOSITORY__URL=self.repo_url,
+            SHIRUSHI_CA__CPS_URI=self.repo_url + "cps",
+            SHIRUSHI_API__LISTEN=f"127.0.0.1:{self.api_port}",
+            **extra_env,
+        )
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def cli(self, *args: str, input: bytes | None = None) -> subprocess.CompletedProcess[str]:
+        return run_cli(list(args), self.env, input=input)
+
+    def start(self) -> None:
+        log = open(self.root / "serve.log", "ab")  # noqa: SIM115 - closed by the process's end
+        self.proc = subprocess.Popen([sys.executable, "-m", "shirushi", "serve"], env=self.env,
+                                     stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        for port in (self.repo_port, self.ocsp_port, self.api_port):
+            wait_port(port, self.proc)
+
+    def stop(self, sig: int = signal.SIGTERM) -> int:
+        assert self.proc is not None
+        if self.proc.poll() is None:
+            if sig == signal.SIGKILL:
+                # Kill the whole group of children too, as a crash of the machine would.
+                self._kill_tree()
+            else:
+                self.proc.send_signal(sig)
+        code = self.proc.wait(timeout=60)
+        self.proc = None
+        return code
+
+    def _kill_tree(self) -> None:
+        assert self.proc is not None
+        children = subprocess.run(["pgrep", "-P", str(self.proc.pid)], capture_output=True, text=True).stdout
+        self.proc.kill()
+        for pid in children.split():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(int(pid), signal.SIGKILL)
+                # The responder supervisor's own workers.
+                grand = subprocess.run(["pgrep", "-P", pid], capture_output=True, text=True).stdout
+                for g in grand.split():
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(int(g), signal.SIGKILL)
+
+    def log(self) -> str:
+        path = self.root / "serve.log"
+        return path.read_text(errors="replace") if path.exists() else ""
+
+    @contextlib.contextmanager
+    def serving(self) -> Iterator[Site]:
+        self.start()
+        try:
+            yield self
+        finally:
+            if self.proc is not None:
+                self.stop()
