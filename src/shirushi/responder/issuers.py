@@ -1,0 +1,119 @@
+"""The issuers a responder answers for, and the Redis keys a CertID maps to.
+
+`load_issuers` reads the PEM bundle once at start (file I/O); everything else is pure. The map
+holds, per issuing CA and per CertID hash algorithm, the issuerNameHash and issuerKeyHash
+(RFC 6960 4.1.1) precomputed, so a request costs one dictionary lookup (standards OCSP-11).
+
+The issuerKeyHash input is the subjectPublicKey BIT STRING value (without tag, length and unused
+bits octet), taken from the SubjectPublicKeyInfo DER so that any key type works; this module must
+not import `shirushi.asn1.ocsp`, which pulls in the signing seam.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+from collections.abc import Iterable
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+
+from shirushi.cache import records
+from shirushi.config import Settings
+from shirushi.errors import ConfigError, StateError
+from shirushi.responder.request import UNAUTHORIZED, CertID
+
+
+def issuers_path(settings: Settings) -> Path:
+    """`ocsp.issuers`, or `{data_dir}/certs/issuers.pem` when empty."""
+    if settings.ocsp.issuers:
+        return Path(settings.ocsp.issuers).expanduser()
+    return settings.data_path / "certs" / "issuers.pem"
+
+
+def public_key_bits(cert: x509.Certificate) -> bytes:
+    """The subjectPublicKey BIT STRING value of `cert` (the input to issuerKeyHash)."""
+    spki = cert.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    # SubjectPublicKeyInfo ::= SEQUENCE { algorithm AlgorithmIdentifier, subjectPublicKey BIT STRING }
+    # The DER comes from pyca, so it is well formed; walk it rather than parse it.
+    pos = _content_start(spki, 0)  # inside the outer SEQUENCE
+    pos = _skip(spki, pos)  # past AlgorithmIdentifier
+    if spki[pos] != 0x03:
+        raise ValueError("SubjectPublicKeyInfo without a BIT STRING")
+    start = _content_start(spki, pos)
+    return spki[start + 1 :]  # drop the unused-bits octet (always 0 for keys)
+
+
+def _content_start(der: bytes, pos: int) -> int:
+    first = der[pos + 1]
+    return pos + 2 + (first & 0x7F if first & 0x80 else 0)
+
+
+def _skip(der: bytes, pos: int) -> int:
+    first = der[pos + 1]
+    if first & 0x80:
+        count = first & 0x7F
+        length = int.from_bytes(der[pos + 2 : pos + 2 + count], "big")
+        return pos + 2 + count + length
+    return pos + 2 + first
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Plan:
+    """Where the answer to one CertID lives in Redis (see `shirushi.cache.records`)."""
+
+    key: bytes  # the response record
+    get_command: bytes  # RESP-encoded `GET key`, prebuilt for the hot path
+    complete_command: bytes  # RESP-encoded `GET` of the issuer's "full load finished" marker
+
+
+def _get_command(key: bytes) -> bytes:
+    return b"*2\r\n$3\r\nGET\r\n$%d\r\n%s\r\n" % (len(key), key)
+
+
+class IssuerMap:
+    """(alg, issuerNameHash, issuerKeyHash) -> issuer id, for the served CAs."""
+
+    def __init__(self, certificates: Iterable[x509.Certificate]) -> None:
+        self._ids: dict[tuple[str, bytes, bytes], str] = {}
+        self.names: list[str] = []
+        for cert in certificates:
+            bits = public_key_bits(cert)
+            name = cert.subject.public_bytes()
+            issuer = records.issuer_id(bits)
+            for alg in records.HASH_ALGORITHMS:
+                key = (alg, hashlib.new(alg, name).digest(), hashlib.new(alg, bits).digest())
+                self._ids[key] = issuer
+            self.names.append(cert.subject.rfc4514_string())
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def plan(self, cert_id: CertID) -> Plan | int:
+        """The Redis keys for `cert_id`, or UNAUTHORIZED for an issuer we do not serve."""
+        issuer = self._ids.get((cert_id.alg, cert_id.name_hash, cert_id.key_hash))
+        if issuer is None:
+            # RFC 6960 2.3 / RFC 9919 3.2.3: not capable of responding authoritatively.
+            return UNAUTHORIZED
+        key = records.response_key(issuer, cert_id.alg, cert_id.serial).encode()
+        return Plan(key, _get_command(key), _get_command(records.complete_key(issuer).encode()))
+
+
+def load_issuers(path: Path) -> IssuerMap:
+    """Read the PEM bundle of issuing CA certificates; StateError/ConfigError when unusable."""
+    try:
+        pem = path.read_bytes()
+    except FileNotFoundError:
+        raise StateError(
+            f"issuer certificates {path} do not exist; run `shirushi init` or set ocsp.issuers"
+        ) from None
+    except OSError as exc:
+        raise StateError(f"cannot read issuer certificates {path}: {exc.strerror}") from None
+    try:
+        certificates = x509.load_pem_x509_certificates(pem)
+    except ValueError:
+        raise ConfigError(f"{path} is not a PEM bundle of certificates") from None
+    return IssuerMap(certificates)

@@ -1,0 +1,232 @@
+"""From a Plan to an answer: the in-process L1 cache, then one Redis GET. Does network I/O.
+
+Outcomes (architecture.md, hot-path rule 3: a miss is a value):
+
+* a record -> its `Answer` (DER plus prebuilt caching headers);
+* no record, and the issuer's `complete` marker present -> `unauthorized`: the serial was never
+  issued (or its record was purged). BR 4.9.10 forbids answering `good` for it and BR 7.2.2
+  forbids the certificateHold trick of RFC 6960 2.2, and the responder holds no key to sign an
+  `unknown`; RFC 9919 3.2.3 names `unauthorized` for exactly this case;
+* no record, no marker -> `tryLater`: the presigner has not finished filling the cache;
+* Redis down, stalled beyond the timeout, or a record past its nextUpdate -> `tryLater`, never a
+  stale answer; an unreadable record -> `internalError`.
+
+The L1 cache (measured in bench/RESULTS.md) keeps answers in process memory, but only while a
+subscription to `records.INVALIDATE_CHANNEL` is alive: a presigner publishes the key of every
+record it changes, the entry is dropped on receipt, and the whole cache is emptied and bypassed
+the moment the subscription breaks or stops answering PINGs. An answer read from Redis is only
+stored if no invalidation and no subscription change happened while the GET was in flight (a
+generation counter), so a reply racing with a revocation cannot be cached stale. Entries also
+expire at min(nextUpdate, refresh_by, now + l1_max_age).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from typing import Final
+
+from shirushi.cache import records
+from shirushi.responder import resp
+from shirushi.responder.issuers import Plan
+from shirushi.responder.request import INTERNAL_ERROR, TRY_LATER, UNAUTHORIZED
+from shirushi.responder.responses import Answer
+
+log = logging.getLogger("shirushi.responder")
+
+Result = Answer | int  # an answer, or an OCSP error status
+Done = Callable[[Result], None]
+
+PING: Final = resp.command(b"PING")
+PING_INTERVAL: Final = 1.0
+
+
+class L1:
+    """Answers by Redis key, valid only while the invalidation subscription is alive."""
+
+    def __init__(self, max_entries: int, max_age: int) -> None:
+        self.max_entries = max_entries
+        self.max_age = max_age
+        self.entries: dict[bytes, tuple[Answer, int]] = {}
+        self.alive = False
+        # Bumped by every invalidation and every subscription change; see the module docstring.
+        self.generation = 0
+        self.hits = 0
+
+    def get(self, key: bytes, now: int) -> Answer | None:
+        if not self.alive:
+            return None
+        entry = self.entries.get(key)
+        if entry is None:
+            return None
+        if entry[1] <= now:
+            del self.entries[key]
+            return None
+        self.hits += 1
+        return entry[0]
+
+    def put(self, key: bytes, answer: Answer, now: int, generation: int) -> None:
+        if not self.alive or generation != self.generation or self.max_entries <= 0:
+            return
+        if len(self.entries) >= self.max_entries:
+            # Evict the oldest insertion; cheap and good enough for a hot set.
+            del self.entries[next(iter(self.entries))]
+        expires = min(answer.next_update, answer.refresh_by, now + self.max_age)
+        if expires > now:
+            self.entries[key] = (answer, expires)
+
+    def invalidate(self, key: bytes) -> None:
+        self.generation += 1
+        self.entries.pop(key, None)
+
+    def set_alive(self, alive: bool) -> None:
+        self.generation += 1
+        self.entries.clear()
+        self.alive = alive
+
+
+class Subscriber:
+    """Keeps the L1 cache honest: SUBSCRIBE to the invalidation channel, PING to prove liveness."""
+
+    def __init__(
+        self, loop: asyncio.AbstractEventLoop, address: resp.Address, timeout: float, l1: L1
+    ) -> None:
+        self.l1 = l1
+        self.channel = records.INVALIDATE_CHANNEL.encode()
+        self.link = resp.Link(
+            loop,
+            address,
+            timeout,
+            name="redis subscription",
+            on_push=self._push,
+            on_up=self._up,
+            on_down=self._down,
+        )
+        self.loop = loop
+        self.timeout = timeout
+        self._last_ping = 0.0
+
+    def _up(self, conn: resp.Connection) -> None:
+        conn.send_push(resp.command(b"SUBSCRIBE", self.channel))
+
+    def _down(self) -> None:
+        if self.l1.alive:
+            log.warning("invalidation subscription lost; in-process cache bypassed")
+        self.l1.set_alive(False)
+
+    def _push(self, value: resp.Reply) -> None:
+        if isinstance(value, list) and len(value) >= 2:
+            kind = value[0]
+            if kind == b"message" and len(value) == 3:
+                data = value[2]
+                if isinstance(data, bytes):
+                    self.l1.invalidate(data)
+            elif kind == b"subscribe" and value[1] == self.channel:
+                self.l1.set_alive(True)
+            # "pong" replies only prove liveness, which Connection already noted.
+        elif isinstance(value, resp.RespError):
+            log.error("redis subscription: %s", value.message.decode("utf-8", "replace"))
+            if self.link.conn is not None:
+                self.link.conn.abort()
+        # AUTH's "+OK" arrives here too and needs nothing.
+
+    def start(self) -> None:
+        self.link.kick()
+
+    def check(self, now: float) -> None:
+        """Periodically: PING, and declare the subscription dead when Redis stays silent."""
+        conn = self.link.conn
+        if conn is not None:
+            if now - conn.last_progress > self.timeout + 1.0:
+                log.warning("redis subscription silent for %.1f s; reconnecting", now - conn.last_progress)
+                self.l1.set_alive(False)
+                conn.abort()
+                return
+            if now - self._last_ping >= PING_INTERVAL:
+                self._last_ping = now
+                conn.send_push(PING)
+        else:
+            self.link.kick()
+
+    def close(self) -> None:
+        self.link.close()
+
+
+class Lookup:
+    """Plan -> Result: L1 first (when alive), then Redis."""
+
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        address: resp.Address,
+        timeout: float,
+        l1_entries: int = 50000,
+        l1_max_age: int = 60,
+    ) -> None:
+        self.loop = loop
+        self.now = 0  # Unix seconds, kept current by the worker's ticker
+        self.link = resp.Link(loop, address, timeout, name="redis")
+        self.l1 = L1(l1_entries, l1_max_age)
+        self.subscriber: Subscriber | None = (
+            Subscriber(loop, address, timeout, self.l1) if l1_entries > 0 else None
+        )
+        self.misses = 0
+        self.failures = 0
+
+    def start(self) -> None:
+        self.link.kick()
+        if self.subscriber is not None:
+            self.subscriber.start()
+
+    def cached(self, plan: Plan) -> Answer | None:
+        return self.l1.get(plan.key, self.now)
+
+    def fetch(self, plan: Plan, done: Done) -> Result | None:
+        """Ask Redis; `done(result)` is called later, or the result is returned now (not sent)."""
+        generation = self.l1.generation
+
+        def on_record(value: resp.Reply) -> None:
+            if isinstance(value, bytes):
+                done(self._answer(plan, value, generation))
+            elif value is None:
+                self.misses += 1
+                if not self.link.send(plan.complete_command, on_marker):
+                    done(TRY_LATER)
+            else:  # FAILED or an error reply
+                self.failures += 1
+                done(TRY_LATER)
+
+        def on_marker(value: resp.Reply) -> None:
+            if isinstance(value, bytes):
+                done(UNAUTHORIZED)
+            else:  # absent: the cache is still filling; FAILED or error: Redis trouble
+                done(TRY_LATER)
+
+        if not self.link.send(plan.get_command, on_record):
+            self.failures += 1
+            return TRY_LATER
+        return None
+
+    def _answer(self, plan: Plan, value: bytes, generation: int) -> Result:
+        record = records.unpack(value)
+        if record is None:
+            log.error("unreadable record at %s", plan.key.decode("ascii", "replace"))
+            return INTERNAL_ERROR
+        if record.next_update <= self.now:
+            # Its TTL should have removed it; a clock step or a stuck writer left it. Clients
+            # reject it anyway (RFC 9919 5), so say "later" rather than serve it.
+            return TRY_LATER
+        answer = Answer(record)
+        self.l1.put(plan.key, answer, self.now, generation)
+        return answer
+
+    def check(self, now: float) -> None:
+        self.link.check(now)
+        if self.subscriber is not None:
+            self.subscriber.check(now)
+
+    def close(self) -> None:
+        self.link.close()
+        if self.subscriber is not None:
+            self.subscriber.close()

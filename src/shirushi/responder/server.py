@@ -1,0 +1,446 @@
+"""The HTTP side of the responder: one asyncio Protocol per connection. Does network I/O.
+
+Per request (architecture.md, hot-path rules): one bounded head parse, one memoised request
+decode, one L1 or Redis lookup, one write. No router, no logging on success, no per-request
+timers: one ticker per worker refreshes the clock and the Date line, expires slow or idle peers
+and checks Redis.
+
+Protocol behaviour (standards P12, P13, P20; RFC 9112):
+
+* HTTP/1.1 persistent connections and HTTP/1.0 (closed after the answer unless it asked for
+  keep-alive); pipelined requests are answered strictly in order: while one waits for Redis, the
+  following ones stay in the buffer, and reading pauses when that buffer is full;
+* `POST` (any path) with the DER body, `GET`/`HEAD /{base64}`; any other method gets 405 with
+  Allow; OCSP-level failures are HTTP 200 with an unsigned OCSP error body (nginx and HAProxy
+  require 200);
+* bounded header block, request-target and body (`ocsp.max_request_bytes`, RFC 9919 8.4);
+  a peer that sends a request too slowly gets 408, an idle one is closed, one that stops reading
+  our answers is cut off.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import time
+from typing import Final, TypeVar, cast
+
+from shirushi.responder import responses
+from shirushi.responder.http1 import Head, HTTPError, decode_chunked, parse_head
+from shirushi.responder.issuers import IssuerMap, Plan
+from shirushi.responder.lookup import Lookup, Result
+from shirushi.responder.request import MALFORMED_REQUEST, decode_get_path, parse_request
+from shirushi.responder.responses import Answer
+
+REFUSED: Final = -1  # any method but GET, HEAD and POST: 405
+GET: Final = 0
+HEAD: Final = 1
+POST: Final = 2
+_METHODS: Final = {b"GET": GET, b"HEAD": HEAD, b"POST": POST}
+CONTINUE: Final = b"HTTP/1.1 100 Continue\r\n\r\n"
+MEMO_ENTRIES: Final = 8192
+MEMO_MAX_INPUT: Final = 512
+_NEVER: Final = float("inf")
+_V = TypeVar("_V")
+
+
+@dataclasses.dataclass(frozen=True)
+class Options:
+    """Tunables that are not configuration keys; defaults suit production."""
+
+    l1_entries: int = 50000  # 0 disables the in-process cache
+    l1_max_age: int = 60  # seconds an L1 entry may live even with a healthy subscription
+    idle_timeout: float = 30.0  # keep-alive connection with no request
+    request_timeout: float = 10.0  # from the first byte of a request to its last
+    send_timeout: float = 30.0  # a peer that does not read our answers
+    linger: float = 2.0  # after a refusal, drain the peer's bytes this long before closing
+    max_connections: int = 10000
+    max_buffer: int = 65536  # unprocessed input kept per connection before reading pauses
+
+
+class Responder:
+    """Per-worker state shared by all connections: decoding, memos, lookup, clock."""
+
+    def __init__(
+        self,
+        issuers: IssuerMap,
+        lookup: Lookup,
+        prefix: bytes,
+        max_age: int,
+        max_request_bytes: int,
+        options: Options,
+    ) -> None:
+        self.issuers = issuers
+        self.lookup = lookup
+        self.prefix = prefix
+        self.max_age = max_age
+        self.max_body = max_request_bytes
+        self.max_target = max_request_bytes
+        self.max_head = max_request_bytes + 8192
+        self.options = options
+        self.connections: set[HTTPConnection] = set()
+        # Decoding is pure, so its results are reused (bounded, short inputs only): whole
+        # request bytes -> Route, GET target -> Plan, POST body -> Plan.
+        self.routes: dict[bytes, Route] = {}
+        self.memo_get: dict[bytes, Plan | int] = {}
+        self.memo_post: dict[bytes, Plan | int] = {}
+        self.requests = 0
+        self.now = 0
+        self.mono = 0.0
+        self.idle_deadline = 0.0
+        self.date = b""
+        self.refresh_clock()
+
+    def refresh_clock(self) -> None:
+        now = int(time.time())
+        self.mono = time.monotonic()
+        self.idle_deadline = self.mono + self.options.idle_timeout
+        if now != self.now:
+            self.now = now
+            self.lookup.now = now
+            self.date = responses.date_line(now)
+
+    def sweep(self) -> None:
+        """Expire slow, idle and non-reading peers."""
+        mono = self.mono
+        for conn in [c for c in self.connections if c.deadline < mono]:
+            conn.expire()
+
+    def route(self, head: Head, body: bytes) -> Route:
+        """What to do with one parsed request (pure, so it can be memoised)."""
+        kind = _METHODS.get(head.method, REFUSED)
+        if kind == POST:
+            plan = self.plan_post(body)
+        elif kind == REFUSED:
+            plan = MALFORMED_REQUEST
+        else:
+            plan = self.plan_get(head.target)
+        if not head.keep_alive:
+            connection = responses.CLOSE
+        elif head.http10:
+            connection = responses.KEEP_10
+        else:
+            connection = responses.KEEP
+        return (kind, plan, connection, head.keep_alive, head.if_none_match)
+
+    def plan_get(self, target: bytes) -> Plan | int:
+        plan = self.memo_get.get(target)
+        if plan is None:
+            der = decode_get_path(target, self.prefix)
+            plan = MALFORMED_REQUEST if der is None else self._plan(der)
+            _remember(self.memo_get, target, plan)
+        return plan
+
+    def plan_post(self, body: bytes) -> Plan | int:
+        plan = self.memo_post.get(body)
+        if plan is None:
+            plan = self._plan(body)
+            _remember(self.memo_post, body, plan)
+        return plan
+
+    def _plan(self, der: bytes) -> Plan | int:
+        cert_id = parse_request(der)
+        if isinstance(cert_id, int):
+            return cert_id
+        return self.issuers.plan(cert_id)
+
+
+# (method kind, plan or OCSP error status, Connection header, keep-alive, If-None-Match)
+Route = tuple[int, Plan | int, bytes, bool, bytes | None]
+
+
+def _remember(memo: dict[bytes, _V], key: bytes, value: _V) -> None:
+    """Bounded, and only for short inputs: requests with a nonce are unique and would churn."""
+    if len(key) <= MEMO_MAX_INPUT:
+        if len(memo) >= MEMO_ENTRIES:
+            del memo[next(iter(memo))]
+        memo[key] = value
+
+
+_NO_ROUTE: Route = (GET, MALFORMED_REQUEST, responses.CLOSE, False, None)
+
+
+class HTTPConnection(asyncio.Protocol):
+    """One client connection."""
+
+    __slots__ = (
+        "buf",
+        "closing",
+        "continue_sent",
+        "deadline",
+        "head",
+        "linger_bytes",
+        "partial",
+        "peer_eof",
+        "read_paused",
+        "responder",
+        "route",
+        "transport",
+        "waiting",
+        "write_paused",
+    )
+
+    def __init__(self, responder: Responder) -> None:
+        self.responder = responder
+        self.transport: asyncio.Transport | None = None
+        self.buf = b""
+        self.head: Head | None = None
+        self.route: Route = _NO_ROUTE
+        self.waiting = False
+        self.closing = False
+        self.partial = False
+        self.peer_eof = False
+        self.continue_sent = False
+        self.read_paused = False
+        self.write_paused = False
+        self.linger_bytes = 0
+        self.deadline = _NEVER
+
+    # --- asyncio callbacks -----------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports implement asyncio.Transport without subclassing it.
+        tcp = cast(asyncio.Transport, transport)
+        responder = self.responder
+        if len(responder.connections) >= responder.options.max_connections:
+            tcp.abort()
+            return
+        self.transport = tcp
+        responder.connections.add(self)
+        self.deadline = responder.idle_deadline
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.transport = None
+        self.closing = True
+        self.responder.connections.discard(self)
+
+    def data_received(self, data: bytes) -> None:
+        if self.buf or self.waiting or self.closing:
+            self._data_slow(data)
+            return
+        # Fast path: a chunk holding exactly one request seen before (the same client asking
+        # again on a persistent connection, or many clients asking about a popular certificate).
+        route = self.responder.routes.get(data)
+        if route is None:
+            self.buf = data
+            self._process(data)
+            return
+        self.responder.requests += 1
+        self.route = route
+        self._dispatch(route)
+        if not self.waiting:
+            self.deadline = self.responder.idle_deadline
+            if self.peer_eof:
+                self._close_if_eof()
+
+    def _data_slow(self, data: bytes) -> None:
+        if self.closing:
+            # Lingering after a refusal: drain, so that our answer is not lost to a TCP reset.
+            self.linger_bytes += len(data)
+            if self.linger_bytes > 1 << 20 and self.transport is not None:
+                self.transport.abort()
+            return
+        self.buf = self.buf + data if self.buf else data
+        if self.waiting:
+            if len(self.buf) > self.responder.options.max_buffer:
+                self._pause_reading()
+            return
+        self._process(None)
+
+    def eof_received(self) -> bool:
+        # The peer will send nothing more (it may still read): answer the complete requests
+        # already buffered, then close. Returning True keeps our side open meanwhile.
+        if self.closing:
+            return False
+        self.peer_eof = True
+        if not self.waiting:
+            self._process(None)
+        return True
+
+    def pause_writing(self) -> None:
+        self.write_paused = True
+        self._pause_reading()
+        self.deadline = self.responder.mono + self.responder.options.send_timeout
+
+    def resume_writing(self) -> None:
+        self.write_paused = False
+        if not self.waiting:
+            self._resume_reading()
+            self._set_idle_or_partial()
+
+    # --- request processing ----------------------------------------------------------------
+
+    def _process(self, whole: bytes | None) -> None:
+        """Answer the complete requests in the buffer, in order, until one has to wait.
+
+        `whole` is the received chunk when it started an empty buffer: if it turns out to be
+        exactly one request, its route is remembered for the fast path.
+        """
+        responder = self.responder
+        while not self.waiting and not self.closing:
+            buf = self.buf
+            if not buf:
+                self.partial = False
+                self.deadline = responder.idle_deadline
+                self._close_if_eof()
+                return
+            head = self.head
+            try:
+                if head is None:
+                    head = parse_head(buf, 0, responder.max_head, responder.max_target)
+                    if head is None:
+                        self._await_more(None)
+                        return
+                    self.head = head
+                if head.chunked:
+                    decoded = decode_chunked(buf, head.end, responder.max_body)
+                    if decoded is None:
+                        self._await_more(head)
+                        return
+                    body, end = decoded
+                else:
+                    if head.content_length > responder.max_body:
+                        raise HTTPError(413)
+                    end = head.end + head.content_length
+                    if len(buf) < end:
+                        self._await_more(head)
+                        return
+                    body = buf[head.end : end]
+            except HTTPError as exc:
+                self._refuse(exc.code)
+                return
+            self.head = None
+            self.continue_sent = False
+            self.partial = False
+            self.buf = buf[end:]
+            route = responder.route(head, body)
+            if whole is not None and end == len(whole) and buf is whole:
+                _remember(responder.routes, whole, route)
+            whole = None
+            responder.requests += 1
+            self.route = route
+            self._dispatch(route)
+
+    def _await_more(self, head: Head | None) -> None:
+        """The request is incomplete: start its deadline, let curl send a body it holds back."""
+        if head is not None and head.expect_continue and not self.continue_sent:
+            # RFC 9110 10.1.1: curl waits for this before sending a larger POST body.
+            self.continue_sent = True
+            if self.transport is not None:
+                self.transport.write(CONTINUE)
+        if not self.partial:
+            self.partial = True
+            self.deadline = self.responder.mono + self.responder.options.request_timeout
+        self._close_if_eof()
+
+    def _close_if_eof(self) -> None:
+        """Nothing complete is left to answer; after the peer's EOF that means we are done."""
+        if self.peer_eof and self.transport is not None:
+            self.closing = True
+            self.transport.close()
+
+    def _dispatch(self, route: Route) -> None:
+        kind, plan, _, _, _ = route
+        if kind == REFUSED:
+            self._refuse(405)
+            return
+        if isinstance(plan, int):
+            self._finish(plan)
+            return
+        lookup = self.responder.lookup
+        answer = lookup.cached(plan)
+        if answer is not None:
+            self._finish(answer)
+            return
+        immediate = lookup.fetch(plan, self._on_result)
+        if immediate is not None:
+            self._finish(immediate)
+            return
+        self.waiting = True
+        self.deadline = _NEVER  # the lookup is bounded by the Redis timeout
+
+    def _on_result(self, result: Result) -> None:
+        self.waiting = False
+        if self.transport is None:
+            return
+        self._finish(result)
+        if not self.closing:
+            if not self.write_paused:
+                self._resume_reading()
+            self._process(None)
+
+    def _finish(self, result: Result) -> None:
+        transport = self.transport
+        if transport is None:
+            return
+        responder = self.responder
+        kind, _, connection, keep_alive, if_none_match = self.route
+        if isinstance(result, Answer):
+            if connection is responses.KEEP and if_none_match is None:
+                if kind == GET:
+                    data = result.get_keep(responder.now, responder.max_age, responder.date)
+                elif kind == POST:
+                    data = result.post_keep(responder.now, responder.max_age, responder.date)
+                else:
+                    data = result.get(responder.now, responder.max_age, responder.date, connection, True)
+            elif kind == POST:
+                data = result.post(responder.date, connection)
+            elif if_none_match is not None and result.matches(if_none_match):
+                data = result.not_modified(responder.now, responder.max_age, responder.date, connection)
+            else:
+                data = result.get(
+                    responder.now, responder.max_age, responder.date, connection, kind == HEAD
+                )
+        else:
+            data = responses.ocsp_error(result, responder.date, connection, kind == HEAD)
+        transport.write(data)
+        if not keep_alive:
+            self.closing = True
+            transport.close()
+
+    def _refuse(self, code: int) -> None:
+        """Answer an HTTP-level refusal and close, lingering so the peer can read it."""
+        transport = self.transport
+        self.closing = True
+        self.head = None
+        self.buf = b""
+        if transport is None:
+            return
+        transport.write(responses.http_error(code, self.responder.date))
+        self._resume_reading()
+        self.deadline = self.responder.mono + self.responder.options.linger
+        if transport.can_write_eof():
+            transport.write_eof()
+        else:
+            transport.close()
+
+    def expire(self) -> None:
+        """The deadline passed: 408 for a half-sent request, silence for an idle peer."""
+        transport = self.transport
+        if transport is None:
+            self.responder.connections.discard(self)
+            return
+        if self.closing or self.write_paused:
+            transport.abort()
+        elif self.partial:
+            self._refuse(408)
+        else:
+            self.closing = True
+            transport.close()
+
+    def _set_idle_or_partial(self) -> None:
+        options = self.responder.options
+        if self.partial:
+            self.deadline = self.responder.mono + options.request_timeout
+        else:
+            self.deadline = self.responder.idle_deadline
+
+    def _pause_reading(self) -> None:
+        if not self.read_paused and self.transport is not None:
+            self.read_paused = True
+            self.transport.pause_reading()
+
+    def _resume_reading(self) -> None:
+        if self.read_paused and self.transport is not None:
+            self.read_paused = False
+            self.transport.resume_reading()

@@ -1,0 +1,193 @@
+"""The responder's parent process: forks `ocsp.workers` workers, restarts crashed ones, stops all.
+
+Does process management and reads the issuer certificates. The parent holds the port (a bound,
+non-listening SO_REUSEPORT socket) so that the address is checked before any worker starts and
+stays reserved while a worker is restarted; each worker listens on its own socket of the same
+port, and the kernel balances connections between them and any other `shirushi responder` on
+the same address.
+
+`run()` must be called from the main thread of a process that has no other threads (it forks and
+waits for signals with sigtimedwait); `shirushi serve` should give it a process of its own.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import select
+import signal
+import sys
+import time
+from collections.abc import Callable
+
+from shirushi.config import Settings, parse_listen
+from shirushi.errors import ServiceError
+from shirushi.responder.issuers import IssuerMap, issuers_path, load_issuers
+from shirushi.responder.resp import Address
+from shirushi.responder.server import Options
+from shirushi.responder.worker import listen_socket, worker_main
+
+log = logging.getLogger("shirushi.responder")
+
+_SIGNALS = {signal.SIGTERM, signal.SIGINT, signal.SIGCHLD}
+START_TIMEOUT = 15.0
+MAX_RESTARTS = 5  # within RESTART_WINDOW seconds, then the supervisor gives up
+RESTART_WINDOW = 60.0
+
+
+def run(
+    settings: Settings,
+    ready: Callable[[str, int], None] | None = None,
+    options: Options | None = None,
+) -> int:
+    """Serve OCSP with `settings.ocsp.workers` processes until SIGTERM or SIGINT.
+
+    `ready(host, port)` is called once every worker listens (port 0 in `ocsp.listen` picks a free
+    port). Returns 0 after a clean stop, 1 when workers failed to start or kept crashing.
+    Raises ConfigError, StateError or ServiceError, before starting anything, for a bad
+    configuration, missing issuer certificates or an address that cannot be bound.
+    """
+    options = options or Options()
+    issuers = load_issuers(issuers_path(settings))
+    Address(settings.redis_url)  # a bad redis.url is a ConfigError now, not in every worker
+    host, port = parse_listen(settings.ocsp.listen)
+    try:
+        reserve = listen_socket(host, port, backlog=None)
+    except OSError as exc:
+        raise ServiceError(f"cannot listen on {settings.ocsp.listen}: {exc.strerror or exc}") from None
+    port = reserve.getsockname()[1]
+    old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, _SIGNALS)
+    try:
+        supervisor = _Supervisor(settings, issuers, options, port, reserve.fileno())
+        return supervisor.run(lambda: ready(host, port) if ready is not None else None)
+    finally:
+        reserve.close()
+        signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
+
+
+class _Supervisor:
+    def __init__(self, settings: Settings, issuers: IssuerMap, options: Options, port: int, reserve_fd: int) -> None:
+        self.settings = settings
+        self.issuers = issuers
+        self.options = options
+        self.port = port
+        self.reserve_fd = reserve_fd
+        self.workers: dict[int, int] = {}  # pid -> worker slot
+        self.restarts: list[float] = []
+
+    def spawn(self, slot: int) -> tuple[int, int]:
+        """Fork a worker; returns (pid, read end of its readiness pipe)."""
+        read_fd, write_fd = os.pipe()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        pid = os.fork()
+        if pid == 0:  # the worker
+            code = 1
+            try:
+                os.close(read_fd)
+                os.close(self.reserve_fd)
+                code = worker_main(self.settings, self.issuers, self.options, self.port, write_fd)
+            finally:
+                sys.stdout.flush()
+                sys.stderr.flush()
+                # _exit: the worker must not run the parent's atexit handlers or finalizers.
+                os._exit(code)
+        os.close(write_fd)
+        self.workers[pid] = slot
+        return pid, read_fd
+
+    def run(self, ready: Callable[[], None]) -> int:
+        pipes: dict[int, int] = {}
+        for slot in range(self.settings.ocsp.workers):
+            pid, fd = self.spawn(slot)
+            pipes[fd] = pid
+        if not self._await_ready(pipes):
+            self.stop()
+            return 1
+        log.info(
+            "responder listening on %s (port %d), %d worker(s)",
+            self.settings.ocsp.listen, self.port, len(self.workers),
+        )
+        ready()
+        while True:
+            info = signal.sigtimedwait(_SIGNALS, 1.0)
+            if info is None:
+                continue
+            if info.si_signo in (signal.SIGTERM, signal.SIGINT):
+                self.stop()
+                return 0
+            if not self._reap_and_restart():
+                self.stop()
+                return 1
+
+    def _await_ready(self, pipes: dict[int, int]) -> bool:
+        deadline = time.monotonic() + START_TIMEOUT
+        ok = True
+        while pipes:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                log.error("responder workers did not start within %.0f s", START_TIMEOUT)
+                ok = False
+                break
+            if signal.sigtimedwait((signal.SIGTERM, signal.SIGINT), 0) is not None:
+                ok = False
+                break
+            readable, _, _ = select.select(list(pipes), [], [], min(left, 0.1))
+            for fd in readable:
+                data = os.read(fd, 1)
+                os.close(fd)
+                pid = pipes.pop(fd)
+                if data != b"R":
+                    log.error("responder worker %d failed to start", pid)
+                    ok = False
+        for fd in pipes:
+            os.close(fd)
+        return ok
+
+    def _reap_and_restart(self) -> bool:
+        """Collect exited workers and replace them; False when they crash too often."""
+        for pid in list(self.workers):
+            done, status = os.waitpid(pid, os.WNOHANG)
+            if done == 0:
+                continue
+            slot = self.workers.pop(pid)
+            now = time.monotonic()
+            self.restarts = [t for t in self.restarts if now - t < RESTART_WINDOW] + [now]
+            if len(self.restarts) > MAX_RESTARTS:
+                log.error("responder workers keep exiting; giving up")
+                return False
+            log.warning(
+                "responder worker %d exited (%s); starting a new one", pid, _describe(status)
+            )
+            _, fd = self.spawn(slot)
+            os.close(fd)  # the worker's readiness write then fails harmlessly
+        return True
+
+    def stop(self) -> None:
+        """SIGTERM every worker, wait for them, SIGKILL the ones that do not stop in time."""
+        for pid in self.workers:
+            _kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + self.options.linger + 3.0
+        while self.workers and time.monotonic() < deadline:
+            for pid in list(self.workers):
+                if os.waitpid(pid, os.WNOHANG)[0] != 0:
+                    del self.workers[pid]
+            if self.workers:
+                signal.sigtimedwait((signal.SIGCHLD,), 0.05)
+        for pid in self.workers:
+            log.warning("responder worker %d did not stop; killing it", pid)
+            _kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+        self.workers.clear()
+
+
+def _kill(pid: int, signum: int) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signum)
+
+
+def _describe(status: int) -> str:
+    if os.WIFSIGNALED(status):
+        return f"signal {os.WTERMSIG(status)}"
+    return f"status {os.waitstatus_to_exitcode(status)}"

@@ -1,0 +1,138 @@
+"""One responder worker process: a uvloop event loop serving one SO_REUSEPORT socket.
+
+Does network I/O. Several workers (and several `shirushi responder` instances) bind the same
+address; the kernel spreads connections over them. A worker holds no keys and no database:
+only the issuer map, a Redis connection, and (optionally) the invalidation subscription.
+SIGTERM or SIGINT stop it gracefully: the socket closes, answers in flight are finished for up to
+`Options.linger` seconds, then every connection is closed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import socket
+import urllib.parse
+from collections.abc import Callable
+
+import uvloop
+
+from shirushi.config import Settings, parse_duration, parse_listen
+from shirushi.responder.issuers import IssuerMap
+from shirushi.responder.lookup import Lookup
+from shirushi.responder.request import path_prefix
+from shirushi.responder.resp import Address
+from shirushi.responder.server import HTTPConnection, Options, Responder
+
+log = logging.getLogger("shirushi.responder")
+
+TICK = 0.25  # seconds between clock refreshes and timeout sweeps
+
+
+def listen_socket(host: str, port: int, backlog: int | None = 2048) -> socket.socket:
+    """A TCP socket with SO_REUSEPORT bound to (host, port); listening unless backlog is None."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sock.bind((host, port))
+        if backlog is not None:
+            sock.listen(backlog)
+        sock.setblocking(False)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+def build_responder(
+    settings: Settings, issuers: IssuerMap, loop: asyncio.AbstractEventLoop, options: Options
+) -> Responder:
+    lookup = Lookup(
+        loop,
+        Address(settings.redis_url),
+        settings.redis.timeout,
+        l1_entries=options.l1_entries,
+        l1_max_age=options.l1_max_age,
+    )
+    prefix = path_prefix(urllib.parse.urlsplit(settings.ocsp.url).path)
+    max_age = int(parse_duration(settings.ocsp.max_age).total_seconds())
+    return Responder(issuers, lookup, prefix, max_age, settings.ocsp.max_request_bytes, options)
+
+
+async def serve(
+    settings: Settings,
+    issuers: IssuerMap,
+    options: Options,
+    port: int,
+    on_ready: Callable[[int], None] | None = None,
+    stop: asyncio.Event | None = None,
+) -> None:
+    """Serve on `port` until SIGTERM/SIGINT, or until `stop` is set when one is given.
+
+    `on_ready(port)` is called once the socket listens (the actual port when 0 was asked).
+    """
+    loop = asyncio.get_running_loop()
+    host, _ = parse_listen(settings.ocsp.listen)
+    responder = build_responder(settings, issuers, loop, options)
+    if stop is None:
+        stop = asyncio.Event()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stop.set)
+        # The supervisor forks with these signals blocked so that none arrives before a
+        # handler is in place; a signal sent meanwhile is delivered now.
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, (signal.SIGTERM, signal.SIGINT, signal.SIGCHLD))
+    sock = listen_socket(host, port)
+    bound_port = sock.getsockname()[1]
+    server = await loop.create_server(lambda: HTTPConnection(responder), sock=sock)
+    lookup = responder.lookup
+    lookup.start()
+
+    def tick() -> None:
+        responder.refresh_clock()
+        responder.sweep()
+        lookup.check(responder.mono)
+        ticker[0] = loop.call_later(TICK, tick)
+
+    ticker = [loop.call_later(TICK, tick)]
+    try:
+        if on_ready is not None:
+            on_ready(bound_port)
+        await stop.wait()
+    finally:
+        server.close()
+        # Let answers waiting for Redis go out, then close everything.
+        deadline = loop.time() + options.linger
+        while any(c.waiting for c in responder.connections) and loop.time() < deadline:
+            await asyncio.sleep(0.02)
+        for conn in list(responder.connections):
+            if conn.transport is not None:
+                conn.transport.close()
+        ticker[0].cancel()
+        lookup.close()
+        await server.wait_closed()
+        await asyncio.sleep(0.01)
+
+
+def worker_main(settings: Settings, issuers: IssuerMap, options: Options, port: int, ready_fd: int) -> int:
+    """Entry point of a forked worker; returns its exit status."""
+
+    def ready(port: int) -> None:
+        try:
+            os.write(ready_fd, b"R")
+            os.close(ready_fd)
+        except OSError:
+            pass
+
+    try:
+        uvloop.run(serve(settings, issuers, options, port, ready))
+    except OSError as exc:
+        log.error("responder worker %d: %s", os.getpid(), exc)
+        return 1
+    except Exception:
+        log.exception("responder worker %d failed", os.getpid())
+        return 1
+    return 0
