@@ -34,7 +34,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from shirushi.asn1.ocsp import IssuerHashes, Status, build_response, public_key_bits
 from shirushi.cache import records
-from shirushi.config import Settings
+from shirushi.config import Settings, parse_listen
 from shirushi.responder.issuers import issuers_path, load_issuers
 from shirushi.responder.server import Options
 from shirushi.responder.worker import serve
@@ -279,7 +279,7 @@ class ResponderProcess:
         env.update(
             {
                 "SHIRUSHI_DATA_DIR": str(directory / "data"),
-                "SHIRUSHI_OCSP__LISTEN": "127.0.0.1:0",
+                "SHIRUSHI_OCSP__LISTEN": f"127.0.0.1:{free_port()}",
                 "SHIRUSHI_OCSP__WORKERS": "1",
             }
         )
@@ -310,7 +310,7 @@ class ResponderProcess:
                 raise RuntimeError(f"responder did not start:\n{self.log.read_text()}")
             chunk = os.read(self.proc.stdout.fileno(), 1)
             if not chunk:
-                code = self.proc.wait(timeout=10)
+                code = self.stop()
                 raise RuntimeError(f"responder exited with {code}:\n{self.log.read_text()}")
             line += chunk
         match = re.search(rb"http://127\.0\.0\.1:(\d+)/", line)
@@ -553,7 +553,8 @@ class ThreadedResponder:
             self.port = port
             self._ready.set()
 
-        await serve(self.settings, issuers, self.options, 0, ready, self._stop)
+        _, port = parse_listen(self.settings.ocsp.listen)
+        await serve(self.settings, issuers, self.options, port, ready, self._stop)
 
     def __enter__(self) -> ThreadedResponder:
         self._thread.start()

@@ -1,7 +1,7 @@
 """`python -m shirushi.responder [--config FILE]`: run only the OCSP responder.
 
-Prints `listening on http://HOST:PORT/` on stdout once every worker accepts connections (useful
-with `ocsp.listen = "127.0.0.1:0"`); errors are one line on stderr with a non-zero status.
+Prints `listening on http://HOST:PORT/` on stdout once every worker accepts connections; errors
+are one line on stderr with a non-zero status.
 """
 
 from __future__ import annotations

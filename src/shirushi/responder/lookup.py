@@ -179,6 +179,18 @@ class Lookup:
         if self.subscriber is not None:
             self.subscriber.start()
 
+    async def start_and_wait(self, timeout: float) -> bool:
+        """Connect, and wait up to `timeout` for Redis (and the subscription) to be up, so that
+        a fresh worker does not answer tryLater to its first clients. False when Redis is down;
+        the worker serves anyway (tryLater) and keeps reconnecting."""
+        self.start()
+        deadline = self.loop.time() + timeout
+        while self.loop.time() < deadline:
+            if self.link.conn is not None and (self.subscriber is None or self.l1.alive):
+                return True
+            await asyncio.sleep(0.005)
+        return False
+
     def cached(self, plan: Plan) -> Answer | None:
         return self.l1.get(plan.key, self.now)
 

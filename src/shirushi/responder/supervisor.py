@@ -43,10 +43,10 @@ def run(
 ) -> int:
     """Serve OCSP with `settings.ocsp.workers` processes until SIGTERM or SIGINT.
 
-    `ready(host, port)` is called once every worker listens (port 0 in `ocsp.listen` picks a free
-    port). Returns 0 after a clean stop, 1 when workers failed to start or kept crashing.
-    Raises ConfigError, StateError or ServiceError, before starting anything, for a bad
-    configuration, missing issuer certificates or an address that cannot be bound.
+    `ready(host, port)` is called once every worker listens. Returns 0 after a clean stop, 1 when
+    workers failed to start or kept crashing. Raises ConfigError, StateError or ServiceError,
+    before starting anything, for a bad configuration, missing issuer certificates or an address
+    that cannot be bound.
     """
     options = options or Options()
     issuers = load_issuers(issuers_path(settings))

@@ -85,11 +85,11 @@ async def serve(
         # The supervisor forks with these signals blocked so that none arrives before a
         # handler is in place; a signal sent meanwhile is delivered now.
         signal.pthread_sigmask(signal.SIG_UNBLOCK, (signal.SIGTERM, signal.SIGINT, signal.SIGCHLD))
+    lookup = responder.lookup
+    await lookup.start_and_wait(settings.redis.timeout)
     sock = listen_socket(host, port)
     bound_port = sock.getsockname()[1]
     server = await loop.create_server(lambda: HTTPConnection(responder), sock=sock)
-    lookup = responder.lookup
-    lookup.start()
 
     def tick() -> None:
         responder.refresh_clock()
