@@ -60,9 +60,9 @@ class Site:
         return run_cli(list(args), self.env, input=input)
 
     def start(self) -> None:
-        log = open(self.root / "serve.log", "ab")  # noqa: SIM115 - closed by the process's end
-        self.proc = subprocess.Popen([sys.executable, "-m", "shirushi", "serve"], env=self.env,
-                                     stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        with open(self.root / "serve.log", "ab") as log:
+            self.proc = subprocess.Popen([sys.executable, "-m", "shirushi", "serve"], env=self.env,
+                                         stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         for port in (self.repo_port, self.ocsp_port, self.api_port):
             wait_port(port, self.proc)
 
@@ -79,17 +79,16 @@ class Site:
         return code
 
     def _kill_tree(self) -> None:
+        """SIGKILL serve and every process under it, collected before any dies."""
         assert self.proc is not None
-        children = subprocess.run(["pgrep", "-P", str(self.proc.pid)], capture_output=True, text=True).stdout
-        self.proc.kill()
-        for pid in children.split():
+        pids, frontier = [self.proc.pid], [self.proc.pid]
+        while frontier:
+            out = subprocess.run(["pgrep", "-P", ",".join(map(str, frontier))], capture_output=True, text=True).stdout
+            frontier = [int(p) for p in out.split()]
+            pids += frontier
+        for pid in pids:
             with contextlib.suppress(ProcessLookupError):
-                os.kill(int(pid), signal.SIGKILL)
-                # The responder supervisor's own workers.
-                grand = subprocess.run(["pgrep", "-P", pid], capture_output=True, text=True).stdout
-                for g in grand.split():
-                    with contextlib.suppress(ProcessLookupError):
-                        os.kill(int(g), signal.SIGKILL)
+                os.kill(pid, signal.SIGKILL)
 
     def log(self) -> str:
         path = self.root / "serve.log"

@@ -8,10 +8,10 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
 
+from pki import SUBJECT, make_csr, make_key
 from shirushi.ca import csr as rules
 from shirushi.ca.names import parse_name
 from shirushi.errors import InputError, PolicyError
-from pki import SUBJECT, make_csr, make_key
 
 
 def check(pem: bytes, **kw: object) -> rules.CheckedRequest:

@@ -20,7 +20,9 @@ from cryptography.x509.oid import AuthorityInformationAccessOID, ExtendedKeyUsag
 
 from pki import cli_env, make_csr, make_key, run_cli, split_pem
 
-BIN = Path(shutil.which("lint_cabf_serverauth_cert") or Path(__file__).parents[1] / ".venv/bin/lint_cabf_serverauth_cert")
+BIN = Path(
+    shutil.which("lint_cabf_serverauth_cert") or Path(__file__).parents[1] / ".venv/bin/lint_cabf_serverauth_cert"
+)
 
 
 @pytest.fixture(scope="module")
@@ -85,7 +87,7 @@ def test_issue_prints_leaf_then_issuing_ca(ca: dict[str, str], tmp_path: Path) -
 
 def test_server_profile_field_by_field(ca: dict[str, str], tmp_path: Path) -> None:
     """Policy table 7.1-1 with BR 7.1.2.7."""
-    before = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
+    before = dt.datetime.now(dt.UTC).replace(microsecond=0)
     leaf, issuing = split_pem(issue(ca, tmp_path, make_csr(["www.example.jp"])).stdout)
     ext = leaf.extensions
     assert leaf.version == x509.Version.v3

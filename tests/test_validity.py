@@ -9,7 +9,7 @@ import pytest
 from shirushi.ca import validity
 from shirushi.errors import PolicyError
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 DAY = dt.timedelta(days=1)
 SECOND = dt.timedelta(seconds=1)
 FAR = dt.datetime(2040, 1, 1, tzinfo=UTC)

@@ -6,6 +6,7 @@ database, `issue` opens no worker pool). Does I/O through the objects it builds.
 
 from __future__ import annotations
 
+import datetime as dt
 import functools
 
 import redis
@@ -69,14 +70,14 @@ class Backend:
         if pending:
             raise ServiceError(f"{'; '.join(pending)}; `serve` finishes it when it runs")
 
-    def drain_outbox(self, *, serial: str | None = None) -> list[str]:
+    def drain_outbox(self, *, serial: str | None = None, min_age: float = 0.0) -> list[str]:
         """Do the follow-up work committed with issuances and revocations; say what failed.
 
         OCSP work is grouped per issuer into one signing batch (announced to responders so any
         in-process copy is dropped), CRL work into one new CRL per issuer. Work that fails stays
         in the outbox for the next drain (every few seconds under `serve`, at start at the latest).
         """
-        work = self.store.pending_outbox()
+        work = self.store.pending_outbox(older_than=self.clock.now() - dt.timedelta(seconds=min_age))
         if serial is not None:
             work = [w for w in work if w[1] == "ocsp" and w[3] == serial]
         pending: list[str] = []

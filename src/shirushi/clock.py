@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Protocol
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 
 
 def whole_seconds(t: dt.datetime) -> dt.datetime:

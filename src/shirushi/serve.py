@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import logging
 import os
 import random
@@ -31,11 +32,12 @@ from shirushi.backend import Backend
 from shirushi.ca.authority import ISSUING, ROOT, load_hierarchy
 from shirushi.cache.embedded import EmbeddedRedis
 from shirushi.config import Settings, parse_duration, parse_listen
-from shirushi.errors import ShirushiError
+from shirushi.errors import ShirushiError, StateError
 
 log = logging.getLogger("shirushi.serve")
 
 OUTBOX_EVERY = 2.0  # seconds; revocations normally finish their follow-up inline
+OUTBOX_GRACE = 10.0
 REFRESH_EVERY = 60.0
 SIGNER_CHECK_EVERY = 3600.0
 
@@ -78,6 +80,11 @@ class Scheduler:
             await asyncio.sleep(seconds * (1 - random.uniform(0, jitter)))
             await self.run_job(name, job)
 
+    def outbox_job(self) -> None:
+        # Leave fresh work to the command that committed it (it follows up inline), so the two
+        # do not both publish a CRL for the same revocation.
+        self.backend.drain_outbox(min_age=OUTBOX_GRACE)
+
     def crl_job(self) -> None:
         # Run a little more often than the interval so a CRL is never late (policy 4.9.7).
         for name in (ISSUING, ROOT):
@@ -91,7 +98,7 @@ class Scheduler:
     def tasks(self) -> list[asyncio.Task[None]]:
         b = self.backend
         return [
-            asyncio.create_task(self.every("outbox", OUTBOX_EVERY, b.drain_outbox, jitter=0)),
+            asyncio.create_task(self.every("outbox", OUTBOX_EVERY, self.outbox_job, jitter=0)),
             asyncio.create_task(self.every("presign refresh", REFRESH_EVERY, b.presigner.refresh_due)),
             asyncio.create_task(self.every("CRL", min(self.crl_every / 24, 3600), self.crl_job)),
             asyncio.create_task(self.every("signer renewal", SIGNER_CHECK_EVERY, self.signer_job)),
@@ -106,7 +113,8 @@ def start_responders(config_path: str | None, settings: Settings) -> subprocess.
     args = [sys.executable, "-m", "shirushi"]
     if config_path:
         args += ["--config", str(Path(config_path).resolve())]
-    return subprocess.Popen([*args, "responder"], env=env, stdin=subprocess.DEVNULL)
+    # Its own session: a Ctrl-C at the terminal reaches `serve`, which stops the responders.
+    return subprocess.Popen([*args, "responder"], env=env, stdin=subprocess.DEVNULL, start_new_session=True)
 
 
 def prepare(backend: Backend, say: Callable[[str], None]) -> None:
@@ -176,9 +184,28 @@ async def _main(settings: Settings, backend: Backend, config_path: str | None, s
     return exit_code
 
 
+@contextlib.contextmanager
+def serve_lock(data_dir: Path) -> Iterator[None]:
+    """One `serve` per data directory; the lock dies with the process, even on SIGKILL."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    with open(data_dir / "serve.lock", "w") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise StateError(f"another `shirushi serve` is running on {data_dir}") from None
+        fh.write(f"{os.getpid()}\n")
+        fh.flush()
+        yield
+
+
 def serve(settings: Settings, config_path: str | None = None, say: Callable[[str], None] | None = None) -> int:
     say = say or (lambda line: print(line, flush=True))
     logging.basicConfig(level=logging.WARNING, format="shirushi: %(message)s")
+    with serve_lock(settings.data_path):
+        return _serve(settings, config_path, say)
+
+
+def _serve(settings: Settings, config_path: str | None, say: Callable[[str], None]) -> int:
     embedded = None
     if not settings.redis.url:
         embedded = EmbeddedRedis(settings.redis_socket)

@@ -6,6 +6,7 @@ be signed again from the store, and `serve` does so at start) and is stopped wit
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import subprocess
 import time
@@ -28,17 +29,15 @@ class EmbeddedRedis:
         workdir = self.socket_path.parent / "redis"
         workdir.mkdir(parents=True, exist_ok=True, mode=0o700)
         client = redis.Redis(unix_socket_path=str(self.socket_path), socket_timeout=1)
-        try:
-            client.ping()
-            raise ServiceError(f"a Redis server already listens on {self.socket_path}; is another serve running?")
-        except redis.ConnectionError:
-            pass
+        self._shut_down_orphan(client)
         self.socket_path.unlink(missing_ok=True)
         self.process = subprocess.Popen(
             [exe, "--port", "0", "--unixsocket", str(self.socket_path), "--unixsocketperm", "700",
              "--save", "", "--appendonly", "no", "--dir", str(workdir), "--loglevel", "warning",
              "--logfile", str(workdir / "redis.log")],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            # Its own session: a Ctrl-C at the terminal reaches `serve`, which stops Redis last.
+            start_new_session=True,
         )
         deadline = time.monotonic() + timeout
         while True:
@@ -51,6 +50,28 @@ class EmbeddedRedis:
                     self.stop()
                     raise ServiceError(f"embedded redis-server did not start (see {workdir / 'redis.log'})") from None
                 time.sleep(0.05)
+
+    @staticmethod
+    def _shut_down_orphan(client: redis.Redis) -> None:
+        """Stop a redis-server left behind by a `serve` that was killed.
+
+        The caller holds the data directory's serve lock, so no live `serve` owns it. Its cache
+        cannot be trusted (it may predate revocations), and it is refilled at start anyway.
+        """
+        try:
+            client.ping()
+        except redis.ConnectionError:
+            return
+        with contextlib.suppress(redis.ConnectionError):
+            client.shutdown(nosave=True)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                client.ping()
+            except redis.ConnectionError:
+                return
+            time.sleep(0.05)
+        raise ServiceError("a stale redis-server on the data directory's socket does not stop")
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:

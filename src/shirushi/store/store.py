@@ -326,10 +326,12 @@ class Store:
         conn.execute(schema.outbox.insert().values(kind=kind, issuer_id=issuer_id, serial=serial,
                                                    created_at=_utc(at)))
 
-    def pending_outbox(self) -> list[tuple[int, str, str, str | None]]:
+    def pending_outbox(self, older_than: dt.datetime | None = None) -> list[tuple[int, str, str, str | None]]:
         """(id, kind, issuer_id, serial hex) of work not yet done, oldest first."""
         o = schema.outbox
         query = sa.select(o.c.id, o.c.kind, o.c.issuer_id, o.c.serial).where(o.c.done_at.is_(None)).order_by(o.c.id)
+        if older_than is not None:
+            query = query.where(o.c.created_at <= _utc(older_than))
         with self.engine.connect() as conn:
             return [(r.id, r.kind, r.issuer_id, r.serial) for r in conn.execute(query)]
 

@@ -1,0 +1,181 @@
+"""The presigner against a real Redis: issuance, full load, 24 h refresh, expiry, signer lifetime."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import pytest
+import redis
+from cryptography import x509
+from cryptography.x509 import ocsp
+
+from pki import make_csr
+from shirushi import config
+from shirushi.backend import Backend
+from shirushi.cache import records
+from shirushi.cache.writer import due_key
+from shirushi.clock import FrozenClock
+from shirushi.errors import StateError
+from shirushi.presign import planner
+
+T0 = dt.datetime(2026, 11, 29, 9, 0, 0, tzinfo=dt.UTC)
+H = dt.timedelta(hours=1)
+
+
+@pytest.fixture
+def backend(tmp_path: Path, redis_url: str) -> Backend:
+    settings = config.load(None, environ={"SHIRUSHI_DATA_DIR": str(tmp_path / "data"),
+                                          "SHIRUSHI_REDIS__URL": redis_url, "SHIRUSHI_PRESIGN__WORKERS": "1"})
+    b = Backend(settings, FrozenClock(T0))
+    b.authority.init()
+    yield b
+    b.close()
+
+
+def stored(b: Backend, serial: int, alg: str) -> records.Record:
+    issuer = b.presigner.context().issuer_id
+    value = b.redis.get(records.response_key(issuer, alg, serial))
+    assert isinstance(value, bytes), f"no {alg} response for {serial:x}"
+    record = records.unpack(value)
+    assert record is not None
+    return record
+
+
+def test_issuance_presigns_both_certid_algorithms(backend: Backend) -> None:
+    issued = backend.authority.issue(make_csr())
+    assert issued.warnings == []
+    serial = issued.certificate.serial_number
+    for alg, hash_cls in (("sha1", "SHA1"), ("sha256", "SHA256")):
+        record = stored(backend, serial, alg)
+        response = ocsp.load_der_ocsp_response(record.der)
+        assert response.response_status == ocsp.OCSPResponseStatus.SUCCESSFUL
+        assert response.certificate_status == ocsp.OCSPCertStatus.GOOD
+        assert response.serial_number == serial
+        assert type(response.hash_algorithm).__name__ == hash_cls
+        assert response.this_update_utc == T0  # producedAt is the real signing time
+        assert response.next_update_utc == T0 + 96 * H
+        assert record.this_update == int(T0.timestamp())
+        assert record.next_update == int((T0 + 96 * H).timestamp())
+        assert T0 + 21 * H <= dt.datetime.fromtimestamp(record.refresh_by, dt.UTC) <= T0 + 24 * H
+        assert len(response.certificates) == 1
+        assert response.responder_key_hash is not None and response.responder_name is None
+    issuer = backend.presigner.context().issuer_id
+    ttl = backend.redis.ttl(records.response_key(issuer, "sha1", serial))
+    # TTL = nextUpdate - now, measured against the frozen clock.
+    assert ttl == 96 * 3600
+    # No outbox work left behind for this certificate.
+    assert [w for w in backend.store.pending_outbox() if w[3] == format(serial, "x")] == []
+
+
+def test_issuance_with_redis_down_leaves_outbox_work(tmp_path: Path) -> None:
+    settings = config.load(None, environ={"SHIRUSHI_DATA_DIR": str(tmp_path / "data"),
+                                          "SHIRUSHI_REDIS__URL": f"unix://{tmp_path}/no.sock",
+                                          "SHIRUSHI_REDIS__TIMEOUT": "0.5"})
+    b = Backend(settings, FrozenClock(T0))
+    b.authority.init()
+    issued = b.authority.issue(make_csr())
+    assert issued.warnings and "not yet in Redis" in issued.warnings[0]
+    pending = b.store.pending_outbox()
+    assert [(kind, serial) for _, kind, _, serial in pending if serial == format(
+        issued.certificate.serial_number, "x")] == [("ocsp", format(issued.certificate.serial_number, "x"))]
+    b.close()
+
+
+def test_full_load_marks_complete_and_refresh_resigns_when_due(backend: Backend) -> None:
+    serials = [backend.authority.issue(make_csr()).certificate.serial_number for _ in range(3)]
+    backend.redis.flushall()
+    assert backend.presigner.ensure_complete() == 4  # three leaves and the OCSP signer certificate
+    assert backend.presigner.ensure_complete() is None
+    issuer = backend.presigner.context().issuer_id
+    assert backend.redis.exists(records.complete_key(issuer))
+    clock = backend.clock
+    assert isinstance(clock, FrozenClock)
+    clock.advance(12 * H)
+    assert backend.presigner.refresh_due() == 0
+    clock.advance(12 * H)  # 24 h after signing: everything is due (jitter only moves it earlier)
+    assert backend.presigner.refresh_due() == 4
+    for serial in serials:
+        response = ocsp.load_der_ocsp_response(stored(backend, serial, "sha256").der)
+        assert response.this_update_utc == T0 + 24 * H
+    # Refreshed every 24 h: a response never gets within 8 h of its nextUpdate (BR 4.9.10).
+    for serial in serials:
+        record = stored(backend, serial, "sha1")
+        assert record.next_update - record.refresh_by >= 8 * 3600
+
+
+def test_expired_certificates_are_no_longer_refreshed(backend: Backend) -> None:
+    serial = backend.authority.issue(make_csr(), days=1).certificate.serial_number
+    issuer = backend.presigner.context().issuer_id
+    clock = backend.clock
+    assert isinstance(clock, FrozenClock)
+    clock.advance(25 * H)
+    backend.presigner.refresh_due()
+    assert backend.redis.zscore(due_key(issuer), format(serial, "x")) is None
+
+
+def test_revoked_status_is_presigned_with_reason(backend: Backend) -> None:
+    serial = backend.authority.issue(make_csr()).certificate.serial_number
+    result = backend.revoker.revoke(serial, "keyCompromise")
+    assert result.pending == []
+    response = ocsp.load_der_ocsp_response(stored(backend, serial, "sha1").der)
+    assert response.certificate_status == ocsp.OCSPCertStatus.REVOKED
+    assert response.revocation_reason == x509.ReasonFlags.key_compromise
+    assert response.revocation_time_utc == T0
+
+
+def test_unspecified_reason_is_left_out(backend: Backend) -> None:
+    serial = backend.authority.issue(make_csr()).certificate.serial_number
+    backend.revoker.revoke(serial, "unspecified")
+    response = ocsp.load_der_ocsp_response(stored(backend, serial, "sha256").der)
+    assert response.certificate_status == ocsp.OCSPCertStatus.REVOKED
+    assert response.revocation_reason is None
+
+
+def test_parallel_signing_matches(tmp_path: Path, redis_url: str) -> None:
+    settings = config.load(None, environ={"SHIRUSHI_DATA_DIR": str(tmp_path / "data"),
+                                          "SHIRUSHI_REDIS__URL": redis_url, "SHIRUSHI_PRESIGN__WORKERS": "2",
+                                          "SHIRUSHI_PRESIGN__BATCH": "5"})
+    b = Backend(settings, FrozenClock(T0))
+    b.authority.init()
+    serials = [b.authority.issue(make_csr()).certificate.serial_number for _ in range(12)]
+    b.redis.flushall()
+    assert b.presigner.full_load() == 13
+    signer = x509.load_pem_x509_certificate((settings.data_path / "certs" / "ocsp-signer.pem").read_bytes())
+    for serial in serials:
+        response = ocsp.load_der_ocsp_response(stored(b, serial, "sha256").der)
+        signer.public_key().verify(  # type: ignore[call-arg,union-attr]
+            response.signature, response.tbs_response_bytes,
+            __import__("cryptography.hazmat.primitives.asymmetric.padding", fromlist=["PKCS1v15"]).PKCS1v15(),
+            response.signature_hash_algorithm,
+        )
+    b.close()
+
+
+def test_window_never_outlives_the_signer() -> None:
+    with pytest.raises(StateError, match="OCSP signer certificate expires"):
+        planner.window(T0, validity=96 * H, interval=24 * H, signer_not_after=T0 + 95 * H)
+    win = planner.window(T0, validity=96 * H, interval=90 * H, signer_not_after=T0 + 200 * H)
+    assert win.next_update - win.due >= 8 * H
+
+
+def test_signer_renewed_when_near_its_end(backend: Backend) -> None:
+    before = x509.load_pem_x509_certificate(
+        (backend.settings.data_path / "certs" / "ocsp-signer.pem").read_bytes())
+    assert backend.authority.renew_ocsp_signer_if_due() is None
+    clock = backend.clock
+    assert isinstance(clock, FrozenClock)
+    clock.set(before.not_valid_after_utc - dt.timedelta(days=29))
+    renewed = backend.authority.renew_ocsp_signer_if_due()
+    assert renewed is not None
+    assert renewed.not_valid_after_utc > before.not_valid_after_utc
+    assert renewed.public_key() == before.public_key()
+
+
+def test_redis_unreachable_is_a_service_error(tmp_path: Path) -> None:
+    client = redis.Redis(unix_socket_path=str(tmp_path / "none.sock"), socket_timeout=0.2)
+    from shirushi.cache.writer import CacheWriter
+    from shirushi.errors import ServiceError
+
+    with pytest.raises(ServiceError, match="Redis"):
+        CacheWriter(client).is_complete("x")
