@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
+import tempfile
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import redis
@@ -53,3 +56,65 @@ def redis_url(redis_server: str) -> Iterator[str]:
     yield redis_server
 
 
+
+
+def _postgres_bin() -> Path | None:
+    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"))
+    return found[-1].parent if found else None
+
+
+@pytest.fixture(scope="session")
+def postgres_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real PostgreSQL server on a unix socket in a temporary directory; yields a database URL.
+
+    Run as the `postgres` system user (the server refuses root), as Debian's package creates it.
+    """
+    bindir = _postgres_bin()
+    if bindir is None:
+        pytest.fail("PostgreSQL is not installed (scripts/setup --dev installs it)")
+    # Not under pytest's temporary root, which is private to root: the server runs as postgres.
+    directory = Path(tempfile.mkdtemp(prefix="shirushi-pg-"))
+    directory.chmod(0o755)
+    data = directory / "data"
+    as_postgres = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+    if os.geteuid() == 0:
+        shutil.chown(directory, "postgres")
+    subprocess.run([*as_postgres, str(bindir / "initdb"), "-D", str(data), "-A", "trust", "-U", "shirushi",
+                    "--no-sync"], check=True, capture_output=True)
+    proc = subprocess.Popen(
+        [*as_postgres, str(bindir / "postgres"), "-D", str(data), "-k", str(directory), "-c", "listen_addresses=",
+         "-c", "fsync=off", "-c", "max_connections=50"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    url = f"postgresql://shirushi@/postgres?host={directory}"
+    deadline = time.monotonic() + 30
+    import psycopg
+
+    while True:
+        try:
+            with psycopg.connect(f"host={directory} user=shirushi dbname=postgres", autocommit=True) as conn:
+                conn.execute("select 1")
+            break
+        except psycopg.OperationalError:
+            if time.monotonic() > deadline or proc.poll() is not None:
+                proc.kill()
+                pytest.fail("postgres did not start")
+            time.sleep(0.1)
+    yield url
+    proc.terminate()
+    proc.wait(timeout=20)
+    shutil.rmtree(directory, ignore_errors=True)
+
+
+@pytest.fixture
+def postgres_url(postgres_server: str) -> Iterator[str]:
+    """A new, empty database on the session's PostgreSQL server for each test."""
+    import uuid
+
+    import psycopg
+
+    host = postgres_server.split("host=")[1]
+    name = "t" + uuid.uuid4().hex[:12]
+    with psycopg.connect(f"host={host} user=shirushi dbname=postgres", autocommit=True) as conn:
+        conn.execute(f"create database {name}")
+    yield f"postgresql://shirushi@/{name}?host={host}"

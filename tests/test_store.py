@@ -1,0 +1,133 @@
+"""The store on SQLite and on PostgreSQL: migrations, records, revocation, CRL numbers, audit."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import datetime as dt
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from shirushi.errors import ConflictError
+from shirushi.store import CertificateRecord, Store
+
+T0 = dt.datetime(2026, 11, 29, 9, 0, tzinfo=dt.UTC)
+ISSUER = "00112233aabbccdd"
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'db' / 'shirushi.db'}"
+    else:
+        url = request.getfixturevalue("postgres_url")
+    s = Store.open(url)
+    s.add_issuer(ISSUER, "issuing-ca", "CN=Test", b"der", T0)
+    yield s
+    s.close()
+
+
+def record(serial: int, *, days: int = 200, spki: str = "ab" * 32) -> CertificateRecord:
+    return CertificateRecord(
+        issuer_id=ISSUER, serial=serial, der=b"\x30\x00" + serial.to_bytes(20, "big"), subject="CN=x",
+        dns_names=("www.example.jp",), not_before=T0, not_after=T0 + dt.timedelta(days=days), spki_sha256=spki,
+    )
+
+
+def test_migrations_are_idempotent(store: Store) -> None:
+    store.migrate()
+    store.migrate()
+    assert [r.name for r in store.issuers()] == ["issuing-ca"]
+
+
+def test_certificate_round_trip_with_aware_times(store: Store) -> None:
+    big = (1 << 158) + 12345
+    store.add_certificate(record(big), at=T0, audit={"profile": "server"})
+    got = store.certificate(big)
+    assert got is not None
+    assert got.serial == big and got.not_before == T0 and got.not_before.tzinfo is not None
+    assert got.dns_names == ("www.example.jp",)
+    assert store.certificate(big + 1) is None
+
+
+def test_duplicate_serial_is_a_conflict_and_leaves_no_trace(store: Store) -> None:
+    store.add_certificate(record(7), at=T0, audit={})
+    with pytest.raises(ConflictError):
+        store.add_certificate(record(7), at=T0, audit={})
+    assert store.count_certificates(ISSUER) == 1
+    assert len(store.audit_entries("issue")) == 1
+    assert len([w for w in store.pending_outbox() if w[1] == "ocsp"]) == 1
+
+
+def test_revocation_is_one_transaction_with_outbox_and_audit(store: Store) -> None:
+    store.add_certificate(record(9), at=T0, audit={})
+    rec = store.certificate(9)
+    assert rec is not None
+    revoked = store.revoke(rec, reason="keyCompromise", revoked_at=T0, at=T0, audit={"reason": "keyCompromise"})
+    assert revoked.revoked_at == T0
+    kinds = sorted(w[1] for w in store.pending_outbox())
+    assert kinds == ["crl", "ocsp", "ocsp"]  # issuance's OCSP work, then the revocation's two
+    with pytest.raises(ConflictError, match="already revoked"):
+        store.revoke(rec, reason="superseded", revoked_at=T0, at=T0, audit={})
+    assert [r.serial for r in store.revocations(ISSUER)] == [9]
+    assert [a["action"] for a in store.audit_entries()] == ["issue", "revoke"]
+
+
+def test_statuses_are_paged_and_skip_expired(store: Store) -> None:
+    for serial in range(1, 26):
+        store.add_certificate(record(serial, days=1 if serial % 5 == 0 else 200), at=T0, audit={}, presign=False)
+    batches = list(store.statuses(ISSUER, valid_at=T0 + dt.timedelta(days=2), batch=7))
+    assert [len(b) for b in batches] == [7, 7, 6]
+    assert sorted(s.serial for b in batches for s in b) == [s for s in range(1, 26) if s % 5]
+
+
+def test_crl_numbers_strictly_increase_even_between_two_backends(store: Store) -> None:
+    other = Store.open(str(store.engine.url.render_as_string(hide_password=False)), migrate=False)
+
+    def allocate(s: Store) -> int:
+        return s.allocate_crl_number(ISSUER, this_update=T0, next_update=T0 + dt.timedelta(hours=96),
+                                     scheduled=False)
+
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        numbers = list(pool.map(allocate, [store, other] * 10))
+    other.close()
+    assert sorted(numbers) == list(range(1, 21))
+
+
+def test_audit_log_is_append_only(store: Store) -> None:
+    store.audit(T0, "test", {"a": 1})
+    for statement in ("update audit set action = 'x'", "delete from audit"):
+        with pytest.raises(sa.exc.DBAPIError, match="append-only"), store.engine.begin() as conn:
+            conn.execute(sa.text(statement))
+    assert [a["action"] for a in store.audit_entries()] == ["test"]
+
+
+def test_schema_matches_the_migrations(store: Store) -> None:
+    """schema.py (used by queries) and the Alembic scripts (used to create) describe the same tables."""
+    from shirushi.store import schema
+
+    inspector = sa.inspect(store.engine)
+    for table in schema.metadata.sorted_tables:
+        columns = {c["name"] for c in inspector.get_columns(table.name)}
+        assert columns == {c.name for c in table.columns}, table.name
+
+
+def test_cli_on_postgresql(postgres_url: str, redis_url: str, tmp_path: Path) -> None:
+    """init, issue, revoke and crl with database.url pointing at PostgreSQL: nothing goes to SQLite."""
+    from pki import cli_env, make_csr, run_cli, split_pem
+
+    env = cli_env(tmp_path / "data", SHIRUSHI_DATABASE__URL=postgres_url, SHIRUSHI_REDIS__URL=redis_url)
+    assert run_cli(["init"], env).returncode == 0
+    (tmp_path / "req.pem").write_bytes(make_csr())
+    issued = run_cli(["issue", "--csr", str(tmp_path / "req.pem")], env)
+    assert issued.returncode == 0, issued.stderr
+    serial = format(split_pem(issued.stdout)[0].serial_number, "X")
+    revoked = run_cli(["revoke", serial, "--reason", "superseded"], env)
+    assert revoked.returncode == 0, revoked.stderr
+    assert not (tmp_path / "data" / "shirushi.db").exists()
+    s = Store.open(postgres_url, migrate=False)
+    rec = s.certificate(int(serial, 16))
+    s.close()
+    assert rec is not None and rec.revocation_reason == "superseded"
