@@ -70,8 +70,9 @@ class L1:
         if not self.alive or generation != self.generation or self.max_entries <= 0:
             return
         if len(self.entries) >= self.max_entries:
-            # Evict the oldest insertion; cheap and good enough for a hot set.
-            del self.entries[next(iter(self.entries))]
+            # Evict the newest entry: O(1), where deleting the oldest again and again makes
+            # next(iter(dict)) walk deleted slots. The established hot set stays cached.
+            self.entries.popitem()
         expires = min(answer.next_update, answer.refresh_by, now + self.max_age)
         if expires > now:
             self.entries[key] = (answer, expires)

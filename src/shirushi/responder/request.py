@@ -64,6 +64,8 @@ class CertID:
     name_hash: bytes
     key_hash: bytes
     serial: int
+    # The request carried a nonce: it is answered like any other, but it is one of a kind.
+    nonce: bool = dataclasses.field(default=False, compare=False)
 
 
 def parse_request(der: bytes) -> CertID | int:
@@ -73,8 +75,10 @@ def parse_request(der: bytes) -> CertID | int:
         # The loader parses extensions lazily; a broken known extension (or a duplicate one,
         # RFC 5280 4.2) raises here.
         extensions = request.extensions
+        nonce = False
         for ext in extensions:
             if ext.oid == _NONCE:
+                nonce = True
                 value = ext.value
                 size = len(value.nonce) if isinstance(value, x509.OCSPNonce) else 0
                 if not NONCE_MIN <= size <= NONCE_MAX:
@@ -98,7 +102,7 @@ def parse_request(der: bytes) -> CertID | int:
     alg = _ALGORITHMS.get(type(algorithm))
     if alg is None:
         return UNAUTHORIZED
-    return CertID(alg, name_hash, key_hash, serial)
+    return CertID(alg, name_hash, key_hash, serial, nonce)
 
 
 # --- GET ------------------------------------------------------------------------------------

@@ -1,0 +1,142 @@
+"""In-process costs behind the responder's choices: request parsing, HTTP head parsing, Redis client.
+
+* OCSP request: `shirushi.responder.request.parse_request` (pyca/cryptography's loader plus the
+  checks it leaves to us) vs asn1crypto's `OCSPRequest.load` with the same fields read;
+* HTTP head: `shirushi.responder.http1.parse_head` vs httptools' parser (llhttp) with callbacks;
+* Redis GET of a 1.4 KB record with 50 requests in flight: redis-py's asyncio client vs the
+  responder's pipelined `resp.Link`, over a unix socket to a private redis-server.
+
+    .venv/bin/python bench/responder/bench_micro.py
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import tempfile
+import time
+import timeit
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "tests"))
+
+from ocsp_pki import RedisProcess, der_cert_id, der_extension, der_request, octets  # noqa: E402
+from shirushi.responder import resp  # noqa: E402
+from shirushi.responder.http1 import parse_head  # noqa: E402
+from shirushi.responder.request import parse_request  # noqa: E402
+
+PLAIN = der_request([der_cert_id(0x1234567890ABCDEF1234)])
+NONCE = der_request(
+    [der_cert_id(0x1234567890ABCDEF1234)],
+    extensions=[der_extension("1.3.6.1.5.5.7.48.1.2", octets(b"n" * 16))],
+)
+HEAD = (
+    b"GET /MEIwQDA%2BMDwwOjAJBgUrDgMCGgUABBT7 HTTP/1.1\r\n"
+    b"Host: ocsp.example.jp\r\nUser-Agent: x\r\nAccept: */*\r\n\r\n"
+)
+
+
+def per_call(fn: object, number: int = 100000) -> float:
+    return timeit.timeit(fn, number=number) / number * 1e6  # type: ignore[arg-type]
+
+
+def asn1crypto_fields(der: bytes) -> tuple[object, ...]:
+    from asn1crypto import ocsp
+
+    request = ocsp.OCSPRequest.load(der)
+    tbs = request["tbs_request"]
+    cert_id = tbs["request_list"][0]["req_cert"]
+    for ext in tbs["request_extensions"] or []:
+        ext["extn_value"].parsed  # noqa: B018 - the nonce length check needs it parsed
+    return (
+        cert_id["hash_algorithm"]["algorithm"].native,
+        cert_id["issuer_name_hash"].native,
+        cert_id["issuer_key_hash"].native,
+        cert_id["serial_number"].native,
+    )
+
+
+def httptools_parser() -> object:
+    """One parser, fed one keep-alive request per call (as on a persistent connection)."""
+    import httptools
+
+    class Sink:
+        url = b""
+
+        def on_url(self, url: bytes) -> None:
+            self.url = url
+
+        def on_header(self, name: bytes, value: bytes) -> None:
+            pass
+
+    parser = httptools.HttpRequestParser(Sink())
+    return lambda: parser.feed_data(HEAD)
+
+
+async def redis_rates(url: str, total: int = 40000, concurrency: int = 50) -> tuple[float, float]:
+    import redis.asyncio
+
+    client = redis.asyncio.Redis.from_url(url, max_connections=concurrency)
+    await client.set("bench:key", b"x" * 1400)
+
+    async def worker(n: int) -> None:
+        for _ in range(n):
+            await client.get("bench:key")
+
+    start = time.perf_counter()
+    await asyncio.gather(*(worker(total // concurrency) for _ in range(concurrency)))
+    redis_py = total / (time.perf_counter() - start)
+    await client.aclose()
+
+    loop = asyncio.get_running_loop()
+    link = resp.Link(loop, resp.Address(url), 2.0)
+    link.kick()
+    while link.conn is None:
+        await asyncio.sleep(0.01)
+    cmd = resp.command(b"GET", b"bench:key")
+    done = loop.create_future()
+    left = [total]
+    in_flight = [0]
+
+    def on_reply(value: object) -> None:
+        in_flight[0] -= 1
+        left[0] -= 1
+        if left[0] == 0:
+            done.set_result(None)
+        elif left[0] >= in_flight[0] + 1:
+            in_flight[0] += 1
+            link.send(cmd, on_reply)
+
+    start = time.perf_counter()
+    for _ in range(concurrency):
+        in_flight[0] += 1
+        link.send(cmd, on_reply)
+    await done
+    own = total / (time.perf_counter() - start)
+    link.close()
+    return redis_py, own
+
+
+def main() -> int:
+    print("| operation | cost |")
+    print("| --- | ---: |")
+    print(f"| parse_request, plain SHA-1 request | {per_call(lambda: parse_request(PLAIN)):.1f} µs |")
+    print(f"| parse_request, with a 16-octet nonce | {per_call(lambda: parse_request(NONCE)):.1f} µs |")
+    print(f"| asn1crypto load + same fields, plain | {per_call(lambda: asn1crypto_fields(PLAIN), 20000):.1f} µs |")
+    print(f"| asn1crypto load + same fields, nonce | {per_call(lambda: asn1crypto_fields(NONCE), 20000):.1f} µs |")
+    print(f"| http1.parse_head, 4 header fields | {per_call(lambda: parse_head(HEAD, 0, 16384, 8192)):.1f} µs |")
+    print(f"| httptools parser + callbacks, same head | {per_call(httptools_parser()):.1f} µs |")
+    memo = {HEAD: 1}
+    print(f"| memo lookup of the whole request bytes | {per_call(lambda: memo.get(bytes(HEAD))):.2f} µs |")
+    with tempfile.TemporaryDirectory(prefix="shirushi-micro-") as tmp, RedisProcess(Path(tmp)) as server:
+        import uvloop
+
+        redis_py, own = uvloop.run(redis_rates(server.url))
+    print(f"| redis-py asyncio GET, 50 in flight | {redis_py:,.0f} /s |")
+    print(f"| resp.Link pipelined GET, 50 in flight | {own:,.0f} /s |")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
