@@ -19,6 +19,10 @@ from typing import Final
 _BAD_TARGET: Final = re.compile(rb"[\x00-\x20\x7f-\xff]")
 _TOKEN: Final = re.compile(rb"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 _HEXDIGITS: Final = re.compile(rb"[0-9A-Fa-f]{1,8}")
+_KNOWN_METHODS: Final = frozenset((b"GET", b"HEAD", b"POST"))
+# First letters of the fields we read (Content-Length, Transfer-Encoding, Connection,
+# If-None-Match, Expect); other fields are only checked for syntax.
+_WANTED: Final = frozenset(b"cCtTiIeE")
 MAX_CHUNK_LINE: Final = 256
 MAX_TRAILERS: Final = 4096
 
@@ -83,7 +87,9 @@ def parse_head(buf: bytes, start: int, max_head: int, max_target: int) -> Head |
         raise HTTPError(400)
     if len(target) > max_target:
         raise HTTPError(414)
-    if not target or _BAD_TARGET.search(target) or _TOKEN.fullmatch(method) is None:
+    if not target or _BAD_TARGET.search(target):
+        raise HTTPError(400)
+    if method not in _KNOWN_METHODS and _TOKEN.fullmatch(method) is None:
         raise HTTPError(400)
     if target[0] != 0x2F:  # '/'
         target = _origin_form(target)
@@ -114,6 +120,8 @@ def _read_fields(head: Head, block: bytes) -> None:
         name, colon, value = line.partition(b":")
         if not colon or not name or name[-1] in (0x20, 0x09):
             raise HTTPError(400)  # no whitespace before the colon, RFC 9112 5.1
+        if name[0] not in _WANTED:
+            continue
         name = name.lower()
         if name == b"content-length":
             value = value.strip(b" \t")
