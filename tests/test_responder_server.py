@@ -25,6 +25,7 @@ from cryptography.x509 import ocsp
 from ocsp_pki import (
     PKI,
     ResponderProcess,
+    ThreadedResponder,
     build_pki,
     der_cert_id,
     der_extension,
@@ -37,6 +38,8 @@ from ocsp_pki import (
     split_responses,
 )
 from shirushi.cache import records
+from shirushi.config import OCSPSettings, RedisSettings, Settings
+from shirushi.responder import Options
 
 LINT = str(Path(sys.executable).with_name("lint_ocsp_response"))
 NONCE_OID = "1.3.6.1.5.5.7.48.1.2"
@@ -481,3 +484,23 @@ def test_tools_present() -> None:
     for tool in ("openssl", "ocsptool", "curl"):
         assert shutil.which(tool), f"{tool} is needed by the responder tests"
     assert Path(LINT).exists()
+
+
+def test_path_prefix_of_ocsp_url(pki: PKI, redis_server: str, db: redis.Redis, tmp_path: Path) -> None:
+    """With ocsp.url = http://host/ocsp/, GETs live under /ocsp/ (also as /ocsp//, HAProxy)."""
+    serial = new_serial()
+    record = pki.store(db, serial)["sha1"]
+    port = free_port()
+    settings = Settings(
+        data_dir=str(tmp_path),
+        redis=RedisSettings(url=redis_server),
+        ocsp=OCSPSettings(
+            listen=f"127.0.0.1:{port}", url=f"http://127.0.0.1:{port}/ocsp/",
+            issuers=str(pki.directory / "issuers.pem"),
+        ),
+    )
+    with ThreadedResponder(settings, Options()):
+        path = get_path(pki.request_der(serial))
+        for prefix in ("/ocsp", "/ocsp/", ""):
+            status, _, body = curl(f"http://127.0.0.1:{port}{prefix}{path}")
+            assert status == 200 and body == record.der, prefix

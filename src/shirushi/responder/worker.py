@@ -94,7 +94,7 @@ async def serve(
     def tick() -> None:
         responder.refresh_clock()
         responder.sweep()
-        lookup.check(responder.mono)
+        lookup.check(loop.time())  # the clock of Connection.last_progress
         ticker[0] = loop.call_later(TICK, tick)
 
     ticker = [loop.call_later(TICK, tick)]
