@@ -1,0 +1,96 @@
+"""The in-process cache's rules and the prebuilt answers (pure parts, no server)."""
+
+from __future__ import annotations
+
+from shirushi.cache import records
+from shirushi.responder.lookup import L1
+from shirushi.responder.request import MALFORMED_REQUEST, TRY_LATER
+from shirushi.responder.responses import KEEP, Answer, http_date, ocsp_error
+
+NOW = 1_800_000_000
+
+
+def answer(next_update: int = NOW + 3600, refresh_by: int = NOW + 1800) -> Answer:
+    return Answer(records.make_record(b"\x30\x03\x0a\x01\x00", NOW - 60, next_update, refresh_by))
+
+
+def test_l1_only_while_alive() -> None:
+    l1 = L1(10, 60)
+    l1.put(b"k", answer(), NOW, l1.generation)
+    assert l1.get(b"k", NOW) is None  # not stored: no subscription yet
+    l1.set_alive(True)
+    l1.put(b"k", answer(), NOW, l1.generation)
+    assert l1.get(b"k", NOW) is not None
+    l1.set_alive(False)
+    assert l1.get(b"k", NOW) is None and l1.entries == {}
+
+
+def test_l1_refuses_a_reply_that_raced_an_invalidation() -> None:
+    l1 = L1(10, 60)
+    l1.set_alive(True)
+    generation = l1.generation  # GET sent
+    l1.invalidate(b"other")  # any invalidation while it is in flight
+    l1.put(b"k", answer(), NOW, generation)
+    assert l1.get(b"k", NOW) is None
+    generation = l1.generation
+    l1.set_alive(True)  # a resubscription in between counts too
+    l1.put(b"k", answer(), NOW, generation)
+    assert l1.get(b"k", NOW) is None
+
+
+def test_l1_invalidate_and_expiry() -> None:
+    l1 = L1(10, 60)
+    l1.set_alive(True)
+    l1.put(b"k", answer(), NOW, l1.generation)
+    l1.invalidate(b"k")
+    assert l1.get(b"k", NOW) is None
+    # Expiry: min(nextUpdate, refresh_by, now + max_age).
+    l1.put(b"a", answer(next_update=NOW + 10), NOW, l1.generation)
+    l1.put(b"b", answer(refresh_by=NOW + 20), NOW, l1.generation)
+    l1.put(b"c", answer(), NOW, l1.generation)
+    assert l1.get(b"a", NOW + 9) is not None and l1.get(b"a", NOW + 10) is None
+    assert l1.get(b"b", NOW + 19) is not None and l1.get(b"b", NOW + 20) is None
+    assert l1.get(b"c", NOW + 59) is not None and l1.get(b"c", NOW + 60) is None
+    l1.put(b"d", answer(next_update=NOW), NOW, l1.generation)
+    assert b"d" not in l1.entries
+
+
+def test_l1_bounded() -> None:
+    l1 = L1(3, 60)
+    l1.set_alive(True)
+    for i in range(10):
+        l1.put(b"k%d" % i, answer(), NOW, l1.generation)
+    assert len(l1.entries) == 3 and l1.get(b"k0", NOW) is not None
+
+
+def test_answer_headers() -> None:
+    a = answer()
+    assert a.max_age(NOW, 3600) == 1800  # refresh_by first
+    assert a.max_age(NOW, 600) == 600  # the cap
+    assert a.max_age(NOW + 5000, 3600) == 0  # never negative
+    date = b"Date: " + http_date(NOW) + b"\r\n"
+    text = a.get(NOW, 3600, date, KEEP, False)
+    assert text.startswith(b"HTTP/1.1 200 OK\r\nContent-Type: application/ocsp-response\r\nContent-Length: 5\r\n")
+    assert b"Cache-Control: max-age=1800, public, no-transform, must-revalidate\r\n" in text
+    assert b"Expires: " + http_date(NOW + 3600) + b"\r\n" in text
+    assert b"Last-Modified: " + http_date(NOW - 60) + b"\r\n" in text
+    assert text.endswith(b"\r\n\r\n\x30\x03\x0a\x01\x00")
+    assert a.get_keep(NOW, 3600, date) == text
+    assert http_date(784111777) == b"Sun, 06 Nov 1994 08:49:37 GMT"  # RFC 9110 5.6.7's example
+
+
+def test_if_none_match() -> None:
+    a = answer()
+    etag = a.etag.decode()
+    for header in (etag, f'"x", {etag}', f"W/{etag}", "*", f' {etag} '):
+        assert a.matches(header.encode()), header
+    for header in ('"x"', etag[:-2] + '"', ""):
+        assert not a.matches(header.encode()), header
+
+
+def test_error_answers() -> None:
+    date = b"Date: " + http_date(NOW) + b"\r\n"
+    text = ocsp_error(TRY_LATER, date, KEEP)
+    assert text.endswith(b"\r\n\r\n\x30\x03\x0a\x01\x03")
+    assert b"Cache-Control: no-cache, no-store, must-revalidate\r\n" in text
+    assert ocsp_error(MALFORMED_REQUEST, date, KEEP, head_only=True).endswith(b"\r\n\r\n")
