@@ -188,29 +188,46 @@ def cmd_staple(settings: Settings, args: argparse.Namespace) -> int:
     from shirushi import staple
     from shirushi.clock import SystemClock
     from shirushi.config import parse_duration
+    from shirushi.errors import ServiceError
 
     clock = SystemClock()
     if bool(args.cert) == bool(args.dir):
         raise InputError("give either --cert FILE --out FILE, or --dir DIR")
+    if args.cert and not args.out:
+        raise InputError("--cert needs --out FILE")
 
-    def run() -> int:
+    def once() -> int:
         if args.dir:
             return staple.staple_dir(Path(args.dir), url=args.url, now=clock.now, say=print)
-        if not args.out:
-            raise InputError("--cert needs --out FILE")
         result = staple.staple_one(Path(args.cert), Path(args.out),
                                    issuer_path=Path(args.issuer) if args.issuer else None, url=args.url,
                                    now=clock.now)
         print(f"{result.path}: {result.status}, nextUpdate {result.next_update:%Y-%m-%dT%H:%M:%SZ}")
         return 0
 
-    if args.every:
+    if not args.every:
+        failures = once()
+        if failures == 0 and args.then:
+            staple.run_hook(args.then, print)
+        return 1 if failures else 0
+    try:
+        every = parse_duration(args.every)
+    except ValueError as exc:
+        raise InputError(str(exc)) from None
+
+    def round_() -> int:
+        # A refresh loop outlives a responder outage: report, retry sooner, never exit.
         try:
-            every = parse_duration(args.every)
-        except ValueError as exc:
-            raise InputError(str(exc)) from None
-        staple.refresh_forever(run, every, print)
-    return 1 if run() else 0
+            failures = once()
+        except (InputError, ServiceError) as exc:
+            print(f"{args.cert}: error: {exc}")
+            return 1
+        if failures == 0 and args.then:
+            staple.run_hook(args.then, print)
+        return failures
+
+    staple.refresh_forever(round_, every, print)
+    return 0
 
 
 def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
@@ -275,6 +292,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dir", metavar="DIR", help="every NAME.pem in DIR gets NAME.pem.ocsp (HAProxy naming)")
     p.add_argument("--url", metavar="URL", help="OCSP responder (default: the certificate's AIA)")
     p.add_argument("--every", metavar="DURATION", help="keep running, refreshing this often (e.g. 1h)")
+    p.add_argument("--then", metavar="COMMAND",
+                   help="run after each successful refresh, e.g. 'nginx -s reload' (servers read the files at load)")
     p.set_defaults(func=cmd_staple)
 
     p = sub.add_parser("demo", help="init if needed, serve, issue a sample certificate, print checks")

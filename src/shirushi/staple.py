@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import subprocess
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
+from typing import NoReturn
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
@@ -28,6 +30,7 @@ from shirushi.ca.authority import write_atomic
 from shirushi.errors import InputError, ServiceError
 
 TIMEOUT = 10.0
+HOOK_TIMEOUT = 60.0
 MAX_RESPONSE = 64 * 1024
 
 
@@ -145,8 +148,20 @@ def staple_dir(directory: Path, *, url: str | None, now: Callable[[], dt.datetim
     return failures
 
 
-def refresh_forever(run: Callable[[], int], every: dt.timedelta, say: Callable[[str], None]) -> None:
-    """Run `run` now and then every `every` (nginx and HAProxy re-read the files themselves)."""
+def run_hook(command: str, say: Callable[[str], None]) -> None:
+    """Run the operator's `--then` command (e.g. `nginx -s reload`): nginx reads
+    `ssl_stapling_file` and HAProxy its `.ocsp` files only when they load their configuration."""
+    try:
+        result = subprocess.run(command, shell=True, timeout=HOOK_TIMEOUT, check=False)
+    except subprocess.TimeoutExpired:
+        say(f"--then command timed out after {HOOK_TIMEOUT:.0f} s")
+        return
+    if result.returncode != 0:
+        say(f"--then command exited with status {result.returncode}")
+
+
+def refresh_forever(run: Callable[[], int], every: dt.timedelta, say: Callable[[str], None]) -> NoReturn:
+    """Run `run` now and then every `every`; failures are retried within 5 minutes."""
     while True:
         failures = run()
         # Retry failures sooner, as nginx does (5 minutes).
