@@ -316,12 +316,13 @@ def test_revocation_reaches_responders_within_the_bound(site: Site, tmp_path: Pa
 
     settings = config.load(None, environ=site.env)
     backend = Backend(settings)
+    issuing = split_pem(site.cli("ca-certs").stdout)[0]
     delays = []
     try:
         for _ in range(20):
             issued = backend.authority.issue(make_csr())
             request = ocsp.OCSPRequestBuilder().add_certificate(
-                issued.certificate, split_pem(site.cli("ca-certs").stdout)[0], hashes.SHA1()
+                issued.certificate, issuing, hashes.SHA1()
             ).build().public_bytes(serialization.Encoding.DER)
             assert ocsp.load_der_ocsp_response(post(site, request)[2]).certificate_status == ocsp.OCSPCertStatus.GOOD
             backend.revoker.revoke(issued.certificate.serial_number, "superseded")
