@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import os
 import signal
 import socket
 import subprocess
@@ -67,28 +66,28 @@ class Site:
             wait_port(port, self.proc)
 
     def stop(self, sig: int = signal.SIGTERM) -> int:
+        """Signal `serve` alone (as an operator or the kernel would) and wait for it."""
         assert self.proc is not None
         if self.proc.poll() is None:
-            if sig == signal.SIGKILL:
-                # Kill the whole group of children too, as a crash of the machine would.
-                self._kill_tree()
-            else:
-                self.proc.send_signal(sig)
+            self.proc.send_signal(sig)
         code = self.proc.wait(timeout=60)
         self.proc = None
         return code
 
-    def _kill_tree(self) -> None:
-        """SIGKILL serve and every process under it, collected before any dies."""
-        assert self.proc is not None
-        pids, frontier = [self.proc.pid], [self.proc.pid]
-        while frontier:
-            out = subprocess.run(["pgrep", "-P", ",".join(map(str, frontier))], capture_output=True, text=True).stdout
-            frontier = [int(p) for p in out.split()]
-            pids += frontier
-        for pid in pids:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
+    def processes(self) -> str:
+        """Processes still running on this site's data directory or OCSP port."""
+        out = subprocess.run(["pgrep", "-af", f"{self.data}|shirushi responder"], capture_output=True,
+                             text=True).stdout
+        mine = [line for line in out.splitlines() if str(self.data) in line or self._is_mine(line)]
+        return "\n".join(mine)
+
+    def _is_mine(self, line: str) -> bool:
+        pid = line.split()[0]
+        try:
+            environ = Path(f"/proc/{pid}/environ").read_bytes()
+        except OSError:
+            return False
+        return f"SHIRUSHI_DATA_DIR={self.data}".encode() in environ
 
     def log(self) -> str:
         path = self.root / "serve.log"

@@ -13,6 +13,7 @@ import shutil
 import signal
 import statistics
 import subprocess
+import sys
 import time
 import urllib.error
 import urllib.parse
@@ -403,13 +404,19 @@ def test_key_compromise_report_revokes_and_blocks(site: Site) -> None:
 
 
 def test_kill_after_revoke_and_restart(tmp_path: Path) -> None:
+    """kill -9 of serve right after a revoke: its responders stop by themselves, and a new serve
+    (which shuts down the orphaned Redis) answers revoked, and good for a certificate issued while
+    nothing ran, from the moment its port opens."""
     site = Site(tmp_path, SHIRUSHI_API__TOKEN="t")
     assert site.cli("init").returncode == 0
     with site.serving():
         leaf = Leaf(site, tmp_path / "leaf")
         assert site.cli("revoke", leaf.serial, "--reason", "superseded").returncode == 0
         site.stop(signal.SIGKILL)
-        # Issued while nothing runs: must answer good as soon as the port opens again.
+        deadline = time.monotonic() + 10
+        while "responder" in site.processes() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert "responder" not in site.processes()
         late = Leaf(site, tmp_path / "late")
         site.start()
         assert f"{late.cert_path}: good" in openssl_ocsp(site, late)
@@ -418,6 +425,14 @@ def test_kill_after_revoke_and_restart(tmp_path: Path) -> None:
         _, crl = fetch_crl(site)
         assert crl.get_revoked_certificate_by_serial_number(leaf.cert.serial_number) is not None
     assert site.proc is None
+    assert site.processes() == ""
+
+
+def test_second_serve_on_the_same_data_is_refused(site: Site) -> None:
+    result = subprocess.run([sys.executable, "-m", "shirushi", "serve"], env=site.env, capture_output=True,
+                            text=True, timeout=60)
+    assert result.returncode == 6
+    assert result.stderr.strip() == f"shirushi: error: another `shirushi serve` is running on {site.data}"
 
 
 def test_sigterm_stops_everything(tmp_path: Path) -> None:
@@ -426,5 +441,4 @@ def test_sigterm_stops_everything(tmp_path: Path) -> None:
     site.start()
     assert site.stop(signal.SIGTERM) == 0
     time.sleep(0.5)
-    leftovers = subprocess.run(["pgrep", "-f", str(site.data)], capture_output=True, text=True).stdout
-    assert leftovers == ""
+    assert site.processes() == ""

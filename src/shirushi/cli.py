@@ -237,9 +237,9 @@ def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_responder(settings: Settings, args: argparse.Namespace) -> int:
-    from shirushi.responder import run
+    from shirushi.responder import Options, run
 
-    return run(settings)
+    return run(settings, options=Options(exit_with_parent=args.exit_with_parent))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -301,6 +301,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("responder", help="run only the OCSP responder (no keys, no database)")
+    p.add_argument("--exit-with-parent", action="store_true",
+                   help="stop when the process that started it exits (used by serve)")
     p.set_defaults(func=cmd_responder)
     return parser
 

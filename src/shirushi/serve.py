@@ -114,7 +114,8 @@ def start_responders(config_path: str | None, settings: Settings) -> subprocess.
     if config_path:
         args += ["--config", str(Path(config_path).resolve())]
     # Its own session: a Ctrl-C at the terminal reaches `serve`, which stops the responders.
-    return subprocess.Popen([*args, "responder"], env=env, stdin=subprocess.DEVNULL, start_new_session=True)
+    return subprocess.Popen([*args, "responder", "--exit-with-parent"], env=env, stdin=subprocess.DEVNULL,
+                            start_new_session=True)
 
 
 def prepare(backend: Backend, say: Callable[[str], None]) -> None:

@@ -56,6 +56,9 @@ class Options:
     linger: float = 2.0  # after a refusal, drain the peer's bytes this long before closing
     max_connections: int = 10000
     max_buffer: int = 65536  # unprocessed input kept per connection before reading pauses
+    # Stop when the process that started the responder goes away (set by `shirushi serve`, so a
+    # killed backend never leaves responders answering from a cache nobody refreshes).
+    exit_with_parent: bool = False
 
 
 class Responder:

@@ -110,9 +110,14 @@ class _Supervisor:
             self.settings.ocsp.listen, self.port, len(self.workers),
         )
         ready()
+        parent = os.getppid()
         while True:
             info = signal.sigtimedwait(_SIGNALS, 1.0)
             if info is None:
+                if self.options.exit_with_parent and os.getppid() != parent:
+                    log.warning("the process that started the responder is gone; stopping")
+                    self.stop()
+                    return 0
                 continue
             if info.si_signo in (signal.SIGTERM, signal.SIGINT):
                 self.stop()

@@ -10,6 +10,7 @@ SIGTERM or SIGINT stop it gracefully: the socket closes, answers in flight are f
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import logging
 import os
 import signal
@@ -119,6 +120,7 @@ async def serve(
 
 def worker_main(settings: Settings, issuers: IssuerMap, options: Options, port: int, ready_fd: int) -> int:
     """Entry point of a forked worker; returns its exit status."""
+    _die_with_parent()
 
     def ready(port: int) -> None:
         try:
@@ -136,3 +138,22 @@ def worker_main(settings: Settings, issuers: IssuerMap, options: Options, port: 
         log.exception("responder worker %d failed", os.getpid())
         return 1
     return 0
+
+
+def _die_with_parent() -> None:
+    """Ask Linux to SIGTERM this worker when its supervisor dies, even by SIGKILL.
+
+    Without it an orphaned worker would keep its SO_REUSEPORT socket and keep answering beside
+    the workers of a restarted responder.
+    """
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+    except (OSError, AttributeError):  # not Linux: the supervisor still stops its workers
+        return
+    if os.getppid() == 1:  # the supervisor died before prctl took effect
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
+_PR_SET_PDEATHSIG = 1
+
