@@ -14,18 +14,13 @@ import datetime as dt
 from collections.abc import Callable
 
 from shirushi.clock import Clock
+from shirushi.crl.build import REASON_CODES, SUBSCRIBER_REASONS
 from shirushi.errors import NotFoundError, PolicyError
 from shirushi.store import CertificateRecord, Store
 
-# BR 7.2.2: the reasons a subscriber certificate's CRL entry (and OCSP response) may carry.
-SUBSCRIBER_REASONS = (
-    "unspecified",
-    "keyCompromise",
-    "affiliationChanged",
-    "superseded",
-    "cessationOfOperation",
-    "privilegeWithdrawn",
-)
+# BR 7.2.2: the reasons a subscriber certificate's CRL entry (and OCSP response) may carry, in
+# RFC 5280 code order for messages.
+ALLOWED = sorted(SUBSCRIBER_REASONS, key=REASON_CODES.__getitem__)
 # Reasons that exist in RFC 5280 but are never used here: suspension (policy 4.9.13, BR 4.9.13)
 # and the CA-only ones (BR 7.2.2 allows cACompromise only on CRLs of CA certificates).
 REFUSED = {
@@ -53,7 +48,7 @@ def check_reason(reason: str, *, by_subscriber: bool) -> str:
     if reason in REFUSED:
         raise PolicyError(f"reason {reason} refused: {REFUSED[reason]}")
     if reason not in SUBSCRIBER_REASONS:
-        raise PolicyError(f"unknown reason {reason!r}; use one of: {', '.join(SUBSCRIBER_REASONS)}")
+        raise PolicyError(f"unknown reason {reason!r}; use one of: {', '.join(ALLOWED)}")
     if by_subscriber and reason in CA_ONLY:
         raise PolicyError(f"reason {reason} is for the CA to choose, not the subscriber (BR 7.2.2)")
     return reason
