@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import email.utils
 import hashlib
+import urllib.parse
 from importlib import resources
 from pathlib import Path
 
@@ -18,7 +19,7 @@ from cryptography.hazmat.primitives import serialization
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Mount, Route
 
 from shirushi.ca.authority import ISSUING, ROOT, CertificatePaths
 from shirushi.clock import Clock, SystemClock
@@ -102,11 +103,14 @@ def create_app(settings: Settings, clock: Clock | None = None) -> Starlette:
         ok = all(crl_path(settings, n).exists() for n in NAMES)
         return Response("ok\n" if ok else "no CRL yet\n", status_code=200 if ok else 503, media_type="text/plain")
 
-    return Starlette(
-        routes=[
-            Route("/health", health, methods=["GET", "HEAD"]),
-            Route("/{name}.crl", crl, methods=["GET", "HEAD"]),
-            Route("/{name}.{ext}", certificate, methods=["GET", "HEAD"]),
-            Route("/{doc}", document, methods=["GET", "HEAD"]),
-        ]
-    )
+    routes: list[BaseRoute] = [
+        Route("/health", health, methods=["GET", "HEAD"]),
+        Route("/{name}.crl", crl, methods=["GET", "HEAD"]),
+        Route("/{name}.{ext}", certificate, methods=["GET", "HEAD"]),
+        Route("/{doc}", document, methods=["GET", "HEAD"]),
+    ]
+    # Serve at exactly the URLs written into certificates, also when repository.url has a path.
+    prefix = urllib.parse.urlsplit(settings.repository.url).path.rstrip("/")
+    if prefix:
+        routes = [Mount(prefix, routes=routes)]
+    return Starlette(routes=routes)
