@@ -39,13 +39,15 @@ import hmac
 import os
 import secrets
 import threading
+import time
 import urllib.parse
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import pkcs11
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from pkcs11 import Attribute, KeyType, Mechanism, MechanismFlag, ObjectClass, TokenFlag
 from pkcs11 import exceptions as p11
 
@@ -68,8 +70,14 @@ CKR_USER_ALREADY_LOGGED_IN = 0x100
 CKR_USER_PIN_NOT_INITIALIZED = 0x102
 CKR_CRYPTOKI_NOT_INITIALIZED = 0x190
 CKR_CRYPTOKI_ALREADY_INITIALIZED = 0x191
+CKR_GENERAL_ERROR = 0x005
+CKR_FUNCTION_FAILED = 0x006
+CKR_DEVICE_ERROR = 0x030
 CKF_OS_LOCKING_OK = 0x002
 CKU_USER = 1
+
+# Login failures that say nothing about the PIN: worth another try.
+_TRANSIENT_RV = (CKR_GENERAL_ERROR, CKR_FUNCTION_FAILED, CKR_DEVICE_ERROR)
 
 _RV_NAMES = {
     CKR_PIN_INCORRECT: "CKR_PIN_INCORRECT",
@@ -79,9 +87,9 @@ _RV_NAMES = {
     CKR_PIN_LOCKED: "CKR_PIN_LOCKED",
     CKR_USER_PIN_NOT_INITIALIZED: "CKR_USER_PIN_NOT_INITIALIZED",
     CKR_CRYPTOKI_NOT_INITIALIZED: "CKR_CRYPTOKI_NOT_INITIALIZED",
-    0x005: "CKR_GENERAL_ERROR",
-    0x006: "CKR_FUNCTION_FAILED",
-    0x030: "CKR_DEVICE_ERROR",
+    CKR_GENERAL_ERROR: "CKR_GENERAL_ERROR",
+    CKR_FUNCTION_FAILED: "CKR_FUNCTION_FAILED",
+    CKR_DEVICE_ERROR: "CKR_DEVICE_ERROR",
     0x032: "CKR_DEVICE_REMOVED",
     0x0B3: "CKR_SESSION_HANDLE_INVALID",
 }
@@ -210,16 +218,72 @@ def _hint(path: str) -> str:
     return ""
 
 
-class _TokenUnavailable(SignerError):
-    """The token cannot be listed or opened: the one failure re-initialising may cure."""
+class _Transient(SignerError):
+    """A failure that may pass when tried again: token not listed, session or login refused
+    by a module error. `reinitialise` says whether the module should start afresh first."""
+
+    def __init__(self, message: str, *, reinitialise: bool = True) -> None:
+        super().__init__(message)
+        self.reinitialise = reinitialise
+
+
+class _SharedLock:
+    """Many holders share it; `exclusive()` waits until none hold it and keeps newcomers out.
+
+    Every call into the module holds it shared, and finalising the module (which frees every
+    session) holds it exclusively, so no thread is inside the module while it is torn down.
+    Never wait for anything else while holding it shared.
+    """
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._holders = 0
+        self._writer = False
+        self._writers_waiting = 0
+
+    @contextlib.contextmanager
+    def shared(self) -> Iterator[None]:
+        with self._cond:
+            while self._writer or self._writers_waiting:
+                self._cond.wait()
+            self._holders += 1
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._holders -= 1
+                if not self._holders:
+                    self._cond.notify_all()
+
+    @contextlib.contextmanager
+    def exclusive(self) -> Iterator[None]:
+        with self._cond:
+            self._writers_waiting += 1
+            while self._writer or self._holders:
+                self._cond.wait()
+            self._writers_waiting -= 1
+            self._writer = True
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._writer = False
+                self._cond.notify_all()
 
 
 class _Module:
-    """One PKCS#11 module, initialised for multi-threaded use in this process."""
+    """One PKCS#11 module, initialised for multi-threaded use in this process.
+
+    `epoch` counts initialisations: session and object handles from an earlier epoch are
+    invalid, and their numbers may now name other sessions or keys, so they are never used
+    or even closed again.
+    """
 
     def __init__(self, path: str) -> None:
         self.path = path
         self.lib, self._functions = _load(path)
+        self.lock = _SharedLock()
+        self.epoch = 0
         self._initialise()
 
     def _initialise(self) -> None:
@@ -234,16 +298,20 @@ class _Module:
                 f"cannot initialise PKCS#11 module {self.path}: {_rv_name(rv)}{_hint(self.path)}"
             )
 
-    def reinitialise(self) -> None:
-        """Finalise and initialise again, after errors a new session could not cure."""
-        self._functions.C_Finalize(None)
-        self._initialise()
+    def reinitialise(self, seen_epoch: int) -> None:
+        """Finalise and initialise again, unless someone did since `seen_epoch`."""
+        with self.lock.exclusive():
+            if self.epoch != seen_epoch:
+                return
+            self._functions.C_Finalize(None)
+            self.epoch += 1
+            self._initialise()
 
     def token(self, label: str) -> pkcs11.Token:
         try:
             tokens = list(self.lib.get_tokens())
         except p11.PKCS11Error as exc:
-            raise _TokenUnavailable(
+            raise _Transient(
                 f"cannot list the tokens of {self.path}: {_exc_name(exc)}"
             ) from None
         found = [t for t in tokens if t.label == label]
@@ -254,7 +322,7 @@ class _Module:
                 f"{len(found)} PKCS#11 tokens are labelled {label!r}; labels must be unique"
             )
         present = ", ".join(repr(t.label) for t in tokens) or "none"
-        raise _TokenUnavailable(
+        raise _Transient(
             f"no PKCS#11 token labelled {label!r} in {self.path} (tokens present: {present}); "
             f"set pkcs11.token_label or create it, e.g. "
             f"`softhsm2-util --init-token --free --label {label}`"
@@ -287,7 +355,10 @@ def _login_error(rv: int, label: str) -> SignerError:
             f"PKCS#11 token {label!r} refused the user PIN ({name}); "
             f"check pkcs11.user_pin or the variable named by pkcs11.user_pin_env"
         )
-    return SignerError(f"cannot log in to PKCS#11 token {label!r}: {name}")
+    message = f"cannot log in to PKCS#11 token {label!r}: {name}"
+    if rv in _TRANSIENT_RV:
+        return _Transient(message, reinitialise=False)
+    return SignerError(message)
 
 
 # --- the session pool ----------------------------------------------------------------------
@@ -296,24 +367,22 @@ def _login_error(rv: int, label: str) -> SignerError:
 class _Session:
     """A pooled session with the key objects found through it (handles are per session)."""
 
-    __slots__ = ("generation", "keys", "rw", "session")
+    __slots__ = ("epoch", "generation", "keys", "rw", "session")
 
-    def __init__(self, session: pkcs11.Session, generation: int, rw: bool = False) -> None:
+    def __init__(self, session: pkcs11.Session, epoch: int, generation: int, rw: bool) -> None:
         self.session = session
+        self.epoch = epoch
         self.generation = generation
         self.rw = rw
         self.keys: dict[str, Any] = {}
 
 
-def _close_quietly(session: pkcs11.Session) -> None:
-    # Opened without a PIN, so python-pkcs11's close() never calls C_Logout; errors here
-    # only mean that the session was gone already.
-    with contextlib.suppress(p11.PKCS11Error):
-        session.close()
-
-
 class _TokenSessions:
-    """Sessions on one token, logged in once, shared by every keystore of this process."""
+    """Sessions on one token, logged in once, shared by every keystore of this process.
+
+    Lock order: the pool's condition, then the module lock; nothing waits on the pool's
+    condition while holding the module lock.
+    """
 
     def __init__(self, module: _Module, label: str, size: int, pin: Callable[[], str]) -> None:
         self.module = module
@@ -326,9 +395,9 @@ class _TokenSessions:
         self.accepted: set[PKCS11Settings] = set()
         self._cond = threading.Condition()
         self._idle: list[_Session] = []
-        self._open = 0
+        self._open = 0  # sessions of the current generation, idle or lent out
         self._generation = 0
-        self._token = self._connect()
+        self._token = self._connect_retrying()
 
     def _digest(self, pin: str) -> bytes:
         return hashlib.sha256(self._salt + pin.encode()).digest()
@@ -336,46 +405,64 @@ class _TokenSessions:
     def same_pin(self, pin: str) -> bool:
         return hmac.compare_digest(self._digest(pin), self._pin_digest)
 
+    def _connect_retrying(self) -> pkcs11.Token:
+        # SoftHSM2 rewrites token.object on every C_Login; a process scanning the token or
+        # logging in at that moment misses the token or gets CKR_GENERAL_ERROR, so processes
+        # starting together (presign workers) fail now and then. Such failures are tried again
+        # with a short back-off; PIN errors are not.
+        for delay in (0.05, 0.1, 0.2, 0.4, None):
+            with self.module.lock.shared():
+                epoch = self.module.epoch
+                try:
+                    return self._connect()
+                except _Transient as exc:
+                    if delay is None:
+                        raise
+                    reinitialise = exc.reinitialise
+            time.sleep(delay)
+            if reinitialise:
+                self.module.reinitialise(epoch)
+        raise AssertionError("unreachable")
+
     def _connect(self) -> pkcs11.Token:
-        """Find the token, open one session and log in; call with the pool empty."""
+        """Find the token, open one session and log in (module lock held, pool empty)."""
         token = self.module.token(self.label)
-        flags = token.flags
-        if flags & TokenFlag.USER_PIN_LOCKED:
+        if token.flags & TokenFlag.USER_PIN_LOCKED:
             raise _login_error(CKR_PIN_LOCKED, self.label)
         try:
             session = token.open()
         except p11.PKCS11Error as exc:
-            raise _TokenUnavailable(
+            raise _Transient(
                 f"cannot open a session on PKCS#11 token {self.label!r}: {_exc_name(exc)}"
             ) from None
         rv = self.module.login(session, self._pin())
         if rv not in (CKR_OK, CKR_USER_ALREADY_LOGGED_IN):
-            _close_quietly(session)
+            with contextlib.suppress(p11.PKCS11Error):
+                session.close()
             raise _login_error(rv, self.label)
-        self._idle.append(_Session(session, self._generation))
+        self._idle.append(_Session(session, self.module.epoch, self._generation, rw=False))
         self._open = 1
         return token
 
-    def _acquire(self, rw: bool) -> _Session:
+    def _reserve(self, rw: bool) -> tuple[_Session | None, pkcs11.Token, int]:
+        """An idle session, or (None, token, generation): leave to open one. Waits if full."""
         with self._cond:
             if not rw:
                 while not self._idle and self._open >= self.size:
                     self._cond.wait()
                 if self._idle:
-                    return self._idle.pop()
+                    s = self._idle.pop()
+                    return s, self._token, s.generation
                 self._open += 1
-            token, generation = self._token, self._generation
-        # Opening a session is I/O: done outside the lock. Read-write sessions (key
-        # generation) are opened for one call and never pooled.
-        try:
-            return _Session(token.open(rw=rw), generation, rw)
-        except BaseException:
-            if not rw:
-                with self._cond:
-                    if generation == self._generation:
-                        self._open -= 1
-                    self._cond.notify()
-            raise
+            return None, self._token, self._generation
+
+    def _close(self, s: _Session) -> None:
+        # Sessions are opened without a PIN, so python-pkcs11's close() never calls C_Logout.
+        # Errors only mean that the session was gone already.
+        with self.module.lock.shared():
+            if s.epoch == self.module.epoch:
+                with contextlib.suppress(p11.PKCS11Error):
+                    s.session.close()
 
     def _release(self, s: _Session) -> None:
         if not s.rw:
@@ -384,13 +471,13 @@ class _TokenSessions:
                     self._idle.append(s)
                     self._cond.notify()
                     return
-        _close_quietly(s.session)
+        self._close(s)
 
-    def _discard(self, s: _Session) -> None:
-        _close_quietly(s.session)
-        if not s.rw:
+    def _give_back(self, generation: int, rw: bool) -> None:
+        """A reserved place in the pool was not used (or its session was dropped)."""
+        if not rw:
             with self._cond:
-                if s.generation == self._generation:
+                if generation == self._generation:
                     self._open -= 1
                 self._cond.notify()
 
@@ -402,42 +489,41 @@ class _TokenSessions:
             self._generation += 1
             stale, self._idle, self._open = self._idle, [], 0
             for s in stale:
-                _close_quietly(s.session)
-            try:
-                self._token = self._connect()
-            except _TokenUnavailable:
-                # The module state itself may be broken (device removed, finalised behind
-                # our back): initialise it again; other tokens' pools recover on their own.
-                self.module.reinitialise()
-                self._token = self._connect()
+                self._close(s)
+            # When the module state itself is broken (device removed, finalised behind our
+            # back) this initialises it again; other tokens' pools then recover on their own.
+            self._token = self._connect_retrying()
             self._cond.notify_all()
 
     def run(self, what: str, fn: Callable[[_Session], T], rw: bool = False) -> T:
         """Run `fn` on a session; reconnect and retry once after errors of a stale session."""
         for attempt in (1, 2):
+            s, token, generation = self._reserve(rw)
             try:
-                s = self._acquire(rw)
-            except p11.PKCS11Error as exc:
-                if attempt == 2 or not isinstance(exc, _STALE):
-                    raise self._failed(what, exc) from None
-                self._recover(self._generation)
-                continue
-            try:
-                result = fn(s)
+                with self.module.lock.shared():
+                    if s is None:
+                        s = _Session(token.open(rw=rw), self.module.epoch, generation, rw)
+                    elif s.epoch != self.module.epoch:
+                        raise p11.SessionHandleInvalid("module initialised again")
+                    result = fn(s)
             except _STALE as exc:
-                self._discard(s)
+                if s is not None:
+                    self._close(s)
+                self._give_back(generation, rw)
                 if attempt == 2:
                     raise SignerError(
                         f"PKCS#11 token {self.label!r}: {what} failed after logging in again: "
                         f"{_exc_name(exc)}"
                     ) from None
-                self._recover(s.generation)
+                self._recover(generation)
                 continue
-            except p11.PKCS11Error as exc:
-                self._release(s)
-                raise self._failed(what, exc) from None
-            except BaseException:
-                self._release(s)
+            except BaseException as exc:
+                if s is not None:
+                    self._release(s)
+                else:
+                    self._give_back(generation, rw)
+                if isinstance(exc, p11.PKCS11Error):
+                    raise self._failed(what, exc) from None
                 raise
             self._release(s)
             return result
@@ -461,11 +547,14 @@ class _TokenSessions:
         with self._cond:
             self._generation += 1
             idle, self._idle, self._open = self._idle, [], 0
-            if idle:
-                # Errors only mean the login was gone already.
-                self.module.logout(idle[0].session)
-            for s in idle:
-                _close_quietly(s.session)
+            with self.module.lock.shared():
+                current = [s for s in idle if s.epoch == self.module.epoch]
+                if current:
+                    # A non-zero result only means the login was gone already.
+                    self.module.logout(current[0].session)
+                for s in current:
+                    with contextlib.suppress(p11.PKCS11Error):
+                        s.session.close()
             self._cond.notify_all()
 
 
@@ -582,7 +671,17 @@ class PKCS11Signer:
 
     def sign(self, tbs: bytes) -> bytes:
         """PKCS#1 v1.5 signature over SHA-256(tbs), made inside the token. Blocks."""
-        return _sessions_for(self._settings).sign(self._name, tbs)
+        signature = _sessions_for(self._settings).sign(self._name, tbs)
+        # A CA must never publish a signature that does not verify (a token fault, a handle
+        # that names another key); checking costs about 30 us next to a signature's ~1 ms.
+        try:
+            self._public.verify(signature, tbs, padding.PKCS1v15(), hashes.SHA256())
+        except InvalidSignature:
+            raise SignerError(
+                f"{self.label}: the token returned a signature that does not verify "
+                f"with the key's public key"
+            ) from None
+        return signature
 
     async def sign_async(self, tbs: bytes) -> bytes:
         """`sign` in a worker thread, so that an event loop never waits on the token."""

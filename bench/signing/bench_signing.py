@@ -1,0 +1,240 @@
+"""Signing throughput: OCSP responses signed per second per core, software key vs SoftHSM2.
+
+Builds real responses with `shirushi.asn1.ocsp.build_response` (the presigner's work item)
+for a fixed time, in 1 and in 2 worker processes (forked after the parent has logged in,
+as the presigner does), and in 1 process with 2 threads; measures raw `Signer.sign` too;
+runs `openssl speed -seconds 3 rsa2048` in the same run as the outside reference and prints
+the ratios. The SoftHSM2 token lives in a temporary directory made by tests/softhsm.py.
+Does I/O: temporary files, subprocesses, the PKCS#11 module.
+
+    .venv/bin/python bench/signing/bench_signing.py [--seconds 5] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import multiprocessing
+import multiprocessing.synchronize
+import os
+import platform
+import re
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from importlib.metadata import version
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "tests"))
+
+import softhsm  # noqa: E402  (tests/softhsm.py, found through the path set just above)
+from shirushi.asn1.ocsp import IssuerHashes, Status, build_response  # noqa: E402
+from shirushi.signing import Signer, SignerKey  # noqa: E402
+from shirushi.signing.pkcs11 import PKCS11KeyStore  # noqa: E402
+from shirushi.signing.software import SoftwareSigner  # noqa: E402
+
+NOW = dt.datetime.now(dt.UTC).replace(microsecond=0)
+
+
+def certificate(cn: str, public: rsa.RSAPublicKey, issuer: x509.Name | None, signer: Signer,
+                ocsp: bool = False) -> x509.Certificate:
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(issuer or subject)
+        .public_key(public)
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(NOW - dt.timedelta(days=1))
+        .not_valid_after(NOW + dt.timedelta(days=30))
+        .add_extension(x509.BasicConstraints(ca=not ocsp, path_length=None), critical=True)
+    )
+    if ocsp:
+        builder = builder.add_extension(
+            x509.ExtendedKeyUsage([ExtendedKeyUsageOID.OCSP_SIGNING]), critical=False
+        )
+    return builder.sign(SignerKey(signer), hashes.SHA256())
+
+
+class Work:
+    """One signer and everything build_response needs; `one(i)` makes response number i."""
+
+    def __init__(self, signer: Signer, issuer: x509.Certificate, signer_cert: x509.Certificate):
+        self.signer = signer
+        self.hashes = IssuerHashes.of(issuer, "sha1")
+        self.signer_cert = signer_cert
+
+    def ocsp(self, i: int) -> None:
+        build_response(
+            issuer=self.hashes, serial=0x1000 + i, status=Status(), this_update=NOW,
+            next_update=NOW + dt.timedelta(days=4), signer_cert=self.signer_cert,
+            signer=self.signer,
+        )
+
+    def raw(self, i: int) -> None:
+        self.signer.sign(b"%032d" % i)
+
+
+def loop(fn: Callable[[int], None], seconds: float) -> tuple[int, float]:
+    fn(0)  # warm up: in a fresh child this opens the module, logs in and finds the key
+    count, start = 0, time.perf_counter()
+    deadline = start + seconds
+    while time.perf_counter() < deadline:
+        fn(count)
+        count += 1
+    return count, time.perf_counter() - start
+
+
+def _child(
+    fn: Callable[[int], None],
+    seconds: float,
+    barrier: multiprocessing.synchronize.Barrier,
+    queue: multiprocessing.Queue[tuple[int, float]],
+) -> None:
+    fn(0)
+    barrier.wait()
+    queue.put(loop(fn, seconds))
+
+
+def in_processes(fn: Callable[[int], None], processes: int, seconds: float) -> float:
+    """Total rate of `processes` forked workers running `fn` at the same time."""
+    ctx = multiprocessing.get_context("fork")
+    barrier = ctx.Barrier(processes)
+    queue: multiprocessing.Queue[tuple[int, float]] = ctx.Queue()
+    workers = [ctx.Process(target=_child, args=(fn, seconds, barrier, queue))
+               for _ in range(processes)]
+    for w in workers:
+        w.start()
+    results = [queue.get(timeout=seconds + 120) for _ in workers]
+    for w in workers:
+        w.join()
+        if w.exitcode != 0:
+            raise RuntimeError(f"a worker exited with status {w.exitcode}")
+    return sum(count / elapsed for count, elapsed in results)
+
+
+def in_threads(fn: Callable[[int], None], threads: int, seconds: float) -> float:
+    results: list[tuple[int, float]] = []
+    workers = [threading.Thread(target=lambda: results.append(loop(fn, seconds)))
+               for _ in range(threads)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    return sum(count / elapsed for count, elapsed in results)
+
+
+Runner = Callable[[Callable[[int], None], int, float], float]
+
+# (figure, how it runs, Work method, processes or threads)
+PLAN: tuple[tuple[str, Runner, str, int], ...] = (
+    ("raw sign, 1 process", in_processes, "raw", 1),
+    ("ocsp, 1 process", in_processes, "ocsp", 1),
+    ("ocsp, 2 processes", in_processes, "ocsp", 2),
+    ("ocsp, 1 process x 2 threads", in_threads, "ocsp", 2),
+)
+
+
+def openssl_speed() -> tuple[float, str]:
+    command = ["openssl", "speed", "-seconds", "3", "rsa2048"]
+    out = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+    match = re.search(r"^rsa\s+2048 bits\s+\S+\s+\S+\s+([\d.]+)\s+([\d.]+)", out, flags=re.M)
+    if match is None:
+        raise RuntimeError(f"cannot read `{' '.join(command)}` output:\n{out}")
+    return float(match.group(1)), " ".join(command)
+
+
+def machine() -> dict[str, str]:
+    cpu = "unknown"
+    with open("/proc/cpuinfo") as fh:
+        for line in fh:
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    versions = {}
+    for tool, args in (("openssl", ["openssl", "version"]), ("softhsm2", ["softhsm2-util", "-v"])):
+        versions[tool] = subprocess.run(args, capture_output=True, text=True).stdout.strip()
+    return {
+        "cpu": cpu,
+        "cores": str(len(os.sched_getaffinity(0))),
+        "python": platform.python_version(),
+        "cryptography": version("cryptography"),
+        "python-pkcs11": version("python-pkcs11"),
+        **versions,
+        "load average at start": " ".join(f"{x:.2f}" for x in os.getloadavg()),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--seconds", type=float, default=5.0, help="length of each measurement")
+    parser.add_argument("--repeat", type=int, default=3,
+                        help="runs per figure; the best is kept, since other load only slows")
+    parser.add_argument("--json", action="store_true", help="print the figures as JSON too")
+    args = parser.parse_args()
+    seconds = args.seconds
+
+    with tempfile.TemporaryDirectory(prefix="shirushi-bench-") as tmp:
+        hsm = softhsm.make_tokens(Path(tmp), labels=(softhsm.LABEL,))
+        os.environ["SOFTHSM2_CONF"] = str(hsm.conf)
+
+        ca_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        ca_signer = SoftwareSigner(ca_key, "bench-ca")
+        ca_cert = certificate("Bench CA", ca_key.public_key(), None, ca_signer)
+        software = SoftwareSigner(rsa.generate_private_key(public_exponent=65537, key_size=2048),
+                                  "bench-ocsp")
+        token = PKCS11KeyStore(hsm.settings()).generate("ocsp-signer")
+        works = {
+            name: Work(signer, ca_cert, certificate("Bench OCSP", signer.public_key(),
+                                                    ca_cert.subject, ca_signer, ocsp=True))
+            for name, signer in (("software", software), ("softhsm2", token))
+        }
+
+        reference, command = openssl_speed()
+        rates: dict[str, dict[str, float]] = {name: {} for name in works}
+        # Rounds interleave the figures so that a burst of outside load spreads over all.
+        for _ in range(args.repeat):
+            for name, work in works.items():
+                for measure, runner, method, n in PLAN:
+                    run = runner(getattr(work, method), n, seconds)
+                    rates[name][measure] = max(rates[name].get(measure, 0.0), run)
+
+    info = machine()
+    info["load average at end"] = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    print(f"signing throughput, best of {args.repeat} x {seconds:g} s per figure; machine: "
+          + "; ".join(f"{k} {v}" for k, v in info.items()))
+    print(f"{command}: {reference:,.0f} RSA-2048 signatures/s (1 core)")
+    print(f"{'signer':10} {'measure':30} {'per second':>12} {'per core':>10} {'vs openssl':>11}")
+    for name, figures in rates.items():
+        for measure, rate in figures.items():
+            cores = 2 if "2 " in measure else 1
+            print(f"{name:10} {measure:30} {rate:12,.0f} {rate / cores:10,.0f} "
+                  f"{rate / cores / reference:10.2f}x")
+    sw, hw = rates["software"], rates["softhsm2"]
+    print("ratios:")
+    one = "ocsp, 1 process"
+    print(f"  softhsm2 / software, ocsp 1 process:   {hw[one] / sw[one]:.2f}")
+    print(f"  software ocsp / openssl speed:         {sw[one] / reference:.2f}")
+    print(f"  softhsm2 ocsp / openssl speed:         {hw[one] / reference:.2f}")
+    for name, figures in rates.items():
+        print(f"  {name} 2 processes / 1 process:{'':{13 - len(name)}} "
+              f"{figures['ocsp, 2 processes'] / figures['ocsp, 1 process']:.2f}")
+        print(f"  {name} 2 threads / 1 thread:{'':{16 - len(name)}} "
+              f"{figures['ocsp, 1 process x 2 threads'] / figures['ocsp, 1 process']:.2f}")
+    if args.json:
+        print(json.dumps({"seconds": seconds, "machine": info,
+                          "openssl_speed_sign_per_s": reference, "rates": rates}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
