@@ -112,7 +112,10 @@ def print_checks(settings: Settings, directory: Path, serial: str, config_path: 
     d = shlex.quote(str(directory))
     repo = settings.repository.url.rstrip("/")
     ocsp = settings.ocsp.url
-    conf = f" --config {shlex.quote(config_path)}" if config_path else ""
+    # Pasteable from any directory: absolute paths, and the data directory spelled out.
+    conf = f" --config {shlex.quote(str(Path(config_path).resolve()))}" if config_path else ""
+    exe = Path(sys.executable).parent / "shirushi"
+    cli = f"SHIRUSHI_DATA_DIR={shlex.quote(str(settings.data_path))} {exe if exe.exists() else 'shirushi'}{conf}"
     print(f"""
 Issued a sample certificate for {SAMPLE_HOST}, serial {serial}, into {directory}/.
 Check it with stock tools (paste these):
@@ -124,15 +127,15 @@ Check it with stock tools (paste these):
   openssl ocsp -issuer {d}/issuing-ca.pem -cert {d}/sample.pem -url {ocsp} -CAfile {d}/root.pem -no_nonce
 
   # OCSP over GET with curl
-  openssl ocsp -issuer {d}/issuing-ca.pem -cert {d}/sample.pem -no_nonce -reqout /tmp/req.der
-  curl -s -o /tmp/resp.der "{ocsp}$(base64 -w0 /tmp/req.der)"
-  openssl ocsp -respin /tmp/resp.der -resp_text -noverify | grep 'Cert Status'
+  openssl ocsp -issuer {d}/issuing-ca.pem -cert {d}/sample.pem -no_nonce -reqout {d}/req.der
+  curl -s -o {d}/resp.der "{ocsp}$(base64 -w0 {d}/req.der)"
+  openssl ocsp -respin {d}/resp.der -resp_text -noverify | grep 'Cert Status'
 
   # the CRL from the repository, signed by the issuing CA
-  curl -s -o /tmp/ca.crl {repo}/issuing-ca.crl
-  openssl crl -inform DER -in /tmp/ca.crl -CAfile {d}/issuing-ca.pem -noout -text | head -20
+  curl -s -o {d}/ca.crl {repo}/issuing-ca.crl
+  openssl crl -inform DER -in {d}/ca.crl -CAfile {d}/issuing-ca.pem -noout -text | head -20
 
   # revoke it, then ask again: "revoked"
-  shirushi{conf} revoke {serial} --reason keyCompromise
+  {cli} revoke {serial} --reason keyCompromise
   openssl ocsp -issuer {d}/issuing-ca.pem -cert {d}/sample.pem -url {ocsp} -CAfile {d}/root.pem -no_nonce
 """, flush=True)
