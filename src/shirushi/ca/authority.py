@@ -176,7 +176,7 @@ class Authority:
         if issuing_id not in known:
             self.store.add_issuer(issuing_id, ISSUING, issuing.subject.rfc4514_string(), _der(issuing), now)
             # The root runs no OCSP responder: its CRL (the ARL) covers the issuing CA.
-            self._record(issuing, root_id, is_ca=True, now=now, audit={"profile": "issuing-ca"}, presign=False)
+            self._record(issuing, root_id, kind="ca", now=now, audit={}, presign=False)
         write_atomic(self.paths.issuers_bundle, pem(issuing).encode())
 
         signer_signer, created = self._key(OCSP_SIGNER)
@@ -193,7 +193,7 @@ class Authority:
         if cert.public_key() != signer.public_key():
             raise StateError(f"the {name} certificate does not match the {name} key in the key backend")
 
-    def _record(self, cert: x509.Certificate, issuer: str, *, is_ca: bool, now: dt.datetime,
+    def _record(self, cert: x509.Certificate, issuer: str, *, kind: str, now: dt.datetime,
                 audit: dict[str, object], presign: bool = True) -> CertificateRecord:
         key = cert.public_key()
         assert isinstance(key, rsa.RSAPublicKey)
@@ -205,9 +205,9 @@ class Authority:
         record = CertificateRecord(
             issuer_id=issuer, serial=cert.serial_number, der=_der(cert), subject=cert.subject.rfc4514_string(),
             dns_names=dns, not_before=cert.not_valid_before_utc, not_after=cert.not_valid_after_utc,
-            spki_sha256=csr_rules.spki_sha256(key), is_ca=is_ca,
+            spki_sha256=csr_rules.spki_sha256(key), kind=kind,
         )
-        self.store.add_certificate(record, at=now, audit=audit, presign=presign)
+        self.store.add_certificate(record, at=now, audit={"kind": kind, **audit}, presign=presign)
         return record
 
     def issue_ocsp_signer(self, issuing: x509.Certificate, issuing_signer: Signer,
@@ -222,8 +222,7 @@ class Authority:
         )
         lint.lint_builder(builder, "OCSP-RESPONDER", allow_local_urls=ca.lint_allow_local_urls)
         cert = builder.sign(SignerKey(issuing_signer), hashes.SHA256())
-        self._record(cert, issuer_id(public_key_bits(issuing)), is_ca=False, now=now,
-                     audit={"profile": "ocsp-signer"})
+        self._record(cert, issuer_id(public_key_bits(issuing)), kind="ocsp-signer", now=now, audit={})
         self.paths.save(OCSP_SIGNER, cert)
         return cert
 
@@ -276,9 +275,9 @@ class Authority:
             cert = builder.sign(SignerKey(issuing_signer), hashes.SHA256())
             try:
                 record = self._record(
-                    cert, hierarchy.issuing_id, is_ca=False, now=now,
+                    cert, hierarchy.issuing_id, kind="server", now=now,
                     audit={
-                        "profile": "server", "dns_names": request.dns_names,
+                        "dns_names": request.dns_names,
                         "not_after": not_after.isoformat(), "signer": issuing_signer.label,
                         "lint_warnings": [str(f) for f in findings],
                     },

@@ -35,7 +35,9 @@ certificates = sa.Table(
     sa.Column("not_before", UTCDateTime, nullable=False),
     sa.Column("not_after", UTCDateTime, nullable=False),
     sa.Column("spki_sha256", sa.String(64), nullable=False),
-    sa.Column("is_ca", sa.Boolean, nullable=False, default=False),
+    # "server" (subscriber), "ocsp-signer" or "ca": bulk revocation (policy 5.8) and
+    # key-compromise reports act on subscriber certificates only.
+    sa.Column("kind", sa.String(16), nullable=False),
     sa.Column("created_at", UTCDateTime, nullable=False),
     # Revocation (policy 4.9): empty while the certificate is good.
     sa.Column("revoked_at", UTCDateTime),

@@ -44,7 +44,7 @@ class CertificateRecord:
     not_before: dt.datetime
     not_after: dt.datetime
     spki_sha256: str
-    is_ca: bool = False
+    kind: str = "server"  # "server" | "ocsp-signer" | "ca"
     revoked_at: dt.datetime | None = None
     revocation_reason: str | None = None
     crl_shown_after_expiry: bool = False
@@ -64,7 +64,7 @@ class CertificateRecord:
             not_before=_aware(row.not_before),  # type: ignore[arg-type]
             not_after=_aware(row.not_after),  # type: ignore[arg-type]
             spki_sha256=row.spki_sha256,
-            is_ca=bool(row.is_ca),
+            kind=row.kind,
             revoked_at=_aware(row.revoked_at),
             revocation_reason=row.revocation_reason,
             crl_shown_after_expiry=bool(row.crl_shown_after_expiry),
@@ -173,7 +173,7 @@ class Store:
             not_before=_utc(rec.not_before),
             not_after=_utc(rec.not_after),
             spki_sha256=rec.spki_sha256,
-            is_ca=rec.is_ca,
+            kind=rec.kind,
             created_at=_utc(at),
             crl_shown_after_expiry=False,
         )
@@ -197,14 +197,19 @@ class Store:
         return CertificateRecord.from_row(rows[0]) if rows else None
 
     def certificates_by_key(self, spki_sha256: str) -> list[CertificateRecord]:
-        query = sa.select(schema.certificates).where(schema.certificates.c.spki_sha256 == spki_sha256)
+        """Subscriber certificates certifying this key (policy 4.9.12)."""
+        c = schema.certificates
+        query = sa.select(c).where(c.c.spki_sha256 == spki_sha256, c.c.kind == "server")
         with self.engine.connect() as conn:
             return [CertificateRecord.from_row(r) for r in conn.execute(query)]
 
     def unrevoked(self, now: dt.datetime) -> list[CertificateRecord]:
-        """Every unexpired, unrevoked leaf certificate (for CA termination, policy 5.8)."""
+        """Every unexpired, unrevoked subscriber certificate (for CA termination, policy 5.8).
+
+        The OCSP signer is left alone: status services go on until the last certificate expires.
+        """
         c = schema.certificates
-        query = sa.select(c).where(c.c.revoked_at.is_(None), c.c.not_after > _utc(now), c.c.is_ca.is_(False))
+        query = sa.select(c).where(c.c.revoked_at.is_(None), c.c.not_after > _utc(now), c.c.kind == "server")
         with self.engine.connect() as conn:
             return [CertificateRecord.from_row(r) for r in conn.execute(query)]
 

@@ -33,7 +33,7 @@ def upgrade() -> None:
         sa.Column("not_before", UTC, nullable=False),
         sa.Column("not_after", UTC, nullable=False),
         sa.Column("spki_sha256", sa.String(64), nullable=False),
-        sa.Column("is_ca", sa.Boolean, nullable=False),
+        sa.Column("kind", sa.String(16), nullable=False),
         sa.Column("created_at", UTC, nullable=False),
         sa.Column("revoked_at", UTC),
         sa.Column("revocation_reason", sa.String(32)),
