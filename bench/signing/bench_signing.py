@@ -13,6 +13,7 @@ Does I/O: temporary files, subprocesses, the PKCS#11 module.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime as dt
 import json
 import multiprocessing
@@ -85,32 +86,41 @@ class Work:
         self.signer.sign(b"%032d" % i)
 
 
-def loop(fn: Callable[[int], None], seconds: float) -> tuple[int, float]:
+@dataclasses.dataclass(frozen=True)
+class Rate:
+    """One measurement: signatures per wall-clock second, and per CPU-second used."""
+
+    wall: float
+    cpu: float
+
+
+def loop(fn: Callable[[int], None], seconds: float) -> tuple[int, float, float]:
+    """Run `fn` for `seconds`; returns (count, wall seconds, CPU seconds of this process)."""
     fn(0)  # warm up: in a fresh child this opens the module, logs in and finds the key
-    count, start = 0, time.perf_counter()
+    count, start, cpu = 0, time.perf_counter(), time.process_time()
     deadline = start + seconds
     while time.perf_counter() < deadline:
         fn(count)
         count += 1
-    return count, time.perf_counter() - start
+    return count, time.perf_counter() - start, time.process_time() - cpu
 
 
 def _child(
     fn: Callable[[int], None],
     seconds: float,
     barrier: multiprocessing.synchronize.Barrier,
-    queue: multiprocessing.Queue[tuple[int, float]],
+    queue: multiprocessing.Queue[tuple[int, float, float]],
 ) -> None:
     fn(0)
     barrier.wait()
     queue.put(loop(fn, seconds))
 
 
-def in_processes(fn: Callable[[int], None], processes: int, seconds: float) -> float:
-    """Total rate of `processes` forked workers running `fn` at the same time."""
+def in_processes(fn: Callable[[int], None], processes: int, seconds: float) -> Rate:
+    """`processes` forked workers running `fn` at the same time."""
     ctx = multiprocessing.get_context("fork")
     barrier = ctx.Barrier(processes)
-    queue: multiprocessing.Queue[tuple[int, float]] = ctx.Queue()
+    queue: multiprocessing.Queue[tuple[int, float, float]] = ctx.Queue()
     workers = [ctx.Process(target=_child, args=(fn, seconds, barrier, queue))
                for _ in range(processes)]
     for w in workers:
@@ -120,21 +130,27 @@ def in_processes(fn: Callable[[int], None], processes: int, seconds: float) -> f
         w.join()
         if w.exitcode != 0:
             raise RuntimeError(f"a worker exited with status {w.exitcode}")
-    return sum(count / elapsed for count, elapsed in results)
+    wall = sum(count / elapsed for count, elapsed, _ in results)
+    cpu = sum(count for count, _, _ in results) / sum(used for _, _, used in results)
+    return Rate(wall, cpu)
 
 
-def in_threads(fn: Callable[[int], None], threads: int, seconds: float) -> float:
-    results: list[tuple[int, float]] = []
+def in_threads(fn: Callable[[int], None], threads: int, seconds: float) -> Rate:
+    """`threads` threads of this process running `fn` at the same time."""
+    results: list[tuple[int, float, float]] = []
     workers = [threading.Thread(target=lambda: results.append(loop(fn, seconds)))
                for _ in range(threads)]
+    cpu = time.process_time()  # process-wide: covers every thread
     for w in workers:
         w.start()
     for w in workers:
         w.join()
-    return sum(count / elapsed for count, elapsed in results)
+    cpu = time.process_time() - cpu
+    return Rate(sum(count / elapsed for count, elapsed, _ in results),
+                sum(count for count, _, _ in results) / cpu)
 
 
-Runner = Callable[[Callable[[int], None], int, float], float]
+Runner = Callable[[Callable[[int], None], int, float], Rate]
 
 # (figure, how it runs, Work method, processes or threads)
 PLAN: tuple[tuple[str, Runner, str, int], ...] = (
@@ -148,6 +164,7 @@ PLAN: tuple[tuple[str, Runner, str, int], ...] = (
 def openssl_speed() -> tuple[float, str]:
     command = ["openssl", "speed", "-seconds", "3", "rsa2048"]
     out = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+    # openssl speed divides by user CPU time unless given -elapsed.
     match = re.search(r"^rsa\s+2048 bits\s+\S+\s+\S+\s+([\d.]+)\s+([\d.]+)", out, flags=re.M)
     if match is None:
         raise RuntimeError(f"cannot read `{' '.join(command)}` output:\n{out}")
@@ -171,7 +188,6 @@ def machine() -> dict[str, str]:
         "cryptography": version("cryptography"),
         "python-pkcs11": version("python-pkcs11"),
         **versions,
-        "load average at start": " ".join(f"{x:.2f}" for x in os.getloadavg()),
     }
 
 
@@ -183,6 +199,7 @@ def main() -> None:
     parser.add_argument("--json", action="store_true", help="print the figures as JSON too")
     args = parser.parse_args()
     seconds = args.seconds
+    load_at_start = " ".join(f"{x:.2f}" for x in os.getloadavg())
 
     with tempfile.TemporaryDirectory(prefix="shirushi-bench-") as tmp:
         hsm = softhsm.make_tokens(Path(tmp), labels=(softhsm.LABEL,))
@@ -201,39 +218,43 @@ def main() -> None:
         }
 
         reference, command = openssl_speed()
-        rates: dict[str, dict[str, float]] = {name: {} for name in works}
-        # Rounds interleave the figures so that a burst of outside load spreads over all.
+        rates: dict[str, dict[str, Rate]] = {name: {} for name in works}
+        # Rounds interleave the figures so that a burst of outside load spreads over all;
+        # the best of the rounds is kept, since outside load can only slow a run down.
         for _ in range(args.repeat):
             for name, work in works.items():
                 for measure, runner, method, n in PLAN:
                     run = runner(getattr(work, method), n, seconds)
-                    rates[name][measure] = max(rates[name].get(measure, 0.0), run)
+                    best = rates[name].get(measure, Rate(0.0, 0.0))
+                    rates[name][measure] = Rate(max(best.wall, run.wall), max(best.cpu, run.cpu))
 
     info = machine()
+    info["load average at start"] = load_at_start
     info["load average at end"] = " ".join(f"{x:.2f}" for x in os.getloadavg())
     print(f"signing throughput, best of {args.repeat} x {seconds:g} s per figure; machine: "
           + "; ".join(f"{k} {v}" for k, v in info.items()))
-    print(f"{command}: {reference:,.0f} RSA-2048 signatures/s (1 core)")
-    print(f"{'signer':10} {'measure':30} {'per second':>12} {'per core':>10} {'vs openssl':>11}")
+    print(f"{command}: {reference:,.0f} RSA-2048 signatures per CPU-second (user time)")
+    print(f"{'signer':9} {'measure':28} {'per s':>7} {'per s/core':>10} {'per CPU-s':>10} "
+          f"{'vs openssl':>10}")
     for name, figures in rates.items():
         for measure, rate in figures.items():
             cores = 2 if "2 " in measure else 1
-            print(f"{name:10} {measure:30} {rate:12,.0f} {rate / cores:10,.0f} "
-                  f"{rate / cores / reference:10.2f}x")
+            print(f"{name:9} {measure:28} {rate.wall:7,.0f} {rate.wall / cores:10,.0f} "
+                  f"{rate.cpu:10,.0f} {rate.cpu / reference:9.2f}x")
     sw, hw = rates["software"], rates["softhsm2"]
-    print("ratios:")
-    one = "ocsp, 1 process"
-    print(f"  softhsm2 / software, ocsp 1 process:   {hw[one] / sw[one]:.2f}")
-    print(f"  software ocsp / openssl speed:         {sw[one] / reference:.2f}")
-    print(f"  softhsm2 ocsp / openssl speed:         {hw[one] / reference:.2f}")
+    one, two_p, two_t = "ocsp, 1 process", "ocsp, 2 processes", "ocsp, 1 process x 2 threads"
+    print("ratios (per CPU-second unless said):")
+    print(f"  softhsm2 / software, ocsp:          {hw[one].cpu / sw[one].cpu:.2f}")
+    print(f"  software ocsp / openssl speed:      {sw[one].cpu / reference:.2f}")
+    print(f"  softhsm2 ocsp / openssl speed:      {hw[one].cpu / reference:.2f}")
     for name, figures in rates.items():
-        print(f"  {name} 2 processes / 1 process:{'':{13 - len(name)}} "
-              f"{figures['ocsp, 2 processes'] / figures['ocsp, 1 process']:.2f}")
-        print(f"  {name} 2 threads / 1 thread:{'':{16 - len(name)}} "
-              f"{figures['ocsp, 1 process x 2 threads'] / figures['ocsp, 1 process']:.2f}")
+        print(f"  {name + ' 2 processes / 1, wall:':36} {figures[two_p].wall / figures[one].wall:.2f}")
+        print(f"  {name + ' 2 threads / 1, wall:':36} {figures[two_t].wall / figures[one].wall:.2f}")
     if args.json:
         print(json.dumps({"seconds": seconds, "machine": info,
-                          "openssl_speed_sign_per_s": reference, "rates": rates}, indent=2))
+                          "openssl_speed_sign_per_cpu_s": reference,
+                          "rates": {name: {m: dataclasses.asdict(r) for m, r in figures.items()}
+                                    for name, figures in rates.items()}}, indent=2))
 
 
 if __name__ == "__main__":

@@ -16,7 +16,10 @@ Sessions
     at most `pkcs11.sessions` (0 = one per core), logged in once, because PKCS#11 login state
     belongs to the application, not to a session. Token errors that a fresh session and a
     fresh login can cure (closed or invalid session, user not logged in, device removed or
-    failing) are retried once after reconnecting.
+    failing) are retried once after reconnecting; when the token cannot even be found, the
+    module is finalised and initialised again, under a lock that keeps every other thread out
+    of it, and handles from before (whose numbers may be reused) are never touched again.
+    Every signature is verified with the public key before it is returned.
 
 Threads and processes
     python-pkcs11 calls C_Initialize(NULL), which tells the module that the application will
@@ -597,7 +600,9 @@ _pid = os.getpid()
 
 def _forget_parent_state() -> None:
     """In a forked child: the parent's sessions and login are not ours; start from scratch."""
-    global _registry_lock, _pid
+    global _LOAD_LOCK, _registry_lock, _pid
+    # A lock another parent thread held at the fork stays held in the child: start afresh.
+    _LOAD_LOCK = threading.Lock()
     _registry_lock = threading.Lock()
     _modules.clear()
     _tokens.clear()
