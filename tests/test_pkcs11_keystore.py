@@ -122,6 +122,51 @@ def test_generate_refuses_an_existing_label(store: PKCS11KeyStore, signer: PKCS1
     )
 
 
+def test_racing_generations_leave_one_key(store: PKCS11KeyStore) -> None:
+    name = fresh_name()
+    outcomes: list[str] = []
+
+    def generate() -> None:
+        try:
+            store.generate(name)
+            outcomes.append("created")
+        except ConflictError:
+            outcomes.append("conflict")
+
+    threads = [threading.Thread(target=generate) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(outcomes) == ["conflict", "conflict", "created"]
+    assert store.exists(name)
+
+
+def _generate_in_child(store: PKCS11KeyStore, name: str,
+                       conn: multiprocessing.connection.Connection) -> None:
+    try:
+        store.generate(name)
+        conn.send("created")
+    except BaseException as exc:
+        conn.send(f"{type(exc).__name__}: {exc}")
+
+
+def test_generate_refuses_a_label_another_process_created(store: PKCS11KeyStore) -> None:
+    # This process is logged in (and the module has scanned the token) before the other
+    # process creates the key; the check must still see it.
+    name = fresh_name()
+    assert not store.exists(name)
+    ctx = multiprocessing.get_context("fork")
+    parent_end, child_end = ctx.Pipe()
+    child = ctx.Process(target=_generate_in_child, args=(store, name, child_end))
+    child.start()
+    assert parent_end.recv() == "created"
+    child.join(timeout=60)
+    with pytest.raises(ConflictError):
+        store.generate(name)
+    assert store.exists(name)
+
+
 def test_generate_refuses_small_keys(store: PKCS11KeyStore) -> None:
     with pytest.raises(SignerError, match="2048"):
         store.generate(fresh_name(), bits=1024)

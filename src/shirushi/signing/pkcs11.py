@@ -400,6 +400,9 @@ class _TokenSessions:
         self._idle: list[_Session] = []
         self._open = 0  # sessions of the current generation, idle or lent out
         self._generation = 0
+        # One key generation at a time in this process, so that threads racing for one
+        # label see each other's key; other processes are handled after the fact.
+        self.generating = threading.Lock()
         self._token = self._connect_retrying()
 
     def _digest(self, pin: str) -> bytes:
@@ -769,8 +772,11 @@ class PKCS11KeyStore:
             key_id = key_identifier(pub)
             private[Attribute.ID] = key_id
             public[Attribute.ID] = key_id
-            # Two `init`s racing past the check above would leave two keys with one label:
-            # whoever then sees more than one removes its own and refuses.
+            # PKCS#11 has no "create unless the label exists". Threads of this process are
+            # serialised by `generating`; for another process that created the label while
+            # this one generated, whoever sees two keys removes its own and refuses. SoftHSM2
+            # may show another process's new object only later, so that check is best effort:
+            # callers must not run two `init`s at once.
             if len(_find(session, name, ObjectClass.PRIVATE_KEY)) > 1:
                 private.destroy()
                 public.destroy()
@@ -780,7 +786,8 @@ class PKCS11KeyStore:
                 )
             return pub
 
-        public = sessions.run(f"generating key {name!r}", op, rw=True)
+        with sessions.generating:
+            public = sessions.run(f"generating key {name!r}", op, rw=True)
         return PKCS11Signer(self.settings, name, public)
 
     def open(self, name: str) -> PKCS11Signer:
