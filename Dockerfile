@@ -4,6 +4,8 @@
 #   docker run -d -p 8080:8080 -p 8081:8081 -v shirushi:/var/lib/shirushi shirushi
 # For production set SHIRUSHI_OCSP__URL / SHIRUSHI_REPOSITORY__URL to the public URLs, use
 # ca.key_backend = "pkcs11" with the HSM's module mounted in, and an external Redis/PostgreSQL.
+# The RA/admin API listens on the container's loopback only: publish it through a TLS proxy
+# (set SHIRUSHI_API__LISTEN=0.0.0.0:8082 behind one), never as plain HTTP on a public address.
 
 FROM python:3.11-slim-bookworm AS build
 WORKDIR /src
@@ -23,10 +25,10 @@ WORKDIR /var/lib/shirushi
 ENV SHIRUSHI_DATA_DIR=/var/lib/shirushi \
     SHIRUSHI_OCSP__LISTEN=0.0.0.0:8080 \
     SHIRUSHI_REPOSITORY__LISTEN=0.0.0.0:8081 \
-    SHIRUSHI_API__LISTEN=0.0.0.0:8082 \
+    SHIRUSHI_API__LISTEN=127.0.0.1:8082 \
     PYTHONUNBUFFERED=1
 VOLUME ["/var/lib/shirushi"]
-EXPOSE 8080 8081 8082
+EXPOSE 8080 8081
 STOPSIGNAL SIGTERM
 ENTRYPOINT ["shirushi"]
 CMD ["serve"]

@@ -27,7 +27,7 @@ def backend_at(tmp_path: Path, at: dt.datetime, redis_url: str, **env: str) -> B
 @pytest.fixture
 def backend(tmp_path: Path, redis_url: str) -> Iterator[Backend]:
     b = backend_at(tmp_path, dt.datetime(2027, 3, 14, 12, 0, tzinfo=dt.UTC), redis_url)
-    b.authority.init()
+    b.init()
     yield b
     b.close()
 
@@ -50,7 +50,7 @@ def test_validity_across_the_2027_03_15_boundary(backend: Backend) -> None:
 def test_lint_refuses_and_names_the_finding(tmp_path: Path, redis_url: str) -> None:
     """With the loopback allowance off, pkilint's ERROR about the 127.0.0.1 URLs refuses issuance."""
     b = backend_at(tmp_path, dt.datetime(2026, 12, 1, tzinfo=dt.UTC), redis_url)
-    b.authority.init()
+    b.init()
     strict = backend_at(tmp_path, dt.datetime(2026, 12, 1, tzinfo=dt.UTC), redis_url,
                         SHIRUSHI_CA__LINT_ALLOW_LOCAL_URLS="false")
     before = strict.store.count_certificates(b.presigner.context().issuer_id)
@@ -61,8 +61,9 @@ def test_lint_refuses_and_names_the_finding(tmp_path: Path, redis_url: str) -> N
     strict.close()
 
 
-def test_encrypted_key_files(tmp_path: Path) -> None:
-    env = cli_env(tmp_path / "data", SHIRUSHI_CA__KEY_PASSPHRASE_ENV="CA_PASS", CA_PASS="correct horse")
+def test_encrypted_key_files(tmp_path: Path, redis_url: str) -> None:
+    env = cli_env(tmp_path / "data", SHIRUSHI_CA__KEY_PASSPHRASE_ENV="CA_PASS", CA_PASS="correct horse",
+                  SHIRUSHI_REDIS__URL=redis_url)
     assert run_cli(["init"], env).returncode == 0
     for key in (tmp_path / "data" / "keys").iterdir():
         assert b"ENCRYPTED PRIVATE KEY" in key.read_bytes()
@@ -100,3 +101,33 @@ def test_bulk_revocation_by_key_and_termination(tmp_path: Path, redis_url: str) 
     # The OCSP signer's own certificate is not a subscriber certificate: CA termination revokes
     # subscribers; the signer keeps answering for them.
     assert done.stdout.count("revoked ") == 1
+
+
+def test_commands_on_an_empty_data_dir_create_nothing(tmp_path: Path) -> None:
+    env = cli_env(tmp_path / "nothing")
+    result = run_cli(["revoke", "ABCDEF", "--reason", "superseded"], env)
+    assert result.returncode == 6 and "run `shirushi init`" in result.stderr
+    assert not (tmp_path / "nothing").exists()
+
+
+def test_csr_from_an_endless_file_is_refused(tmp_path: Path) -> None:
+    env = cli_env(tmp_path / "d")
+    result = run_cli(["issue", "--csr", "/dev/zero"], env)
+    assert result.returncode == 2
+    assert result.stderr.strip() == "shirushi: error: CSR file /dev/zero is larger than 65536 bytes"
+
+
+def test_revoke_with_redis_down_says_what_is_pending(tmp_path: Path) -> None:
+    env = cli_env(tmp_path / "d", SHIRUSHI_REDIS__URL=f"unix://{tmp_path}/none.sock", SHIRUSHI_REDIS__TIMEOUT="0.5")
+    assert run_cli(["init"], env).returncode == 0
+    (tmp_path / "req.pem").write_bytes(make_csr())
+    issued = run_cli(["issue", "--csr", str(tmp_path / "req.pem")], env)
+    assert issued.returncode == 8 and issued.stdout.count("BEGIN CERTIFICATE") == 2
+    assert "issued, but OCSP response not yet in Redis" in issued.stderr
+    serial = format(split_pem(issued.stdout)[0].serial_number, "X")
+    revoked = run_cli(["revoke", serial, "--reason", "superseded"], env)
+    assert revoked.returncode == 8
+    assert revoked.stdout.startswith(f"revoked {serial}")
+    assert "revoked, but OCSP response not yet in Redis" in revoked.stderr
+    # Durable: the CRL part was done, and a second revocation is a conflict.
+    assert run_cli(["revoke", serial, "--reason", "superseded"], env).returncode == 5

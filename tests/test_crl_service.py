@@ -29,7 +29,7 @@ def make_backend(data: Path, redis_url: str, clock: FrozenClock) -> Backend:
 def setup(tmp_path: Path, redis_url: str) -> Iterator[tuple[Backend, FrozenClock]]:
     clock = FrozenClock(T0)
     b = make_backend(tmp_path / "data", redis_url, clock)
-    b.authority.init()
+    b.init()
     yield b, clock
     b.close()
 
@@ -99,3 +99,42 @@ def test_root_arl_covers_the_issuing_ca(setup: tuple[Backend, FrozenClock], tmp_
                              str(b.settings.data_path / "certs" / "root.pem"), "-noout"],
                             capture_output=True, text=True)
     assert "verify OK" in result.stdout + result.stderr
+
+
+def test_crls_on_revocation_do_not_replace_the_scheduled_one(setup: tuple[Backend, FrozenClock]) -> None:
+    """A CA revoking every day still publishes its daily scheduled CRL (which retires expired entries)."""
+    b, clock = setup
+    b.crls.generate("issuing-ca", scheduled=True)
+    for _ in range(3):
+        clock.advance(12 * H)
+        b.revoker.revoke(b.authority.issue(make_csr()).certificate.serial_number, "superseded")
+    assert not b.crls.is_current("issuing-ca")
+
+
+def test_ca_certificates_are_not_revoked_by_the_subscriber_use_case(setup: tuple[Backend, FrozenClock]) -> None:
+    from shirushi.errors import PolicyError
+
+    b, _ = setup
+    issuing = x509.load_pem_x509_certificate((b.settings.data_path / "certs" / "issuing-ca.pem").read_bytes())
+    signer = x509.load_pem_x509_certificate((b.settings.data_path / "certs" / "ocsp-signer.pem").read_bytes())
+    for cert, kind in ((issuing, "ca"), (signer, "ocsp-signer")):
+        with pytest.raises(PolicyError, match=f"CA's own {kind} certificate"):
+            b.revoker.revoke(cert.serial_number, "superseded")
+
+
+def test_key_compromise_upgrades_earlier_revocations(setup: tuple[Backend, FrozenClock]) -> None:
+    """BR 7.2.2: evidence of key compromise updates an entry revoked for another reason."""
+    b, clock = setup
+    record = b.authority.issue(make_csr()).record
+    b.revoker.revoke(record.serial, "superseded")
+    first = b.store.certificate(record.serial)
+    assert first is not None
+    clock.advance(H)
+    results = b.revoker.revoke_many([first], "keyCompromise", requested_by="test")
+    assert [r.record.revocation_reason for r in results] == ["keyCompromise"]
+    crl = b.crls.current("issuing-ca")
+    assert crl is not None
+    entry = crl.get_revoked_certificate_by_serial_number(record.serial)
+    assert entry is not None
+    assert entry.extensions.get_extension_for_class(x509.CRLReason).value.reason == x509.ReasonFlags.key_compromise
+    assert entry.revocation_date_utc == T0  # the original date is kept without a compromise time

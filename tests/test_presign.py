@@ -28,7 +28,7 @@ def backend(tmp_path: Path, redis_url: str) -> Backend:
     settings = config.load(None, environ={"SHIRUSHI_DATA_DIR": str(tmp_path / "data"),
                                           "SHIRUSHI_REDIS__URL": redis_url, "SHIRUSHI_PRESIGN__WORKERS": "1"})
     b = Backend(settings, FrozenClock(T0))
-    b.authority.init()
+    b.init()
     yield b
     b.close()
 
@@ -73,7 +73,7 @@ def test_issuance_with_redis_down_leaves_outbox_work(tmp_path: Path) -> None:
                                           "SHIRUSHI_REDIS__URL": f"unix://{tmp_path}/no.sock",
                                           "SHIRUSHI_REDIS__TIMEOUT": "0.5"})
     b = Backend(settings, FrozenClock(T0))
-    b.authority.init()
+    b.init()
     issued = b.authority.issue(make_csr())
     assert issued.warnings and "not yet in Redis" in issued.warnings[0]
     pending = b.store.pending_outbox()
@@ -137,7 +137,7 @@ def test_parallel_signing_matches(tmp_path: Path, redis_url: str) -> None:
                                           "SHIRUSHI_REDIS__URL": redis_url, "SHIRUSHI_PRESIGN__WORKERS": "2",
                                           "SHIRUSHI_PRESIGN__BATCH": "5"})
     b = Backend(settings, FrozenClock(T0))
-    b.authority.init()
+    b.init()
     serials = [b.authority.issue(make_csr()).certificate.serial_number for _ in range(12)]
     b.redis.flushall()
     assert b.presigner.full_load() == 13
@@ -179,3 +179,36 @@ def test_redis_unreachable_is_a_service_error(tmp_path: Path) -> None:
 
     with pytest.raises(ServiceError, match="Redis"):
         CacheWriter(client).is_complete("x")
+
+
+def test_stale_refresh_never_overwrites_a_revocation(backend: Backend) -> None:
+    """A refresh that read "good" before a revocation committed writes after it: Redis keeps revoked."""
+    from shirushi.store.store import StatusRow
+
+    issued = backend.authority.issue(make_csr())
+    serial = issued.certificate.serial_number
+    stale = backend.store.statuses_of(backend.presigner.context().issuer_id, [serial])
+    assert stale[0].status_version == 0 and stale[0].revoked_at is None
+    backend.revoker.revoke(serial, "keyCompromise")
+    backend.presigner.presign(stale)  # the late write of the stale refresh
+    for alg in ("sha1", "sha256"):
+        record = stored(backend, serial, alg)
+        assert record.status_version == 1
+        assert ocsp.load_der_ocsp_response(record.der).certificate_status == ocsp.OCSPCertStatus.REVOKED
+    # Equal versions still refresh (the 24 h re-signing of an unchanged status).
+    fresh = backend.store.statuses_of(backend.presigner.context().issuer_id, [serial])
+    assert fresh == [StatusRow(serial, fresh[0].not_after, fresh[0].revoked_at, "keyCompromise", 1)]
+    clock = backend.clock
+    assert isinstance(clock, FrozenClock)
+    clock.advance(H)
+    backend.presigner.presign(fresh)
+    assert ocsp.load_der_ocsp_response(stored(backend, serial, "sha1").der).this_update_utc == T0 + H
+
+
+def test_redis_flush_is_refilled(backend: Backend) -> None:
+    from shirushi.serve import Scheduler
+
+    serial = backend.authority.issue(make_csr()).certificate.serial_number
+    backend.redis.flushall()
+    Scheduler(backend).refresh_job()
+    assert stored(backend, serial, "sha1").status_version == 0

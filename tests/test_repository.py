@@ -22,7 +22,7 @@ def site(tmp_path: Path, repo_url: str) -> tuple[Backend, TestClient]:
                                           "SHIRUSHI_REDIS__URL": f"unix://{tmp_path}/none.sock"})
     clock = FrozenClock(T0)
     backend = Backend(settings, clock)
-    backend.authority.init()
+    backend.init()
     return backend, TestClient(create_app(settings, clock))
 
 

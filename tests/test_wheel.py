@@ -46,10 +46,11 @@ def test_wheel_carries_its_data(installed: Path) -> None:
     assert "shirushi/py.typed" in names
 
 
-def test_installed_package_runs_from_anywhere(installed: Path, tmp_path: Path) -> None:
+def test_installed_package_runs_from_anywhere(installed: Path, tmp_path: Path, redis_url: str) -> None:
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
-    env = {"PATH": f"{installed}:/usr/bin:/bin", "HOME": str(tmp_path), "SHIRUSHI_DATA_DIR": str(tmp_path / "d")}
+    env = {"PATH": f"{installed}:/usr/bin:/bin", "HOME": str(tmp_path), "SHIRUSHI_DATA_DIR": str(tmp_path / "d"),
+           "SHIRUSHI_REDIS__URL": redis_url}
     python = installed / "python"
     where = subprocess.run([str(python), "-c", "import shirushi; print(shirushi.__file__)"], cwd=elsewhere, env=env,
                            capture_output=True, text=True, check=True).stdout

@@ -27,10 +27,18 @@ class Backend:
     def __init__(self, settings: Settings, clock: Clock | None = None) -> None:
         self.settings = settings
         self.clock = clock or SystemClock()
+        self._initialising = False
+
+    def init(self) -> list[str]:
+        """`shirushi init`: the one use case allowed to create the database."""
+        self._initialising = True
+        return self.authority.init()
 
     @functools.cached_property
     def store(self) -> Store:
-        return Store.open(self.settings.database_url)
+        # Anything but init on an empty data directory is a mistake (a wrong directory or
+        # config): say so instead of creating an empty database that "knows no certificate".
+        return Store.open(self.settings.database_url, create=self._initialising)
 
     @functools.cached_property
     def keys(self) -> KeyStore:
@@ -90,6 +98,11 @@ class Backend:
             elif kind == "crl":
                 crl.setdefault(issuer, []).append(work_id)
         for issuer, items in ocsp.items():
+            if issuer != self.presigner.context().issuer_id:
+                # Only the issuing CA runs an OCSP service; the root's certificates are covered
+                # by its CRL (the ARL).
+                done += [work_id for work_id, _ in items]
+                continue
             rows = self.store.statuses_of(issuer, [int(s, 16) for _, s in items])
             try:
                 if rows:

@@ -70,7 +70,7 @@ def sample_request(directory: Path) -> bytes:
 def demo(settings: Settings, config_path: str | None, *, serve_after: bool = True) -> int:
     backend = Backend(settings)
     try:
-        for line in backend.authority.init():
+        for line in backend.init():
             print(line)
     finally:
         backend.close()

@@ -92,7 +92,9 @@ class Revoker:
         now = self.clock.now()
         done: list[CertificateRecord] = []
         for record in records:
-            if record.revoked_at is not None or record.not_after < now:
+            # BR 7.2.2: a key compromise also updates revocations made for another reason.
+            upgrade = reason == "keyCompromise" and record.revocation_reason != "keyCompromise"
+            if (record.revoked_at is not None and not upgrade) or record.not_after < now:
                 continue
             done.append(self._commit(record.serial, reason, at=None, by_subscriber=False,
                                      requested_by=requested_by, issuer_id=record.issuer_id))
@@ -107,6 +109,12 @@ class Revoker:
         record = self.store.certificate(serial, issuer_id)
         if record is None:
             raise NotFoundError(f"no certificate with serial {serial:x} was issued by this CA")
+        if record.kind != "server":
+            # CA and OCSP signer certificates follow BR 4.9.1.2 and need a new key or hierarchy
+            # along with the revocation; this use case is for subscriber certificates.
+            raise PolicyError(
+                f"certificate {serial:x} is the CA's own {record.kind} certificate, not a subscriber certificate"
+            )
         now = self.clock.now()
         if record.not_after < now:
             raise PolicyError(

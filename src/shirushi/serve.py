@@ -85,6 +85,12 @@ class Scheduler:
         # do not both publish a CRL for the same revocation.
         self.backend.drain_outbox(min_age=OUTBOX_GRACE)
 
+    def refresh_job(self) -> None:
+        # A Redis that lost its data (restart without persistence, eviction) also lost the
+        # completion marker: refill everything, then go on with what is due.
+        self.backend.presigner.ensure_complete()
+        self.backend.presigner.refresh_due()
+
     def crl_job(self) -> None:
         # Run a little more often than the interval so a CRL is never late (policy 4.9.7).
         for name in (ISSUING, ROOT):
@@ -96,10 +102,9 @@ class Scheduler:
             log.warning("OCSP signer certificate renewed")
 
     def tasks(self) -> list[asyncio.Task[None]]:
-        b = self.backend
         return [
             asyncio.create_task(self.every("outbox", OUTBOX_EVERY, self.outbox_job, jitter=0)),
-            asyncio.create_task(self.every("presign refresh", REFRESH_EVERY, b.presigner.refresh_due)),
+            asyncio.create_task(self.every("presign refresh", REFRESH_EVERY, self.refresh_job)),
             asyncio.create_task(self.every("CRL", min(self.crl_every / 24, 3600), self.crl_job)),
             asyncio.create_task(self.every("signer renewal", SIGNER_CHECK_EVERY, self.signer_job)),
         ]
@@ -179,9 +184,6 @@ async def _main(settings: Settings, backend: Backend, config_path: str | None, s
                 await asyncio.to_thread(responders.wait, 10)
             except subprocess.TimeoutExpired:
                 responders.kill()
-        # Let a running job finish (it holds the lock) so no half-done work is abandoned.
-        async with scheduler.lock:
-            pass
     return exit_code
 
 

@@ -6,9 +6,11 @@ the KeyStore/Signer seam; records go to the Store; files go to `{data_dir}/certs
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
 import os
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -34,15 +36,25 @@ def pem(cert: x509.Certificate) -> str:
 
 
 def write_atomic(path: Path, data: bytes, mode: int = 0o644) -> None:
-    """Write a file so readers see the old or the new content, never a part."""
+    """Write a file so readers see the old or the new content, never a part, even after a crash."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.chmod(tmp, mode)
-    os.replace(tmp, path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    directory = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(directory)
+    finally:
+        os.close(directory)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -277,6 +289,8 @@ class Authority:
                 record = self._record(
                     cert, hierarchy.issuing_id, kind="server", now=now,
                     audit={
+                        # Policy 5.4: the request itself is part of the record.
+                        "csr": csr_data.decode("ascii", "replace") if b"-----BEGIN" in csr_data else csr_data.hex(),
                         "dns_names": request.dns_names,
                         "not_after": not_after.isoformat(), "signer": issuing_signer.label,
                         "lint_warnings": [str(f) for f in findings],

@@ -11,9 +11,11 @@ hash algorithm the response echoes, RFC 9919 3.2.1); `serial` is lowercase hex w
 zeros. A record's TTL is nextUpdate - now, so an unrefreshed response vanishes instead of going
 stale.
 
-A record is `HEADER` followed by the DER. The header holds what the responder needs for the HTTP
-caching headers (RFC 9919 6, 7.2) so that one GET answers a request: thisUpdate, nextUpdate, the
-time by which the presigner plans to have re-signed it, and SHA-256 of the DER for the ETag.
+A record is `HEADER` followed by the DER. The header holds the certificate's status version (it
+goes up with every revocation, so a writer can refuse to replace a newer status with an older
+one, see writer.py), and what the responder needs for the HTTP caching headers (RFC 9919 6, 7.2)
+so that one GET answers a request: thisUpdate, nextUpdate, the time by which the presigner plans
+to have re-signed it, and SHA-256 of the DER for the ETag.
 """
 
 from __future__ import annotations
@@ -26,8 +28,8 @@ PREFIX = "shirushi:ocsp:"
 INVALIDATE_CHANNEL = PREFIX + "invalidate"
 HASH_ALGORITHMS = ("sha1", "sha256")
 
-_HEADER = struct.Struct(">BQQQ32s")
-_VERSION = 1
+_HEADER = struct.Struct(">BQQQQ32s")
+_VERSION = 2
 HEADER_SIZE = _HEADER.size
 
 
@@ -57,24 +59,28 @@ class Record:
     next_update: int
     refresh_by: int
     sha256: bytes
+    status_version: int = 0
 
     def pack(self) -> bytes:
-        return _HEADER.pack(_VERSION, self.this_update, self.next_update, self.refresh_by, self.sha256) + self.der
+        header = _HEADER.pack(
+            _VERSION, self.status_version, self.this_update, self.next_update, self.refresh_by, self.sha256
+        )
+        return header + self.der
 
     @property
     def etag(self) -> str:
         return '"' + self.sha256.hex() + '"'
 
 
-def make_record(der: bytes, this_update: int, next_update: int, refresh_by: int) -> Record:
-    return Record(der, this_update, next_update, refresh_by, hashlib.sha256(der).digest())
+def make_record(der: bytes, this_update: int, next_update: int, refresh_by: int, status_version: int = 0) -> Record:
+    return Record(der, this_update, next_update, refresh_by, hashlib.sha256(der).digest(), status_version)
 
 
 def unpack(value: bytes) -> Record | None:
     """Decode a stored record; None for anything that is not a well-formed record."""
     if len(value) <= HEADER_SIZE:
         return None
-    version, this_update, next_update, refresh_by, digest = _HEADER.unpack_from(value)
+    version, status_version, this_update, next_update, refresh_by, digest = _HEADER.unpack_from(value)
     if version != _VERSION:
         return None
-    return Record(value[HEADER_SIZE:], this_update, next_update, refresh_by, digest)
+    return Record(value[HEADER_SIZE:], this_update, next_update, refresh_by, digest, status_version)

@@ -40,9 +40,25 @@ def connect(url: str, timeout: float) -> redis.Redis:
                                 retry=Retry(NoBackoff(), 1))
 
 
+# Store a record unless Redis holds one with a higher status version: a refresh that read
+# "good" just before a revocation committed must not overwrite the revoked response the
+# revocation wrote meanwhile (revocation is final; no suspension, policy 4.9.13). Bytes 1..8
+# (0-based) of a packed record are its big-endian status version (records.py), which compares as
+# a string the way it compares as a number.
+_SET_UNLESS_NEWER = """
+local old = redis.call('GETRANGE', KEYS[1], 1, 8)
+if old ~= '' and old > string.sub(ARGV[1], 2, 9) then
+  return 0
+end
+redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
+return 1
+"""
+
+
 class CacheWriter:
     def __init__(self, client: redis.Redis) -> None:
         self.client = client
+        self._set = client.register_script(_SET_UNLESS_NEWER)
 
     def _run(self, pipe: redis.client.Pipeline) -> None:
         try:
@@ -59,7 +75,7 @@ class CacheWriter:
         pipe = self.client.pipeline(transaction=False)
         keys = []
         for entry in entries:
-            pipe.set(entry.key, entry.value, ex=max(1, entry.ttl))
+            self._set(keys=[entry.key], args=[entry.value, max(1, entry.ttl)], client=pipe)
             keys.append(entry.key)
         if due:
             pipe.zadd(due_key(issuer), {format(s, "x"): t for s, t in due.items()})

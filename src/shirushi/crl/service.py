@@ -7,9 +7,12 @@ use; archived by number (policy 5.5.1). Does I/O: store, key backend, files.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
+import fcntl
 import hashlib
+from collections.abc import Iterator
 from pathlib import Path
 
 from cryptography import x509
@@ -62,7 +65,16 @@ class CRLService:
         raise StateError(f"unknown issuer {issuer_id}")
 
     def generate(self, issuer_name: str = ISSUING, *, scheduled: bool) -> Published:
-        """Make, publish and record the next CRL of `issuer_name` ("issuing-ca" or "root")."""
+        """Make, publish and record the next CRL of `issuer_name` ("issuing-ca" or "root").
+
+        One generation at a time per issuer, across processes (serve's schedule, CLI commands):
+        otherwise a CRL that read the revocations first could be numbered and published after
+        one that read them later, and drop an entry the earlier-published CRL listed.
+        """
+        with _exclusive(repository_dir(self.settings) / f".{issuer_name}.lock"):
+            return self._generate(issuer_name, scheduled=scheduled)
+
+    def _generate(self, issuer_name: str, *, scheduled: bool) -> Published:
         row = self.store.issuer(issuer_name)
         cert = self.paths.load(issuer_name)
         if row is None or cert is None:
@@ -91,11 +103,13 @@ class CRLService:
         return Published(issuer_name, number, this_update, next_update, len(selection.entries), path)
 
     def is_current(self, issuer_name: str) -> bool:
-        """True when a CRL published within `crl.interval` is on disk (so `serve` needs none now)."""
+        """True when a scheduled CRL was published within `crl.interval` (so `serve` needs none now)."""
         row = self.store.issuer(issuer_name)
         if row is None or not crl_path(self.settings, issuer_name).exists():
             return False
-        last = self.store.last_crl(row.id)
+        # Only scheduled CRLs count: those issued on revocation do not retire expired entries
+        # (RFC 5280 3.3), so a CA revoking daily must still publish its daily scheduled CRL.
+        last = self.store.last_crl(row.id, scheduled=True)
         if last is None:
             return False
         interval = parse_duration(self.settings.crl.interval) if issuer_name == ISSUING else ARL_VALIDITY / 2
@@ -106,3 +120,11 @@ class CRLService:
             return x509.load_der_x509_crl(crl_path(self.settings, issuer_name).read_bytes())
         except FileNotFoundError:
             return None
+
+
+@contextlib.contextmanager
+def _exclusive(path: Path) -> Iterator[None]:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        yield

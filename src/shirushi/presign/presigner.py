@@ -71,7 +71,8 @@ def sign_rows(
                 next_update=win.next_update, signer_cert=signer_cert, signer=signer,
             )
             record = records.make_record(
-                der, int(win.this_update.timestamp()), int(win.next_update.timestamp()), int(win.due.timestamp())
+                der, int(win.this_update.timestamp()), int(win.next_update.timestamp()), int(win.due.timestamp()),
+                row.status_version,
             )
             ttl = int((win.next_update - now).total_seconds())
             entries.append(Entry(records.response_key(ctx.issuer_id, hashes.alg, row.serial), record.pack(), ttl))

@@ -42,6 +42,8 @@ certificates = sa.Table(
     # Revocation (policy 4.9): empty while the certificate is good.
     sa.Column("revoked_at", UTCDateTime),
     sa.Column("revocation_reason", sa.String(32)),
+    # Goes up with every change of status; cached OCSP responses carry it (cache/records.py).
+    sa.Column("status_version", sa.Integer, nullable=False, server_default="0"),
     # RFC 5280 3.3: set once a scheduled CRL issued after notAfter has listed the entry.
     sa.Column("crl_shown_after_expiry", sa.Boolean, nullable=False, default=False),
     sa.UniqueConstraint("issuer_id", "serial", name="uq_certificates_issuer_serial"),

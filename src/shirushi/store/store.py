@@ -79,6 +79,7 @@ class StatusRow:
     not_after: dt.datetime
     revoked_at: dt.datetime | None
     reason: str | None
+    status_version: int = 0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -103,11 +104,15 @@ class Store:
         self._sqlite = engine.dialect.name == "sqlite"
 
     @classmethod
-    def open(cls, url: str, *, migrate: bool = True) -> Store:
+    def open(cls, url: str, *, migrate: bool = True, create: bool = True) -> Store:
+        """Open (and migrate) the database; with `create` False a missing SQLite file is an error."""
         if url.startswith("postgresql://"):
             url = "postgresql+psycopg://" + url[len("postgresql://"):]
         if url.startswith("sqlite:///"):
-            Path(url[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
+            path = Path(url[len("sqlite:///"):])
+            if not create and not path.exists():
+                raise StateError(f"no database at {path}: run `shirushi init` (or check data_dir / --config)")
+            path.parent.mkdir(parents=True, exist_ok=True)
         try:
             engine = sa.create_engine(url, pool_pre_ping=True)
         except (sa.exc.ArgumentError, ImportError) as exc:
@@ -230,7 +235,8 @@ class Store:
         last = 0
         while True:
             query = (
-                sa.select(c.c.id, c.c.serial, c.c.not_after, c.c.revoked_at, c.c.revocation_reason)
+                sa.select(c.c.id, c.c.serial, c.c.not_after, c.c.revoked_at, c.c.revocation_reason,
+                          c.c.status_version)
                 .where(c.c.issuer_id == issuer_id, c.c.not_after > _utc(valid_at), c.c.id > last)
                 .order_by(c.c.id)
                 .limit(batch)
@@ -240,10 +246,7 @@ class Store:
             if not rows:
                 return
             last = rows[-1].id
-            yield [
-                StatusRow(int(r.serial, 16), _aware(r.not_after), _aware(r.revoked_at), r.revocation_reason)  # type: ignore[arg-type]
-                for r in rows
-            ]
+            yield [_status_row(r) for r in rows]
 
     def statuses_of(self, issuer_id: str, serials: list[int]) -> list[StatusRow]:
         """Status of the named serials (expired ones included; unknown ones absent)."""
@@ -252,13 +255,10 @@ class Store:
         with self.engine.connect() as conn:
             for i in range(0, len(serials), 500):
                 chunk = [serial_hex(s) for s in serials[i:i + 500]]
-                query = sa.select(c.c.serial, c.c.not_after, c.c.revoked_at, c.c.revocation_reason).where(
-                    c.c.issuer_id == issuer_id, c.c.serial.in_(chunk)
-                )
-                out.extend(
-                    StatusRow(int(r.serial, 16), _aware(r.not_after), _aware(r.revoked_at), r.revocation_reason)  # type: ignore[arg-type]
-                    for r in conn.execute(query)
-                )
+                query = sa.select(
+                    c.c.serial, c.c.not_after, c.c.revoked_at, c.c.revocation_reason, c.c.status_version
+                ).where(c.c.issuer_id == issuer_id, c.c.serial.in_(chunk))
+                out.extend(_status_row(r) for r in conn.execute(query))
         return out
 
     # -- revocation -----------------------------------------------------------------------
@@ -284,7 +284,9 @@ class Store:
             condition.append(c.c.revoked_at.is_(None))
         with self._begin() as conn:
             result = conn.execute(
-                c.update().where(*condition).values(revoked_at=_utc(revoked_at), revocation_reason=reason)
+                c.update().where(*condition).values(
+                    revoked_at=_utc(revoked_at), revocation_reason=reason, status_version=c.c.status_version + 1
+                )
             )
             if result.rowcount != 1:
                 raise ConflictError(f"certificate {record.serial_hex} is already revoked")
@@ -431,6 +433,11 @@ class Store:
                  "detail": json.loads(r.detail)}
                 for r in conn.execute(query)
             ]
+
+
+def _status_row(r: Any) -> StatusRow:
+    return StatusRow(int(r.serial, 16), _aware(r.not_after), _aware(r.revoked_at), r.revocation_reason,  # type: ignore[arg-type]
+                     int(r.status_version))
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

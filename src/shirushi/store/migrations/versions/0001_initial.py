@@ -37,6 +37,7 @@ def upgrade() -> None:
         sa.Column("created_at", UTC, nullable=False),
         sa.Column("revoked_at", UTC),
         sa.Column("revocation_reason", sa.String(32)),
+        sa.Column("status_version", sa.Integer, nullable=False, server_default="0"),
         sa.Column("crl_shown_after_expiry", sa.Boolean, nullable=False),
         sa.UniqueConstraint("issuer_id", "serial", name="uq_certificates_issuer_serial"),
     )
