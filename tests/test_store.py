@@ -71,7 +71,7 @@ def test_revocation_is_one_transaction_with_outbox_and_audit(store: Store) -> No
     assert kinds == ["crl", "ocsp", "ocsp"]  # issuance's OCSP work, then the revocation's two
     with pytest.raises(ConflictError, match="already revoked"):
         store.revoke(rec, reason="superseded", revoked_at=T0, at=T0, audit={})
-    assert [r.serial for r in store.revocations(ISSUER)] == [9]
+    assert [(serial, reason) for serial, _, reason, _ in store.revoked_entries(ISSUER)] == [("9", "keyCompromise")]
     assert [a["action"] for a in store.audit_entries()] == ["issue", "revoke"]
 
 

@@ -305,15 +305,6 @@ class Store:
                                                                  blocked_at=_utc(at)))
                 self._audit(conn, at, "block-key", None, None, {"spki_sha256": spki_sha256, "reason": reason})
 
-    def revocations(self, issuer_id: str) -> list[CertificateRecord]:
-        """Every revoked certificate of the issuer still owed a CRL entry (RFC 5280 3.3)."""
-        c = schema.certificates
-        query = sa.select(c).where(
-            c.c.issuer_id == issuer_id, c.c.revoked_at.is_not(None), c.c.crl_shown_after_expiry.is_(False)
-        )
-        with self.engine.connect() as conn:
-            return [CertificateRecord.from_row(r) for r in conn.execute(query)]
-
     def revoked_entries(self, issuer_id: str) -> Iterator[tuple[str, dt.datetime, str, dt.datetime]]:
         """(serial hex, revoked_at, reason, not_after) of revocations still owed a CRL entry; streamed."""
         c = schema.certificates
