@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hmac
 import json
+import logging
 from typing import Any
 
 from cryptography import x509
@@ -27,7 +28,11 @@ from shirushi.ca.csr import load_csr, spki_sha256
 from shirushi.errors import InputError, NotFoundError, PolicyError, ShirushiError
 from shirushi.store import CertificateRecord
 
+log = logging.getLogger("shirushi.api")
 MAX_BODY = 64 * 1024
+# The largest RSA key the CA certifies is bounded only by what subscribers send; proofs for
+# keys beyond this are refused before the (costly) private-key validation.
+MAX_PROOF_KEY_BITS = 8192
 
 
 def error(status: int, code: str, detail: str) -> JSONResponse:
@@ -55,8 +60,8 @@ async def _json_body(request: Request) -> dict[str, Any]:
             raise InputError(f"request body over {MAX_BODY} bytes")
     try:
         data = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
-        raise InputError("request body is not JSON") from None
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        raise InputError("request body is not JSON (or nests too deeply)") from None
     if not isinstance(data, dict):
         raise InputError("request body must be a JSON object")
     return data
@@ -133,7 +138,7 @@ def create_app(backend: Backend) -> Starlette:
 
     def authorised(request: Request) -> JSONResponse | None:
         if not token:
-            return error(503, "api_disabled", "set api.token or api.token_env to enable this route")
+            return error(403, "api_disabled", "set api.token or api.token_env to enable this route")
         given = request.headers.get("authorization", "")
         scheme, _, value = given.partition(" ")
         if scheme.lower() != "bearer" or not hmac.compare_digest(value.strip().encode(), token.encode()):
@@ -152,6 +157,9 @@ def create_app(backend: Backend) -> Starlette:
             except ShirushiError as exc:
                 status = exc.http_status if 400 <= exc.http_status < 600 else 400
                 return error(status, exc.code, str(exc))
+            except Exception as exc:  # never a traceback to a client; the log keeps the detail
+                log.exception("API %s %s failed", request.method, request.url.path)
+                return error(500, "internal", type(exc).__name__)
         return endpoint
 
     async def issue(request: Request) -> Response:
@@ -169,11 +177,13 @@ def create_app(backend: Backend) -> Starlette:
             backend.authority.issue, csr.encode(), dns_names=dns, days=days, subject=subject
         )
         hierarchy = load_hierarchy(settings)
-        return JSONResponse(
-            {"serial": issued.record.serial_hex.upper(), "certificate": pem(issued.certificate),
-             "chain": pem(hierarchy.issuing) + pem(hierarchy.root)},
-            status_code=201,
-        )
+        body: dict[str, Any] = {
+            "serial": issued.record.serial_hex.upper(), "certificate": pem(issued.certificate),
+            "chain": pem(hierarchy.issuing) + pem(hierarchy.root),
+        }
+        if issued.warnings:
+            body["pending"] = issued.warnings  # issued; its OCSP response follows via the outbox
+        return JSONResponse(body, status_code=201)
 
     async def show(request: Request) -> Response:
         serial = _serial(request.path_params["serial"])
@@ -198,10 +208,11 @@ def create_app(backend: Backend) -> Starlette:
 
     async def key_compromise(request: Request) -> Response:
         data = await _json_body(request)
-        public_key = _compromise_proof(data)
-        spki = spki_sha256(public_key)
 
         def work() -> list[str]:
+            # In the thread pool: validating a large private key takes seconds of CPU, and this
+            # route is open to anyone (policy 4.9.12).
+            spki = spki_sha256(_compromise_proof(data))
             now = backend.clock.now()
             backend.store.block_key(spki, "keyCompromise reported through the API (policy 4.9.12)", now)
             records = backend.store.certificates_by_key(spki)
@@ -239,9 +250,15 @@ def _compromise_proof(data: dict[str, Any]) -> rsa.RSAPublicKey:
         text = _string(data, "private_key")
         assert text is not None
         try:
+            # Size first, validation after: an oversized key is refused without the work.
+            unchecked = serialization.load_pem_private_key(
+                text.encode(), password=None, unsafe_skip_rsa_key_validation=True
+            )
+            if isinstance(unchecked, rsa.RSAPrivateKey) and unchecked.key_size > MAX_PROOF_KEY_BITS:
+                raise InputError(f"private_key is over {MAX_PROOF_KEY_BITS} bits")
             key = serialization.load_pem_private_key(text.encode(), password=None)
         except (ValueError, TypeError):
-            raise InputError("private_key is not an unencrypted PEM private key") from None
+            raise InputError("private_key is not a valid unencrypted PEM private key") from None
         if not isinstance(key, rsa.RSAPrivateKey):
             raise InputError("only RSA keys are certified by this CA")
         return key.public_key()
