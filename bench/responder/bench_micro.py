@@ -4,7 +4,11 @@
   checks it leaves to us) vs asn1crypto's `OCSPRequest.load` with the same fields read;
 * HTTP head: `shirushi.responder.http1.parse_head` vs httptools' parser (llhttp) with callbacks;
 * Redis GET of a 1.4 KB record with 50 requests in flight: redis-py's asyncio client vs the
-  responder's pipelined `resp.Link`, over a unix socket to a private redis-server.
+  responder's pipelined `resp.Link`, over a unix socket to a private redis-server;
+* the access log (`ocsp.access_log`): `AccessLog.record` per request, and the same with its
+  share of the batched formatting, `stat` and `os.write` to a file in a temporary directory;
+* the whole fast path of a repeated GET (`HTTPConnection.data_received`: memo, L1 cache, render,
+  write to a transport that discards the bytes), with the access log off and on.
 
     .venv/bin/python bench/responder/bench_micro.py
 """
@@ -12,6 +16,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import sys
 import tempfile
 import time
@@ -21,10 +26,15 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tests"))
 
-from ocsp_pki import RedisProcess, der_cert_id, der_extension, der_request, octets  # noqa: E402
-from shirushi.responder import resp  # noqa: E402
+from ocsp_pki import RedisProcess, build_pki, der_cert_id, der_extension, der_request, get_path, octets  # noqa: E402
+from shirushi.cache import records  # noqa: E402
+from shirushi.responder import accesslog, resp  # noqa: E402
 from shirushi.responder.http1 import parse_head  # noqa: E402
+from shirushi.responder.issuers import load_issuers  # noqa: E402
+from shirushi.responder.lookup import Lookup  # noqa: E402
 from shirushi.responder.request import parse_request  # noqa: E402
+from shirushi.responder.responses import Answer  # noqa: E402
+from shirushi.responder.server import HTTPConnection, Options, Responder  # noqa: E402
 
 PLAIN = der_request([der_cert_id(0x1234567890ABCDEF1234)])
 NONCE = der_request(
@@ -39,6 +49,12 @@ HEAD = (
 
 def per_call(fn: object, number: int = 100000) -> float:
     return timeit.timeit(fn, number=number) / number * 1e6  # type: ignore[arg-type]
+
+
+def best_per_call(fn: object, number: int, repeat: int = 5) -> float:
+    """µs per call, the best of `repeat` runs with the garbage collector on (as in a worker)."""
+    timer = timeit.Timer(fn, setup="gc.enable()", globals={"gc": gc})  # type: ignore[arg-type]
+    return min(timer.repeat(repeat, number)) / number * 1e6
 
 
 def asn1crypto_fields(der: bytes) -> tuple[object, ...]:
@@ -118,6 +134,85 @@ async def redis_rates(url: str, total: int = 40000, concurrency: int = 50) -> tu
     return redis_py, own
 
 
+def access_log_costs(directory: Path, number: int = 200000) -> tuple[float, float]:
+    """(µs per `record` alone, µs per request with formatting and writing), both amortised."""
+    loop = asyncio.new_event_loop()
+    try:
+        sink = accesslog.AccessLog(directory / "access.log", loop)
+        sink.open()
+        tag = b"GET\t" + accesslog.cert_id_fields(0x1234567890ABCDEF1234567890ABCDEF, "sha1")
+        record = sink.record
+        entries = sink.entries
+        limit = accesslog.FLUSH_LINES - 1
+
+        def record_only() -> None:
+            record(b"192.0.2.7", tag, accesslog.SUCCESSFUL, 1693)
+            if len(entries) >= limit:
+                entries.clear()  # never reaches the flush
+
+        alone = best_per_call(record_only, number)
+        entries.clear()
+        full = best_per_call(lambda: record(b"192.0.2.7", tag, accesslog.SUCCESSFUL, 1693), number)
+        sink.close()
+        return alone, full
+    finally:
+        loop.close()
+
+
+class NullTransport:
+    """Enough of an asyncio transport for HTTPConnection; what is written is dropped."""
+
+    def get_extra_info(self, name: str) -> object:
+        return ("192.0.2.7", 40000) if name == "peername" else None
+
+    def write(self, data: bytes) -> None:
+        pass
+
+
+def fast_path_costs(directory: Path, number: int = 100000, rounds: int = 7) -> tuple[float, float]:
+    """µs per repeated GET through `HTTPConnection.data_received`, access log (off, on).
+
+    The two are timed in alternation, `rounds` times each, and the best of each is kept, so that
+    a burst of load from other processes does not land on one side only."""
+    pki = build_pki(directory / "pki", "http://127.0.0.1/")
+    issuers = load_issuers(pki.directory / "issuers.pem")
+    serial = 0x1234567890ABCDEF
+    der, this_update, next_update = pki.response(serial)
+    record = records.make_record(
+        der, int(this_update.timestamp()), int(next_update.timestamp()), int(next_update.timestamp())
+    )
+    request_der = pki.request_der(serial)
+    plan = issuers.plan(parse_request(request_der))  # type: ignore[arg-type]
+    request = b"GET %s HTTP/1.1\r\nHost: ocsp.example.jp\r\n\r\n" % get_path(request_der).encode()
+    calls = []
+    sinks = []
+    loop = asyncio.new_event_loop()
+    try:
+        for on in (False, True):
+            sink = accesslog.AccessLog(directory / "access.log", loop) if on else None
+            if sink is not None:
+                sink.open()
+                sinks.append(sink)
+            lookup = Lookup(loop, resp.Address("redis://127.0.0.1:1"), 1.0)  # never connected
+            responder = Responder(issuers, lookup, b"", 3600, 8192, Options(), sink)
+            lookup.l1.set_alive(True)
+            assert not isinstance(plan, int)
+            lookup.l1.put(plan.key, Answer(record), responder.now, lookup.l1.generation)
+            conn = HTTPConnection(responder)
+            conn.connection_made(NullTransport())  # type: ignore[arg-type]
+            conn.data_received(request)  # decoded once, then served from the memo
+            calls.append(lambda c=conn: c.data_received(request))
+        best = [float("inf")] * len(calls)
+        for _ in range(rounds):
+            for i, call in enumerate(calls):
+                best[i] = min(best[i], best_per_call(call, number, repeat=1))
+        for sink in sinks:
+            sink.close()
+    finally:
+        loop.close()
+    return best[0], best[1]
+
+
 def main() -> int:
     print("| operation | cost |")
     print("| --- | ---: |")
@@ -135,6 +230,14 @@ def main() -> int:
         redis_py, own = uvloop.run(redis_rates(server.url))
     print(f"| redis-py asyncio GET, 50 in flight | {redis_py:,.0f} /s |")
     print(f"| resp.Link pipelined GET, 50 in flight | {own:,.0f} /s |")
+    with tempfile.TemporaryDirectory(prefix="shirushi-micro-") as tmp:
+        alone, full = access_log_costs(Path(tmp))
+    print(f"| access log: `record` (one tuple appended) | {alone:.2f} µs |")
+    print(f"| access log: `record` + batched format, stat, os.write, per request | {full:.2f} µs |")
+    with tempfile.TemporaryDirectory(prefix="shirushi-micro-") as tmp:
+        off, on = fast_path_costs(Path(tmp))
+    print(f"| repeated GET, whole fast path, access log off | {off:.2f} µs |")
+    print(f"| repeated GET, whole fast path, access log on | {on:.2f} µs |")
     return 0
 
 

@@ -7,12 +7,17 @@ after the other so they never compete for the CPU:
 * the responder (`shirushi.responder.run`) with 1 and with 2 workers, GET;
 * the responder with 1 worker and the in-process L1 cache disabled (every answer from Redis);
 * the responder with 1 worker, POST (wrk Lua script), the same request every time;
-* the responder with 1 worker, POST with a random nonce in every request (nothing repeats).
+* the responder with 1 worker, POST with a random nonce in every request (nothing repeats);
+* only when named in `--cases`: the responder with 1 and with 2 workers, GET, with
+  `ocsp.access_log` on (`responder-1-log`, `responder-2-log`; a file in the temporary directory);
+  after each such run the file must hold a line for every request wrk counted.
 
-Prints a Markdown table (requests/s, ratio to nginx) and checks that every reply was a 200 of the
-expected length. Each case runs `--rounds` times, interleaved, and the median is shown.
+Prints a Markdown table (requests/s; CPU time of the server's processes per request, user and
+system, read from /proc; ratio to nginx, or to the first case when nginx is not among `--cases`)
+and checks that every reply was a 200 of the expected length. Each case runs
+`--rounds` times, interleaved, and the median is shown.
 
-    .venv/bin/python bench/responder/bench_responder.py [--duration 10] [--rounds 2]
+    .venv/bin/python bench/responder/bench_responder.py [--duration 10] [--rounds 2] [--cases a,b]
 
 Only 127.0.0.1 is loaded; every server started here is stopped before the script exits.
 """
@@ -20,6 +25,7 @@ Only 127.0.0.1 is loaded; every server started here is stopped before the script
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import platform
 import re
@@ -94,7 +100,8 @@ def wait_port(port: int, timeout: float = 20.0) -> None:
     raise RuntimeError(f"nothing listens on {port}")
 
 
-def wrk(url: str, duration: int, script: Path | None = None) -> tuple[float, str]:
+def wrk(url: str, duration: int, script: Path | None = None) -> tuple[float, str, int]:
+    """(requests/s, p99 latency, requests completed) of one wrk run."""
     cmd = ["wrk", "-t1", "-c50", f"-d{duration}s", "--timeout", "5s", "--latency"]
     if script is not None:
         cmd += ["-s", str(script)]
@@ -105,7 +112,38 @@ def wrk(url: str, duration: int, script: Path | None = None) -> tuple[float, str
     match = re.search(r"Requests/sec:\s+([\d.]+)", out)
     assert match, out
     p99 = re.search(r"^\s+99%\s+(\S+)", out, re.MULTILINE)  # from the --latency distribution
-    return float(match.group(1)), p99.group(1) if p99 else "?"
+    total = re.search(r"(\d+) requests in", out)
+    assert total, out
+    return float(match.group(1)), p99.group(1) if p99 else "?", int(total.group(1))
+
+
+@dataclasses.dataclass(frozen=True)
+class Run:
+    rate: float  # requests/s
+    p99: str  # latency, as wrk prints it
+    requests: int  # completed, as wrk counted them
+    user_us: float  # CPU time of the server's processes per request
+    sys_us: float
+
+
+def cpu_seconds(pid: int) -> tuple[float, float]:
+    """User and system CPU seconds of `pid` and its children (the workers) so far."""
+    tick = os.sysconf("SC_CLK_TCK")
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    user = system = 0.0
+    for each in [pid, *map(int, children)]:
+        fields = Path(f"/proc/{each}/stat").read_text().rsplit(")", 1)[1].split()
+        user += int(fields[11]) / tick
+        system += int(fields[12]) / tick
+    return user, system
+
+
+def measure(server: int, url: str, duration: int, script: Path | None = None) -> Run:
+    """One wrk run against the server whose main process is `server`."""
+    user0, sys0 = cpu_seconds(server)
+    rate, p99, requests = wrk(url, duration, script)
+    user1, sys1 = cpu_seconds(server)
+    return Run(rate, p99, requests, (user1 - user0) / requests * 1e6, (sys1 - sys0) / requests * 1e6)
 
 
 def post_script(directory: Path, body: bytes) -> Path:
@@ -137,7 +175,7 @@ def nonce_script(directory: Path, body: bytes) -> Path:
 
 
 def start_responder(
-    directory: Path, redis_url: str, issuers: Path, workers: int, l1: bool
+    directory: Path, redis_url: str, issuers: Path, workers: int, l1: bool, access_log: Path | None = None
 ) -> tuple[subprocess.Popen[bytes], int]:
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("SHIRUSHI_")}
@@ -148,6 +186,7 @@ def start_responder(
             "SHIRUSHI_OCSP__ISSUERS": str(issuers),
             "SHIRUSHI_OCSP__LISTEN": f"127.0.0.1:{port}",
             "SHIRUSHI_OCSP__WORKERS": str(workers),
+            "SHIRUSHI_OCSP__ACCESS_LOG": str(access_log or ""),
         }
     )
     code = (
@@ -180,11 +219,23 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
         proc.stdout.close()
 
 
+DEFAULT_CASES = (
+    "nginx", "responder-1", "responder-2", "responder-1-no-l1", "responder-1-post", "responder-1-post-nonce",
+)
+CASES = (*DEFAULT_CASES, "responder-1-log", "responder-2-log")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--duration", type=int, default=10, help="seconds per wrk run (default 10)")
     parser.add_argument("--rounds", type=int, default=2, help="runs per case, interleaved (default 2)")
+    parser.add_argument("--cases", default=",".join(DEFAULT_CASES),
+                        help=f"comma-separated, from {', '.join(CASES)} (default: all but the -log ones)")
     args = parser.parse_args()
+    cases = args.cases.split(",")
+    unknown = set(cases) - set(CASES)
+    if unknown or not cases:
+        parser.error(f"unknown case(s): {', '.join(sorted(unknown))}")
     for tool in ("wrk", "nginx", "redis-server"):
         if shutil.which(tool) is None and not Path("/usr/sbin/nginx").exists():
             raise SystemExit(f"{tool} is not installed")
@@ -195,7 +246,7 @@ def main() -> int:
         directory.chmod(0o755)  # nginx workers run as nobody
         (directory / "tmp").mkdir()
         pki = build_pki(directory / "pki", "http://127.0.0.1/")
-        results: dict[str, list[tuple[float, str]]] = {}
+        results: dict[str, list[Run]] = {}
         with RedisProcess(directory / "redis") as redis_server:
             client: redis.Redis = redis_server.client()
             record = pki.store(client, SERIAL)["sha1"]
@@ -210,8 +261,6 @@ def main() -> int:
 
             nginx_port = free_port()
             conf = nginx_conf(directory, nginx_port, der_name)
-            cases = ["nginx", "responder-1", "responder-2", "responder-1-no-l1", "responder-1-post",
-                     "responder-1-post-nonce"]
             for _ in range(args.rounds):
                 for case in cases:
                     if case == "nginx":
@@ -221,44 +270,69 @@ def main() -> int:
                             wait_port(nginx_port)
                             check_body(f"http://127.0.0.1:{nginx_port}{path}", record.der)
                             url = f"http://127.0.0.1:{nginx_port}{path}"
-                            results.setdefault(case, []).append(wrk(url, args.duration))
+                            results.setdefault(case, []).append(measure(proc.pid, url, args.duration))
                         finally:
                             proc.send_signal(signal.SIGQUIT)
                             proc.wait(timeout=15)
                         continue
-                    workers = 2 if case == "responder-2" else 1
+                    workers = 2 if case.startswith("responder-2") else 1
+                    access_log = directory / "access.log" if case.endswith("-log") else None
                     rproc, port = start_responder(directory, redis_server.url, pki.directory / "issuers.pem",
-                                                  workers, l1="no-l1" not in case)
+                                                  workers, l1="no-l1" not in case, access_log=access_log)
                     try:
                         url = f"http://127.0.0.1:{port}{path}"
                         check_body(url, record.der)
                         if "post" in case:
                             lua = unique if case.endswith("nonce") else script
-                            results.setdefault(case, []).append(wrk(f"http://127.0.0.1:{port}/", args.duration, lua))
+                            results.setdefault(case, []).append(
+                                measure(rproc.pid, f"http://127.0.0.1:{port}/", args.duration, lua))
                         else:
-                            results.setdefault(case, []).append(wrk(url, args.duration))
+                            results.setdefault(case, []).append(measure(rproc.pid, url, args.duration))
                     finally:
                         stop(rproc)
+                    if access_log is not None:
+                        check_access_log(access_log, results[case][-1].requests + 1)  # + the curl check
 
-        base = statistics.median(r for r, _ in results["nginx"])
+        base_case = "nginx" if "nginx" in cases else cases[0]
+        base = statistics.median(r.rate for r in results[base_case])
         print(f"\nMachine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
               f"load average before the run {os.getloadavg()[0]:.1f}")
         print(f"wrk -t1 -c50 -d{args.duration}s, {args.rounds} round(s), median shown; "
               f"response {len(record.der)} bytes\n")
-        print("| server | requests/s (median) | runs | p99 latency (last run) | ratio to nginx |")
-        print("| --- | ---: | --- | ---: | ---: |")
+        print(f"| server | requests/s (median) | runs | p99 latency (last run) "
+              f"| server CPU µs/request, user + sys (median) | ratio to {base_case} |")
+        print("| --- | ---: | --- | ---: | ---: | ---: |")
         for case in cases:
-            rates = [r for r, _ in results[case]]
+            rates = [r.rate for r in results[case]]
             median = statistics.median(rates)
             runs = ", ".join(f"{r:,.0f}" for r in rates)
-            print(f"| {case} | {median:,.0f} | {runs} | {results[case][-1][1]} | {median / base:.2f} |")
+            user = statistics.median(r.user_us for r in results[case])
+            system = statistics.median(r.sys_us for r in results[case])
+            print(f"| {case} | {median:,.0f} | {runs} | {results[case][-1].p99} | {user:.1f} + {system:.1f} "
+                  f"| {median / base:.2f} |")
+        for off, on in (("responder-1", "responder-1-log"), ("responder-2", "responder-2-log")):
+            if off in results and on in results:
+                ratio = statistics.median(r.rate for r in results[on]) / statistics.median(
+                    r.rate for r in results[off])
+                pairs = ", ".join(f"{a.rate / b.rate:.2f}" for a, b in zip(results[on], results[off], strict=True))
+                print(f"\naccess log on / off, {off}: {ratio:.2f} (per round: {pairs})")
     return 0
+
+
+def check_access_log(path: Path, at_least: int) -> None:
+    """Every request wrk counted has its line (the responder may have answered a few more that
+    wrk cut off at the end); then the file goes, so the next run starts empty."""
+    with open(path, "rb") as f:
+        lines = sum(chunk.count(b"\n") for chunk in iter(lambda: f.read(1 << 20), b""))
+    path.unlink()
+    if lines < at_least:
+        raise RuntimeError(f"access log holds {lines} lines for {at_least} requests")
 
 
 def check_body(url: str, expected: bytes) -> None:
     done = subprocess.run(["curl", "-s", "--max-time", "5", url], capture_output=True, timeout=30, check=True)
     if done.stdout != expected:
-        raise RuntimeError(f"{url} did not return the stored response")
+        raise RuntimeError(f"{url} did not return the stored response but {done.stdout[:16].hex()}...")
 
 
 if __name__ == "__main__":

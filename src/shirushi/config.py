@@ -133,6 +133,9 @@ class OCSPSettings:
     # PEM bundle of the issuing CA certificates the responder answers for; "" means
     # {data_dir}/certs/issuers.pem, which `init` writes.
     issuers: str = ""
+    # File the responder workers append one line per answered request to (policy 5.5.1: OCSP
+    # access logs are archived); "" = no access log. Reopened when moved away or on SIGHUP.
+    access_log: str = ""
 
     def validate(self) -> None:
         parse_listen(self.listen)

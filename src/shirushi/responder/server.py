@@ -3,7 +3,8 @@
 Per request (architecture.md, hot-path rules): one bounded head parse, one memoised request
 decode, one L1 or Redis lookup, one write. No router, no logging on success, no per-request
 timers: one ticker per worker refreshes the clock and the Date line, expires slow or idle peers
-and checks Redis.
+and checks Redis. With `ocsp.access_log` set, each answer also appends one tuple to the access
+log's buffer (accesslog.py), which writes it out in batches.
 
 Protocol behaviour (standards P12, P13, P20; RFC 9112):
 
@@ -25,7 +26,8 @@ import dataclasses
 import time
 from typing import Final, TypeVar, cast
 
-from shirushi.responder import responses
+from shirushi.responder import accesslog, responses
+from shirushi.responder.accesslog import NOT_MODIFIED, SUCCESSFUL, AccessLog
 from shirushi.responder.http1 import Head, HTTPError, decode_chunked, parse_head
 from shirushi.responder.issuers import IssuerMap, Plan
 from shirushi.responder.lookup import Lookup, Result
@@ -37,6 +39,7 @@ GET: Final = 0
 HEAD: Final = 1
 POST: Final = 2
 _METHODS: Final = {b"GET": GET, b"HEAD": HEAD, b"POST": POST}
+_METHOD_NAMES: Final = {GET: b"GET", HEAD: b"HEAD", POST: b"POST", REFUSED: b"-"}
 CONTINUE: Final = b"HTTP/1.1 100 Continue\r\n\r\n"
 MEMO_ENTRIES: Final = 8192
 MEMO_MAX_INPUT: Final = 512
@@ -72,6 +75,7 @@ class Responder:
         max_age: int,
         max_request_bytes: int,
         options: Options,
+        access_log: AccessLog | None = None,
     ) -> None:
         self.issuers = issuers
         self.lookup = lookup
@@ -81,12 +85,13 @@ class Responder:
         self.max_target = max_request_bytes
         self.max_head = max_request_bytes + 8192
         self.options = options
+        self.access_log = access_log
         self.connections: set[HTTPConnection] = set()
         # Decoding is pure, so its results are reused (bounded, short inputs only): whole
-        # request bytes -> Route, GET target -> Plan, POST body -> Plan.
+        # request bytes -> Route, GET target -> Decoded, POST body -> Decoded.
         self.routes: dict[bytes, Route] = {}
-        self.memo_get: dict[bytes, Plan | int] = {}
-        self.memo_post: dict[bytes, Plan | int] = {}
+        self.memo_get: dict[bytes, Decoded] = {}
+        self.memo_post: dict[bytes, Decoded] = {}
         self.requests = 0
         self.now = 0
         self.mono = 0.0
@@ -102,6 +107,8 @@ class Responder:
             self.now = now
             self.lookup.now = now
             self.date = responses.date_line(now)
+            if self.access_log is not None:
+                self.access_log.set_time(now)
 
     def sweep(self) -> None:
         """Expire slow, idle and non-reading peers."""
@@ -114,48 +121,56 @@ class Responder:
         kind = _METHODS.get(head.method, REFUSED)
         repeatable = True
         if kind == POST:
-            plan, repeatable = self.plan_post(body)
+            (plan, fields), repeatable = self.plan_post(body)
         elif kind == REFUSED:
-            plan = MALFORMED_REQUEST
+            plan, fields = MALFORMED_REQUEST, accesslog.NO_CERT_ID
         else:
-            plan, repeatable = self.plan_get(head.target)
+            (plan, fields), repeatable = self.plan_get(head.target)
         if not head.keep_alive:
             connection = responses.CLOSE
         elif head.http10:
             connection = responses.KEEP_10
         else:
             connection = responses.KEEP
-        return (kind, plan, connection, head.keep_alive, head.if_none_match), repeatable
+        # The access log's "METHOD\tSERIAL\tALG" is built here, once per route: a memoised request
+        # is logged without formatting anything.
+        tag = _METHOD_NAMES[kind] + b"\t" + fields
+        return (kind, plan, connection, head.keep_alive, head.if_none_match, tag), repeatable
 
-    def plan_get(self, target: bytes) -> tuple[Plan | int, bool]:
-        plan = self.memo_get.get(target)
-        if plan is not None:
-            return plan, True
+    def plan_get(self, target: bytes) -> tuple[Decoded, bool]:
+        decoded = self.memo_get.get(target)
+        if decoded is not None:
+            return decoded, True
         der = decode_get_path(target, self.prefix)
-        plan, repeatable = (MALFORMED_REQUEST, True) if der is None else self._plan(der)
+        decoded, repeatable = (_UNDECODABLE, True) if der is None else self._plan(der)
         if repeatable:
-            _remember(self.memo_get, target, plan)
-        return plan, repeatable
+            _remember(self.memo_get, target, decoded)
+        return decoded, repeatable
 
-    def plan_post(self, body: bytes) -> tuple[Plan | int, bool]:
-        plan = self.memo_post.get(body)
-        if plan is not None:
-            return plan, True
-        plan, repeatable = self._plan(body)
+    def plan_post(self, body: bytes) -> tuple[Decoded, bool]:
+        decoded = self.memo_post.get(body)
+        if decoded is not None:
+            return decoded, True
+        decoded, repeatable = self._plan(body)
         if repeatable:
-            _remember(self.memo_post, body, plan)
-        return plan, repeatable
+            _remember(self.memo_post, body, decoded)
+        return decoded, repeatable
 
-    def _plan(self, der: bytes) -> tuple[Plan | int, bool]:
+    def _plan(self, der: bytes) -> tuple[Decoded, bool]:
         """Decode; a request with a nonce is unique, so remembering it would only churn."""
         cert_id = parse_request(der)
         if isinstance(cert_id, int):
-            return cert_id, True
-        return self.issuers.plan(cert_id), not cert_id.nonce
+            return (cert_id, accesslog.NO_CERT_ID), True
+        fields = accesslog.cert_id_fields(cert_id.serial, cert_id.alg)
+        return (self.issuers.plan(cert_id), fields), not cert_id.nonce
 
 
-# (method kind, plan or OCSP error status, Connection header, keep-alive, If-None-Match)
-Route = tuple[int, Plan | int, bytes, bool, bytes | None]
+# A decoded request: plan or OCSP error status, and the access log's "SERIAL\tALG" fields.
+Decoded = tuple[Plan | int, bytes]
+_UNDECODABLE: Decoded = (MALFORMED_REQUEST, accesslog.NO_CERT_ID)
+# (method kind, plan or OCSP error status, Connection header, keep-alive, If-None-Match,
+#  access log "METHOD\tSERIAL\tALG")
+Route = tuple[int, Plan | int, bytes, bool, bytes | None, bytes]
 
 
 def _remember(memo: dict[bytes, _V], key: bytes, value: _V) -> None:
@@ -169,7 +184,7 @@ def _remember(memo: dict[bytes, _V], key: bytes, value: _V) -> None:
         memo[key] = value
 
 
-_NO_ROUTE: Route = (GET, MALFORMED_REQUEST, responses.CLOSE, False, None)
+_NO_ROUTE: Route = (GET, MALFORMED_REQUEST, responses.CLOSE, False, None, accesslog.REFUSED_TAG)
 
 
 class HTTPConnection(asyncio.Protocol):
@@ -177,6 +192,7 @@ class HTTPConnection(asyncio.Protocol):
 
     __slots__ = (
         "buf",
+        "client",
         "closing",
         "continue_sent",
         "deadline",
@@ -196,6 +212,7 @@ class HTTPConnection(asyncio.Protocol):
         self.responder = responder
         self.transport: asyncio.Transport | None = None
         self.buf = b""
+        self.client = b"-"  # the peer's IP address, for the access log only
         self.head: Head | None = None
         self.route: Route = _NO_ROUTE
         self.waiting = False
@@ -219,6 +236,8 @@ class HTTPConnection(asyncio.Protocol):
             return
         self.transport = tcp
         responder.connections.add(self)
+        if responder.access_log is not None:
+            self.client = _client_address(tcp)
         self.deadline = responder.idle_deadline
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -352,7 +371,7 @@ class HTTPConnection(asyncio.Protocol):
             self.transport.close()
 
     def _dispatch(self, route: Route) -> None:
-        kind, plan, _, _, _ = route
+        kind, plan, _, _, _, _ = route
         if kind == REFUSED:
             self._refuse(405)
             return
@@ -386,7 +405,8 @@ class HTTPConnection(asyncio.Protocol):
         if transport is None:
             return
         responder = self.responder
-        kind, _, connection, keep_alive, if_none_match = self.route
+        kind, _, connection, keep_alive, if_none_match, tag = self.route
+        outcome = SUCCESSFUL
         if isinstance(result, Answer):
             if connection is responses.KEEP and if_none_match is None:
                 if kind == GET:
@@ -399,13 +419,17 @@ class HTTPConnection(asyncio.Protocol):
                 data = result.post(responder.date, connection)
             elif if_none_match is not None and result.matches(if_none_match):
                 data = result.not_modified(responder.now, responder.max_age, responder.date, connection)
+                outcome = NOT_MODIFIED
             else:
                 data = result.get(
                     responder.now, responder.max_age, responder.date, connection, kind == HEAD
                 )
         else:
             data = responses.ocsp_error(result, responder.date, connection, kind == HEAD)
+            outcome = accesslog.OCSP_ERRORS[result]
         transport.write(data)
+        if responder.access_log is not None:
+            responder.access_log.record(self.client, tag, outcome, len(data))
         if not keep_alive:
             self.closing = True
             transport.close()
@@ -418,7 +442,10 @@ class HTTPConnection(asyncio.Protocol):
         self.buf = b""
         if transport is None:
             return
-        transport.write(responses.http_error(code, self.responder.date))
+        data = responses.http_error(code, self.responder.date)
+        transport.write(data)
+        if self.responder.access_log is not None:
+            self.responder.access_log.record(self.client, accesslog.REFUSED_TAG, accesslog.refusal(code), len(data))
         self._resume_reading()
         self.deadline = self.responder.mono + self.responder.options.linger
         if transport.can_write_eof():
@@ -456,3 +483,11 @@ class HTTPConnection(asyncio.Protocol):
         if self.read_paused and self.transport is not None:
             self.read_paused = False
             self.transport.resume_reading()
+
+
+def _client_address(transport: asyncio.Transport) -> bytes:
+    """The peer's IP address as text; "-" when the socket has none (a unix socket in tests)."""
+    peer = transport.get_extra_info("peername")
+    if isinstance(peer, tuple) and peer and isinstance(peer[0], str):
+        return peer[0].encode("ascii", "replace")
+    return b"-"

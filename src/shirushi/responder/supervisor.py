@@ -6,6 +6,8 @@ stays reserved while a worker is restarted; each worker listens on its own socke
 port, and the kernel balances connections between them and any other `shirushi responder` on
 the same address.
 
+SIGHUP is passed on to the workers, which reopen the access log (`ocsp.access_log`, log rotation).
+
 `run()` must be called from the main thread of a process that has no other threads (it forks and
 waits for signals with sigtimedwait); `shirushi serve` should give it a process of its own.
 """
@@ -23,6 +25,7 @@ from collections.abc import Callable
 
 from shirushi.config import Settings, parse_listen
 from shirushi.errors import ServiceError
+from shirushi.responder.accesslog import access_log_path, check_writable
 from shirushi.responder.issuers import IssuerMap, issuers_path, load_issuers
 from shirushi.responder.resp import Address
 from shirushi.responder.server import Options
@@ -30,7 +33,7 @@ from shirushi.responder.worker import listen_socket, worker_main
 
 log = logging.getLogger("shirushi.responder")
 
-_SIGNALS = {signal.SIGTERM, signal.SIGINT, signal.SIGCHLD}
+_SIGNALS = {signal.SIGTERM, signal.SIGINT, signal.SIGCHLD, signal.SIGHUP}
 START_TIMEOUT = 15.0
 MAX_RESTARTS = 5  # within RESTART_WINDOW seconds, then the supervisor gives up
 RESTART_WINDOW = 60.0
@@ -45,12 +48,15 @@ def run(
 
     `ready(host, port)` is called once every worker listens. Returns 0 after a clean stop, 1 when
     workers failed to start or kept crashing. Raises ConfigError, StateError or ServiceError,
-    before starting anything, for a bad configuration, missing issuer certificates or an address
-    that cannot be bound.
+    before starting anything, for a bad configuration, missing issuer certificates, an access log
+    that cannot be opened or an address that cannot be bound.
     """
     options = options or Options()
     issuers = load_issuers(issuers_path(settings))
     Address(settings.redis_url)  # a bad redis.url is a ConfigError now, not in every worker
+    access_log = access_log_path(settings)
+    if access_log is not None:
+        check_writable(access_log)
     host, port = parse_listen(settings.ocsp.listen)
     try:
         reserve = listen_socket(host, port, backlog=None)
@@ -122,6 +128,10 @@ class _Supervisor:
             if info.si_signo in (signal.SIGTERM, signal.SIGINT):
                 self.stop()
                 return 0
+            if info.si_signo == signal.SIGHUP:
+                for pid in self.workers:
+                    _kill(pid, signal.SIGHUP)
+                continue
             if not self._reap_and_restart():
                 self.stop()
                 return 1

@@ -4,7 +4,8 @@ Does network I/O. Several workers (and several `shirushi responder` instances) b
 address; the kernel spreads connections over them. A worker holds no keys and no database:
 only the issuer map, a Redis connection, and (optionally) the invalidation subscription.
 SIGTERM or SIGINT stop it gracefully: the socket closes, answers in flight are finished for up to
-`Options.linger` seconds, then every connection is closed.
+`Options.linger` seconds, then every connection is closed and the access log (when
+`ocsp.access_log` is set) is flushed. SIGHUP reopens the access log (log rotation).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from collections.abc import Callable
 import uvloop
 
 from shirushi.config import Settings, parse_duration, parse_listen
+from shirushi.responder.accesslog import AccessLog, access_log_path
 from shirushi.responder.issuers import IssuerMap
 from shirushi.responder.lookup import Lookup
 from shirushi.responder.request import path_prefix
@@ -61,7 +63,9 @@ def build_responder(
     )
     prefix = path_prefix(urllib.parse.urlsplit(settings.ocsp.url).path)
     max_age = int(parse_duration(settings.ocsp.max_age).total_seconds())
-    return Responder(issuers, lookup, prefix, max_age, settings.ocsp.max_request_bytes, options)
+    path = access_log_path(settings)
+    access_log = AccessLog(path, loop) if path is not None else None
+    return Responder(issuers, lookup, prefix, max_age, settings.ocsp.max_request_bytes, options, access_log)
 
 
 async def serve(
@@ -79,13 +83,21 @@ async def serve(
     loop = asyncio.get_running_loop()
     host, _ = parse_listen(settings.ocsp.listen)
     responder = build_responder(settings, issuers, loop, options)
+    access_log = responder.access_log
+    if access_log is not None:
+        access_log.open()  # OSError: the worker fails to start (the supervisor checked the path)
     if stop is None:
         stop = asyncio.Event()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, stop.set)
+        # Without an access log SIGHUP is ignored rather than fatal: a stray `kill -HUP` (as a
+        # logrotate script may send) must not stop the responder.
+        loop.add_signal_handler(signal.SIGHUP, access_log.reopen if access_log is not None else _ignore)
         # The supervisor forks with these signals blocked so that none arrives before a
         # handler is in place; a signal sent meanwhile is delivered now.
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, (signal.SIGTERM, signal.SIGINT, signal.SIGCHLD))
+        signal.pthread_sigmask(
+            signal.SIG_UNBLOCK, (signal.SIGTERM, signal.SIGINT, signal.SIGCHLD, signal.SIGHUP)
+        )
     lookup = responder.lookup
     await lookup.start_and_wait(settings.redis.timeout)
     sock = listen_socket(host, port)
@@ -116,6 +128,12 @@ async def serve(
         lookup.close()
         await server.wait_closed()
         await asyncio.sleep(0.01)
+        if access_log is not None:
+            access_log.close()
+
+
+def _ignore() -> None:
+    pass
 
 
 def worker_main(settings: Settings, issuers: IssuerMap, options: Options, port: int, ready_fd: int) -> int:
