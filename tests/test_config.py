@@ -116,3 +116,27 @@ def test_example_config_documents_every_key() -> None:
         if config.dataclasses.is_dataclass(section):
             for sub in config.dataclasses.fields(section):
                 assert sub.name in data[field.name], f"{field.name}.{sub.name} missing from the example"
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("[crl]\ninterval = '99999999999999d'\n", "at most 20 years"),
+        ("[redis]\nurl = 'http://x'\n", "redis.url must start with"),
+        ("[redis]\ntimeout = -1\n", "redis.timeout"),
+        ("[database]\nurl = 'mysql://x'\n", "database.url"),
+        ("[ca]\npolicy_oid = '1.2.three'\n", "not a dotted OID"),
+        ("[ca]\nvalidity_days = 0\n", "ca.validity_days must be between"),
+        ("[ca]\nocsp_signer_renew_before = '4d'\n", "longer than presign.validity"),
+        ("[ca]\nocsp_signer_renew_before = '400d'\n", "shorter than ca.ocsp_signer_validity_days"),
+    ],
+)
+def test_values_checked_at_load(tmp_path: Path, text: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        config.load(write(tmp_path, text), environ={})
+
+
+def test_a_mistyped_secret_is_not_echoed(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as info:
+        config.load(write(tmp_path, "[pkcs11]\nuser_pin = 98765\n"), environ={})
+    assert "98765" not in str(info.value) and "pkcs11.user_pin" in str(info.value)

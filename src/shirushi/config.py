@@ -24,6 +24,10 @@ CONFIG_ENV = "SHIRUSHI_CONFIG"
 
 _DURATION = re.compile(r"^\s*(\d+)\s*([smhd])\s*$")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+MAX_DURATION_SECONDS = 20 * 366 * 86400
+_OID = re.compile(r"^[0-2](\.(0|[1-9][0-9]*))+$")
+# Values never echoed in messages.
+SECRET_KEYS = frozenset({"pkcs11.user_pin", "api.token"})
 
 
 def parse_duration(text: str) -> dt.timedelta:
@@ -34,6 +38,8 @@ def parse_duration(text: str) -> dt.timedelta:
     seconds = int(m.group(1)) * _UNITS[m.group(2)]
     if seconds <= 0:
         raise ValueError(f"{text!r}: a duration must be positive")
+    if seconds > MAX_DURATION_SECONDS:
+        raise ValueError(f"{text!r}: a duration must be at most 20 years")
     return dt.timedelta(seconds=seconds)
 
 
@@ -79,6 +85,12 @@ class CASettings:
     ocsp_signer_renew_before: str = "30d"
 
     def validate(self) -> None:
+        if not _OID.match(self.policy_oid):
+            raise ConfigError(f"ca.policy_oid {self.policy_oid!r} is not a dotted OID like 1.3.6.1.4.1.99999.1.1")
+        # Policy 5.6 / 6.3.2: CA keys live at most 20 years.
+        for key in ("root_validity_days", "validity_days", "ocsp_signer_validity_days"):
+            if not 1 <= getattr(self, key) <= 7300:
+                raise ConfigError(f"ca.{key} must be between 1 and 7300 days (policy 6.3.2)")
         if self.key_backend not in ("file", "pkcs11"):
             raise ConfigError(f"ca.key_backend must be 'file' or 'pkcs11', not {self.key_backend!r}")
         if not 1 <= self.max_validity_days <= 398:
@@ -112,12 +124,22 @@ class PKCS11Settings:
 class DatabaseSettings:
     url: str = ""
 
+    def validate(self) -> None:
+        if self.url and not self.url.startswith(("sqlite:///", "postgresql://", "postgresql+psycopg://")):
+            raise ConfigError("database.url must be empty, sqlite:///PATH or postgresql://...")
+
 
 @dataclasses.dataclass(frozen=True)
 class RedisSettings:
     url: str = ""
     # Seconds to wait for Redis before giving up on a single command.
     timeout: float = 2.0
+
+    def validate(self) -> None:
+        if self.url and not self.url.startswith(("redis://", "rediss://", "unix://")):
+            raise ConfigError("redis.url must start with redis://, rediss:// or unix:// (or be empty)")
+        if not 0 < self.timeout <= 60:
+            raise ConfigError("redis.timeout must be between 0 and 60 seconds")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -258,7 +280,8 @@ def _coerce(value: Any, typ: Any, where: str) -> Any:
     elif typ is str and isinstance(value, str):
         return value
     name = getattr(typ, "__name__", str(typ))
-    raise ConfigError(f"{where}: expected {name}, got {value!r}")
+    shown = f"a {type(value).__name__}" if where in SECRET_KEYS else repr(value)
+    raise ConfigError(f"{where}: expected {name}, got {shown}")
 
 
 def _build(cls: Any, data: Mapping[str, Any], where: str) -> Any:
@@ -336,6 +359,22 @@ def load(path: str | os.PathLike[str] | None = None, environ: Mapping[str, str] 
             section = getattr(settings, field.name)
             if hasattr(section, "validate"):
                 section.validate()
+        _check_together(settings)
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
     return settings
+
+
+def _check_together(settings: Settings) -> None:
+    """Rules that span sections."""
+    renew = parse_duration(settings.ca.ocsp_signer_renew_before)
+    needed = parse_duration(settings.presign.validity) + parse_duration(settings.presign.interval)
+    # Mozilla policy: no response outlives the signer certificate. The signer is renewed while
+    # every response that can still be signed under it fits in its remaining life.
+    if renew <= needed:
+        raise ConfigError(
+            "ca.ocsp_signer_renew_before must be longer than presign.validity + presign.interval "
+            f"({needed}), or responses could not be signed before the signer is renewed"
+        )
+    if renew >= dt.timedelta(days=settings.ca.ocsp_signer_validity_days):
+        raise ConfigError("ca.ocsp_signer_renew_before must be shorter than ca.ocsp_signer_validity_days")

@@ -106,6 +106,16 @@ def command(*args: bytes) -> bytes:
     return b"".join(out)
 
 
+def redact(url: str) -> str:
+    """The URL without its password (user:password@ and ?password=), for messages."""
+    parts = urllib.parse.urlsplit(url)
+    netloc = parts.netloc
+    if "@" in netloc:
+        netloc = "***@" + netloc.rsplit("@", 1)[1]
+    query = "&".join(q for q in parts.query.split("&") if not q.startswith("password="))
+    return urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+
+
 class Address:
     """Where and how to reach Redis, from a redis.url (unix://, redis://, rediss://)."""
 
@@ -124,15 +134,15 @@ class Address:
             try:
                 self.port = parts.port or 6379
             except ValueError:
-                raise ConfigError(f"redis.url {url!r} has a bad port") from None
+                raise ConfigError(f"redis.url {redact(url)!r} has a bad port") from None
             if parts.path.strip("/"):
                 db_text = parts.path.strip("/")
             if parts.scheme == "rediss":
                 self.ssl = ssl.create_default_context()
         else:
-            raise ConfigError(f"redis.url {url!r}: scheme must be unix, redis or rediss")
+            raise ConfigError(f"redis.url {redact(url)!r}: scheme must be unix, redis or rediss")
         if not db_text.isdigit():
-            raise ConfigError(f"redis.url {url!r}: database must be a number")
+            raise ConfigError(f"redis.url {redact(url)!r}: database must be a number")
         self.db = int(db_text)
         self.username = urllib.parse.unquote(parts.username) if parts.username else None
         password = parts.password or query.get("password", [None])[0]
