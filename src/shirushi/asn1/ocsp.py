@@ -16,18 +16,13 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509 import ocsp
 
+from shirushi.asn1.keys import public_key_bits
 from shirushi.signing import Signer, SignerKey
 
 HASHES: dict[str, type[hashes.HashAlgorithm]] = {"sha1": hashes.SHA1, "sha256": hashes.SHA256}
 
 # RFC 5280 CRLReason names; BR 7.2.2 limits which may be used (see revocation rules).
 REASONS: dict[str, x509.ReasonFlags] = {flag.value: flag for flag in x509.ReasonFlags}
-
-
-def public_key_bits(cert: x509.Certificate) -> bytes:
-    """The subjectPublicKey BIT STRING value (RFC 6960 4.1.1's input to issuerKeyHash)."""
-    # For RSA the BIT STRING holds exactly the PKCS#1 RSAPublicKey DER.
-    return cert.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.PKCS1)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -18,7 +18,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from shirushi.asn1.ocsp import public_key_bits
+from shirushi.asn1.keys import public_key_bits
 from shirushi.ca import csr as csr_rules
 from shirushi.ca import lint, names, profiles, validity
 from shirushi.cache.records import issuer_id

@@ -14,12 +14,12 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import hashlib
 
 from cryptography import x509
-from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import AuthorityInformationAccessOID, ExtendedKeyUsageOID, ObjectIdentifier
+
+from shirushi.asn1.keys import key_identifier
 
 # BR 7.1.6.1: Organization Validated reserved policy identifier.
 OV_POLICY = ObjectIdentifier("2.23.140.1.2.2")
@@ -48,12 +48,6 @@ class URLs:
     @property
     def issuing_cert(self) -> str:
         return self.repository + "issuing-ca.crt"
-
-
-def key_identifier(public_key: rsa.RSAPublicKey) -> bytes:
-    """SHA-1 of the subjectPublicKey BIT STRING (RFC 5280 4.2.1.2 method 1, 160 bits)."""
-    bits = public_key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.PKCS1)
-    return hashlib.sha1(bits).digest()
 
 
 def _base(

@@ -40,7 +40,7 @@ class SigningContext:
 
     @classmethod
     def create(cls, issuer: x509.Certificate, signer_cert: x509.Certificate, settings: Settings) -> SigningContext:
-        from shirushi.asn1.ocsp import public_key_bits
+        from shirushi.asn1.keys import public_key_bits
 
         return cls(
             issuer_id=records.issuer_id(public_key_bits(issuer)),

@@ -17,8 +17,8 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from cryptography import x509
-from cryptography.hazmat.primitives import serialization
 
+from shirushi.asn1.keys import public_key_bits
 from shirushi.cache import records
 from shirushi.config import Settings
 from shirushi.errors import ConfigError, StateError
@@ -30,35 +30,6 @@ def issuers_path(settings: Settings) -> Path:
     if settings.ocsp.issuers:
         return Path(settings.ocsp.issuers).expanduser()
     return settings.data_path / "certs" / "issuers.pem"
-
-
-def public_key_bits(cert: x509.Certificate) -> bytes:
-    """The subjectPublicKey BIT STRING value of `cert` (the input to issuerKeyHash)."""
-    spki = cert.public_key().public_bytes(
-        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
-    # SubjectPublicKeyInfo ::= SEQUENCE { algorithm AlgorithmIdentifier, subjectPublicKey BIT STRING }
-    # The DER comes from pyca, so it is well formed; walk it rather than parse it.
-    pos = _content_start(spki, 0)  # inside the outer SEQUENCE
-    pos = _skip(spki, pos)  # past AlgorithmIdentifier
-    if spki[pos] != 0x03:
-        raise ValueError("SubjectPublicKeyInfo without a BIT STRING")
-    start = _content_start(spki, pos)
-    return spki[start + 1 :]  # drop the unused-bits octet (always 0 for keys)
-
-
-def _content_start(der: bytes, pos: int) -> int:
-    first = der[pos + 1]
-    return pos + 2 + (first & 0x7F if first & 0x80 else 0)
-
-
-def _skip(der: bytes, pos: int) -> int:
-    first = der[pos + 1]
-    if first & 0x80:
-        count = first & 0x7F
-        length = int.from_bytes(der[pos + 2 : pos + 2 + count], "big")
-        return pos + 2 + count + length
-    return pos + 2 + first
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

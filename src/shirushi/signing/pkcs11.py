@@ -49,11 +49,12 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import pkcs11
 from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from pkcs11 import Attribute, KeyType, Mechanism, MechanismFlag, ObjectClass, TokenFlag
 from pkcs11 import exceptions as p11
 
+from shirushi.asn1.keys import key_identifier
 from shirushi.config import PKCS11Settings
 from shirushi.errors import ConflictError, SignerError, StateError
 
@@ -111,12 +112,6 @@ _STALE: tuple[type[Exception], ...] = (
     p11.KeyHandleInvalid,
     p11.ObjectHandleInvalid,
 )
-
-
-def key_identifier(public: rsa.RSAPublicKey) -> bytes:
-    """CKA_ID of a key: RFC 5280 4.2.1.2 method (1), SHA-1 of the DER RSAPublicKey."""
-    der = public.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.PKCS1)
-    return hashlib.sha1(der).digest()
 
 
 def _rv_name(rv: int) -> str:
