@@ -17,17 +17,13 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.x509 import SubjectKeyIdentifier
 
+from shirushi.asn1.keys import key_identifier
 from shirushi.config import CASettings, Settings
 from shirushi.errors import ConflictError, SignerError, StateError
 from shirushi.signing import SignerKey
 from shirushi.signing.backend import keystore
-from shirushi.signing.pkcs11 import (
-    CKR_PIN_LOCKED,
-    PKCS11KeyStore,
-    PKCS11Signer,
-    _login_error,
-    key_identifier,
-)
+from shirushi.signing.cryptoki import CKR_PIN_LOCKED, login_error
+from shirushi.signing.pkcs11 import PKCS11KeyStore, PKCS11Signer
 from shirushi.signing.software import FileKeyStore
 from softhsm import SPARE_LABEL, SoftHSM, close_all_sessions, logout, write_conf
 
@@ -215,7 +211,7 @@ def test_second_pin_for_a_logged_in_token_is_refused(
 
 def test_locked_pin_message() -> None:
     # SoftHSM2 never locks a PIN, so the mapping from the return value is checked directly.
-    message = str(_login_error(CKR_PIN_LOCKED, "shirushi"))
+    message = str(login_error(CKR_PIN_LOCKED, "shirushi"))
     assert "CKR_PIN_LOCKED" in message and "locked" in message and "\n" not in message
 
 
