@@ -107,12 +107,13 @@ class Subscriber:
         self.loop = loop
         self.timeout = timeout
         self._last_ping = 0.0
+        self._closing = False  # a shutdown drops the subscription on purpose: no warning
 
     def _up(self, conn: resp.Connection) -> None:
         conn.send_push(resp.command(b"SUBSCRIBE", self.channel))
 
     def _down(self) -> None:
-        if self.l1.alive:
+        if self.l1.alive and not self._closing:
             log.warning("invalidation subscription lost; in-process cache bypassed")
         self.l1.set_alive(False)
 
@@ -151,6 +152,7 @@ class Subscriber:
             self.link.kick()
 
     def close(self) -> None:
+        self._closing = True
         self.link.close()
 
 
