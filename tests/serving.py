@@ -101,3 +101,6 @@ class Site:
         finally:
             if self.proc is not None:
                 self.stop()
+            # A test that failed half-way (e.g. after killing serve) must not leave an orphaned
+            # redis-server or responder behind for the rest of the run.
+            subprocess.run(["pkill", "-KILL", "-f", str(self.data)], check=False)
