@@ -32,7 +32,8 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509 import ocsp
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from shirushi.asn1.ocsp import IssuerHashes, Status, build_response, public_key_bits
+from shirushi.asn1.keys import public_key_bits
+from shirushi.asn1.ocsp import IssuerHashes, Status, build_response
 from shirushi.cache import records
 from shirushi.config import Settings, parse_listen
 from shirushi.responder.issuers import issuers_path, load_issuers
