@@ -31,15 +31,24 @@ from typing import Any
 from locust import events, task
 from locust.contrib.fasthttp import FastHttpUser
 
-_STATUS = {0: "successful", 1: "malformedRequest", 2: "internalError", 3: "tryLater", 5: "sigRequired",
-           6: "unauthorized"}
+_STATUS = {
+    0: "successful",
+    1: "malformedRequest",
+    2: "internalError",
+    3: "tryLater",
+    5: "sigRequired",
+    6: "unauthorized",
+}
 _requests: list[bytes] = []
 
 
 @events.init_command_line_parser.add_listener
 def _arguments(parser: Any) -> None:
-    parser.add_argument("--ocsp-requests", default=os.environ.get("OCSP_REQUESTS", ""),
-                        help="comma-separated DER OCSP request files (openssl ocsp -reqout)")
+    parser.add_argument(
+        "--ocsp-requests",
+        default=os.environ.get("OCSP_REQUESTS", ""),
+        help="comma-separated DER OCSP request files (openssl ocsp -reqout)",
+    )
     parser.add_argument("--post-share", type=float, default=0.2, help="fraction of requests sent as POST")
 
 
@@ -80,8 +89,13 @@ class OCSPClient(FastHttpUser):
     def ask(self) -> None:
         request = random.choice(_requests)
         if random.random() < self.environment.parsed_options.post_share:
-            with self.client.post("/", data=request, headers={"Content-Type": "application/ocsp-request"},
-                                  name="POST /", catch_response=True) as response:
+            with self.client.post(
+                "/",
+                data=request,
+                headers={"Content-Type": "application/ocsp-request"},
+                name="POST /",
+                catch_response=True,
+            ) as response:
                 self._check(response)
             return
         path = urllib.parse.quote(base64.b64encode(request).decode(), safe="")

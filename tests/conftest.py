@@ -36,8 +36,6 @@ def redis_url(redis_server: str) -> Iterator[str]:
     yield redis_server
 
 
-
-
 def _postgres_bin() -> Path | None:
     found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"))
     return found[-1].parent if found else None
@@ -59,12 +57,28 @@ def postgres_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     as_postgres = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
     if os.geteuid() == 0:
         shutil.chown(directory, "postgres")
-    subprocess.run([*as_postgres, str(bindir / "initdb"), "-D", str(data), "-A", "trust", "-U", "shirushi",
-                    "--no-sync"], check=True, capture_output=True)
+    subprocess.run(
+        [*as_postgres, str(bindir / "initdb"), "-D", str(data), "-A", "trust", "-U", "shirushi", "--no-sync"],
+        check=True,
+        capture_output=True,
+    )
     proc = subprocess.Popen(
-        [*as_postgres, str(bindir / "postgres"), "-D", str(data), "-k", str(directory), "-c", "listen_addresses=",
-         "-c", "fsync=off", "-c", "max_connections=50"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [
+            *as_postgres,
+            str(bindir / "postgres"),
+            "-D",
+            str(data),
+            "-k",
+            str(directory),
+            "-c",
+            "listen_addresses=",
+            "-c",
+            "fsync=off",
+            "-c",
+            "max_connections=50",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     url = f"postgresql://shirushi@/postgres?host={directory}"
     deadline = time.monotonic() + 30

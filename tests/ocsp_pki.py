@@ -60,8 +60,15 @@ def _key() -> rsa.RSAPrivateKey:
 
 def _ku(**flags: bool) -> x509.KeyUsage:
     names = (
-        "digital_signature", "content_commitment", "key_encipherment", "data_encipherment",
-        "key_agreement", "key_cert_sign", "crl_sign", "encipher_only", "decipher_only",
+        "digital_signature",
+        "content_commitment",
+        "key_encipherment",
+        "data_encipherment",
+        "key_agreement",
+        "key_cert_sign",
+        "crl_sign",
+        "encipher_only",
+        "decipher_only",
     )
     return x509.KeyUsage(**{n: flags.get(n, False) for n in names})
 
@@ -159,9 +166,7 @@ class PKI:
         """Sign and store the responses for `serial`; returns the records by algorithm."""
         out = {}
         for alg in algs:
-            der, this_update, next_update = self.response(
-                serial, alg, revoked_at, reason, validity=validity
-            )
+            der, this_update, next_update = self.response(serial, alg, revoked_at, reason, validity=validity)
             record = records.make_record(
                 der,
                 int(this_update.timestamp()),
@@ -226,9 +231,7 @@ def build_pki(directory: Path, ocsp_url: str) -> PKI:
         .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
         .add_extension(_ku(digital_signature=True, key_cert_sign=True, crl_sign=True), critical=True)
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(issuing_key.public_key()), critical=False)
-        .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(root_key.public_key()), critical=False
-        )
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(root_key.public_key()), critical=False)
         .sign(root_key, hashes.SHA256())
     )
     signer_cert = (
@@ -244,9 +247,7 @@ def build_pki(directory: Path, ocsp_url: str) -> PKI:
         .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.OCSP_SIGNING]), critical=False)
         .add_extension(x509.OCSPNoCheck(), critical=False)
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(signer_key.public_key()), critical=False)
-        .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(issuing_key.public_key()), critical=False
-        )
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(issuing_key.public_key()), critical=False)
         .sign(issuing_key, hashes.SHA256())
     )
     (directory / "root.pem").write_bytes(pem(root))
@@ -355,8 +356,21 @@ class RedisProcess:
     def start(self) -> RedisProcess:
         self.directory.mkdir(parents=True, exist_ok=True)
         self.proc = subprocess.Popen(
-            ["redis-server", "--port", "0", "--unixsocket", str(self.sock), "--unixsocketperm", "700",
-             "--save", "", "--appendonly", "no", "--dir", str(self.directory)],
+            [
+                "redis-server",
+                "--port",
+                "0",
+                "--unixsocket",
+                str(self.sock),
+                "--unixsocketperm",
+                "700",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(self.directory),
+            ],
             stdout=subprocess.DEVNULL,
         )
         client = self.client()
@@ -430,7 +444,7 @@ def split_responses(data: bytes) -> list[tuple[int, dict[str, str], bytes]]:
 
 
 def ocsp_status(body: bytes) -> str:
-    """"successful/good", "successful/revoked" or the error status name, from a DER body."""
+    """ "successful/good", "successful/revoked" or the error status name, from a DER body."""
     response = ocsp.load_der_ocsp_response(body)
     if response.response_status != ocsp.OCSPResponseStatus.SUCCESSFUL:
         return response.response_status.name
@@ -486,8 +500,9 @@ NULL = b"\x05\x00"
 TRUE = b"\x01\x01\xff"
 
 
-def der_cert_id(serial: int, alg_oid: str = SHA1_OID, name_hash: bytes = b"\x01" * 20,
-                key_hash: bytes = b"\x02" * 20) -> bytes:
+def der_cert_id(
+    serial: int, alg_oid: str = SHA1_OID, name_hash: bytes = b"\x01" * 20, key_hash: bytes = b"\x02" * 20
+) -> bytes:
     return seq(seq(oid(alg_oid), NULL), octets(name_hash), octets(key_hash), integer(serial))
 
 
@@ -504,10 +519,7 @@ def der_request(
     version: int | None = None,
 ) -> bytes:
     """OCSPRequest (RFC 6960 4.1.1) around the given CertIDs."""
-    singles = [
-        seq(c, tlv(0xA0, seq(*single_extensions)) if single_extensions is not None else b"")
-        for c in cert_ids
-    ]
+    singles = [seq(c, tlv(0xA0, seq(*single_extensions)) if single_extensions is not None else b"") for c in cert_ids]
     tbs = b"".join(
         (
             tlv(0xA0, integer(version)) if version is not None else b"",

@@ -14,8 +14,12 @@ from cryptography.x509.oid import NameOID
 
 SUBJECT = {"C": "JP", "ST": "Tokyo", "L": "Chiyoda-ku", "O": "Example KK"}
 _OIDS = {
-    "C": NameOID.COUNTRY_NAME, "ST": NameOID.STATE_OR_PROVINCE_NAME, "L": NameOID.LOCALITY_NAME,
-    "O": NameOID.ORGANIZATION_NAME, "OU": NameOID.ORGANIZATIONAL_UNIT_NAME, "CN": NameOID.COMMON_NAME,
+    "C": NameOID.COUNTRY_NAME,
+    "ST": NameOID.STATE_OR_PROVINCE_NAME,
+    "L": NameOID.LOCALITY_NAME,
+    "O": NameOID.ORGANIZATION_NAME,
+    "OU": NameOID.ORGANIZATIONAL_UNIT_NAME,
+    "CN": NameOID.COMMON_NAME,
 }
 
 
@@ -50,12 +54,18 @@ def cli_env(data_dir: Path, **extra: str) -> dict[str, str]:
     return env
 
 
-def run_cli(args: list[str], env: dict[str, str], *, input: bytes | None = None,
-            cwd: Path | None = None, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+def run_cli(
+    args: list[str], env: dict[str, str], *, input: bytes | None = None, cwd: Path | None = None, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
     """Run `python -m shirushi ARGS` in a fresh process, as a user would."""
     return subprocess.run(
-        [sys.executable, "-m", "shirushi", *args], env=env, cwd=cwd, capture_output=True, text=True,
-        timeout=timeout, input=input.decode() if input else None,
+        [sys.executable, "-m", "shirushi", *args],
+        env=env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        input=input.decode() if input else None,
     )
 
 

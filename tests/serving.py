@@ -60,8 +60,13 @@ class Site:
 
     def start(self) -> None:
         with open(self.root / "serve.log", "ab") as log:
-            self.proc = subprocess.Popen([sys.executable, "-m", "shirushi", "serve"], env=self.env,
-                                         stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "shirushi", "serve"],
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+            )
         for port in (self.repo_port, self.ocsp_port, self.api_port):
             wait_port(port, self.proc)
 
@@ -76,8 +81,7 @@ class Site:
 
     def processes(self) -> str:
         """Processes still running on this site's data directory or OCSP port."""
-        out = subprocess.run(["pgrep", "-af", f"{self.data}|shirushi responder"], capture_output=True,
-                             text=True).stdout
+        out = subprocess.run(["pgrep", "-af", f"{self.data}|shirushi responder"], capture_output=True, text=True).stdout
         mine = [line for line in out.splitlines() if str(self.data) in line or self._is_mine(line)]
         return "\n".join(mine)
 

@@ -43,8 +43,7 @@ class SoftHSM:
     pin: str = PIN
 
     def settings(self, **overrides: object) -> PKCS11Settings:
-        values: dict[str, object] = {"module": self.module, "token_label": self.label,
-                                     "user_pin": self.pin}
+        values: dict[str, object] = {"module": self.module, "token_label": self.label, "user_pin": self.pin}
         values.update(overrides)
         return PKCS11Settings(**values)  # type: ignore[arg-type]
 
@@ -53,8 +52,9 @@ class SoftHSM:
 
     def slot(self, label: str = LABEL) -> int:
         """The slot id of the token labelled `label` (softhsm2-util renumbers slots)."""
-        out = subprocess.run(["softhsm2-util", "--show-slots"], env=self.env(), check=True,
-                             capture_output=True, text=True).stdout
+        out = subprocess.run(
+            ["softhsm2-util", "--show-slots"], env=self.env(), check=True, capture_output=True, text=True
+        ).stdout
         for block in re.split(r"^Slot ", out, flags=re.M)[1:]:
             match = re.search(r"^\s*Label:\s*(.*?)\s*$", block, flags=re.M)
             if match and match.group(1) == label:
@@ -65,9 +65,21 @@ class SoftHSM:
         """`pkcs11-tool --list-objects` after logging in, as text."""
         return subprocess.run(
             # By slot: pkcs11-tool's --token-label also matches 'shirushi-spare'.
-            ["pkcs11-tool", "--module", self.module, "--slot", str(self.slot(label)), "--login",
-             "--pin", self.pin, "--list-objects"],
-            env=self.env(), check=True, capture_output=True, text=True,
+            [
+                "pkcs11-tool",
+                "--module",
+                self.module,
+                "--slot",
+                str(self.slot(label)),
+                "--login",
+                "--pin",
+                self.pin,
+                "--list-objects",
+            ],
+            env=self.env(),
+            check=True,
+            capture_output=True,
+            text=True,
         ).stdout
 
 
@@ -99,9 +111,10 @@ def make_tokens(
     hsm = SoftHSM(conf)
     for label in labels:
         subprocess.run(
-            ["softhsm2-util", "--init-token", "--free", "--label", label,
-             "--pin", PIN, "--so-pin", SO_PIN],
-            env=hsm.env(), check=True, capture_output=True,
+            ["softhsm2-util", "--init-token", "--free", "--label", label, "--pin", PIN, "--so-pin", SO_PIN],
+            env=hsm.env(),
+            check=True,
+            capture_output=True,
         )
     return hsm
 
@@ -137,8 +150,13 @@ def logout(module: str, slot: int) -> None:
     """C_Logout through a session of our own: the whole application is logged out."""
     lib = _cryptoki(module)
     handle = ctypes.c_ulong()
-    lib.C_OpenSession.argtypes = [ctypes.c_ulong, ctypes.c_ulong, ctypes.c_void_p,
-                                  ctypes.c_void_p, ctypes.POINTER(ctypes.c_ulong)]
+    lib.C_OpenSession.argtypes = [
+        ctypes.c_ulong,
+        ctypes.c_ulong,
+        ctypes.c_void_p,
+        ctypes.c_void_p,
+        ctypes.POINTER(ctypes.c_ulong),
+    ]
     rv = lib.C_OpenSession(slot, CKF_SERIAL_SESSION, None, None, ctypes.byref(handle))
     assert rv == 0, f"C_OpenSession returned 0x{rv:x}"
     lib.C_Logout.argtypes = [ctypes.c_ulong]

@@ -19,8 +19,9 @@ SECOND = dt.timedelta(seconds=1)
 
 
 def backend_at(tmp_path: Path, at: dt.datetime, redis_url: str, **env: str) -> Backend:
-    settings = config.load(None, environ={"SHIRUSHI_DATA_DIR": str(tmp_path / "data"),
-                                          "SHIRUSHI_REDIS__URL": redis_url, **env})
+    settings = config.load(
+        None, environ={"SHIRUSHI_DATA_DIR": str(tmp_path / "data"), "SHIRUSHI_REDIS__URL": redis_url, **env}
+    )
     return Backend(settings, FrozenClock(at))
 
 
@@ -51,8 +52,9 @@ def test_lint_refuses_and_names_the_finding(tmp_path: Path, redis_url: str) -> N
     """With the loopback allowance off, pkilint's ERROR about the 127.0.0.1 URLs refuses issuance."""
     b = backend_at(tmp_path, dt.datetime(2026, 12, 1, tzinfo=dt.UTC), redis_url)
     b.init()
-    strict = backend_at(tmp_path, dt.datetime(2026, 12, 1, tzinfo=dt.UTC), redis_url,
-                        SHIRUSHI_CA__LINT_ALLOW_LOCAL_URLS="false")
+    strict = backend_at(
+        tmp_path, dt.datetime(2026, 12, 1, tzinfo=dt.UTC), redis_url, SHIRUSHI_CA__LINT_ALLOW_LOCAL_URLS="false"
+    )
     before = strict.store.count_certificates(b.presigner.context().issuer_id)
     with pytest.raises(LintError, match=r"cabf\.internal_domain_name"):
         strict.authority.issue(make_csr())
@@ -62,8 +64,12 @@ def test_lint_refuses_and_names_the_finding(tmp_path: Path, redis_url: str) -> N
 
 
 def test_encrypted_key_files(tmp_path: Path, redis_url: str) -> None:
-    env = cli_env(tmp_path / "data", SHIRUSHI_CA__KEY_PASSPHRASE_ENV="CA_PASS", CA_PASS="correct horse",
-                  SHIRUSHI_REDIS__URL=redis_url)
+    env = cli_env(
+        tmp_path / "data",
+        SHIRUSHI_CA__KEY_PASSPHRASE_ENV="CA_PASS",
+        CA_PASS="correct horse",
+        SHIRUSHI_REDIS__URL=redis_url,
+    )
     assert run_cli(["init"], env).returncode == 0
     for key in (tmp_path / "data" / "keys").iterdir():
         assert b"ENCRYPTED PRIVATE KEY" in key.read_bytes()

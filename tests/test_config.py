@@ -27,8 +27,7 @@ def test_empty_file_gives_every_default(tmp_path: Path) -> None:
 
 
 def test_file_values_are_read(tmp_path: Path) -> None:
-    path = write(tmp_path, 'data_dir = "/srv/ca"\n[redis]\nurl = "redis://127.0.0.1:6379/0"\n'
-                           '[ocsp]\nworkers = 2\n')
+    path = write(tmp_path, 'data_dir = "/srv/ca"\n[redis]\nurl = "redis://127.0.0.1:6379/0"\n[ocsp]\nworkers = 2\n')
     settings = config.load(path, environ={})
     assert settings.data_dir == "/srv/ca"
     assert settings.redis.url == "redis://127.0.0.1:6379/0"
@@ -37,8 +36,12 @@ def test_file_values_are_read(tmp_path: Path) -> None:
 
 def test_environment_overrides_file(tmp_path: Path) -> None:
     path = write(tmp_path, '[redis]\nurl = "redis://file"\n')
-    env = {"SHIRUSHI_REDIS__URL": "redis://env", "SHIRUSHI_OCSP__WORKERS": "3", "SHIRUSHI_DATA_DIR": "/x",
-           "SHIRUSHI_CA__LINT_ALLOW_LOCAL_URLS": "false"}
+    env = {
+        "SHIRUSHI_REDIS__URL": "redis://env",
+        "SHIRUSHI_OCSP__WORKERS": "3",
+        "SHIRUSHI_DATA_DIR": "/x",
+        "SHIRUSHI_CA__LINT_ALLOW_LOCAL_URLS": "false",
+    }
     settings = config.load(path, environ=env)
     assert settings.redis.url == "redis://env"
     assert settings.ocsp.workers == 3
@@ -72,8 +75,7 @@ def test_config_path_from_environment(tmp_path: Path) -> None:
         ("not toml [", {}, "is not valid TOML"),
     ],
 )
-def test_bad_settings_are_refused_with_a_message(tmp_path: Path, text: str, env: dict[str, str],
-                                                 message: str) -> None:
+def test_bad_settings_are_refused_with_a_message(tmp_path: Path, text: str, env: dict[str, str], message: str) -> None:
     with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("]", r"\]")):
         config.load(write(tmp_path, text), environ=env)
 

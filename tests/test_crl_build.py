@@ -72,7 +72,10 @@ def crl_of(pki: Pki, entries: list[Entry], **kwargs: object) -> bytes:
 def test_matches_pyca_builder_byte_for_byte(pki: Pki) -> None:
     ours = crl_of(pki, ALL_SUBSCRIBER_REASONS)
     theirs = reference_crl(
-        issuer=pki.issuing, number=7, this_update=EPOCH, next_update=NEXT,
+        issuer=pki.issuing,
+        number=7,
+        this_update=EPOCH,
+        next_update=NEXT,
         entries=ALL_SUBSCRIBER_REASONS,
     )
     assert ours == theirs
@@ -80,9 +83,7 @@ def test_matches_pyca_builder_byte_for_byte(pki: Pki) -> None:
 
 def test_empty_crl_matches_pyca_and_has_no_revoked_certificates(pki: Pki) -> None:
     ours = crl_of(pki, [])
-    assert ours == reference_crl(
-        issuer=pki.issuing, number=7, this_update=EPOCH, next_update=NEXT, entries=[]
-    )
+    assert ours == reference_crl(issuer=pki.issuing, number=7, this_update=EPOCH, next_update=NEXT, entries=[])
     crl = x509.load_der_x509_crl(ours)
     assert len(crl) == 0
     # RFC 5280 5.1.2.6: absent, not an empty SEQUENCE. The TBS after nextUpdate goes straight
@@ -167,9 +168,7 @@ def test_utctime_through_2049_generalizedtime_from_2050(pki: Pki) -> None:
         Entry(1, dt.datetime(2049, 12, 31, 23, 59, 59, tzinfo=UTC), "keyCompromise"),
         Entry(2, this_update),
     ]
-    der = crl_of(
-        pki, entries, this_update=this_update, next_update=this_update + dt.timedelta(days=4)
-    )
+    der = crl_of(pki, entries, this_update=this_update, next_update=this_update + dt.timedelta(days=4))
     assert b"\x17\x0d491231235959Z" in der
     assert b"\x18\x0f20500101000000Z" in der  # thisUpdate and the second revocationDate
     assert b"\x18\x0f20500105000000Z" in der
@@ -178,15 +177,16 @@ def test_utctime_through_2049_generalizedtime_from_2050(pki: Pki) -> None:
     assert crl.last_update_utc == this_update
     assert [r.revocation_date_utc for r in crl] == [e.revoked_at for e in entries]
     assert der == reference_crl(
-        issuer=pki.issuing, number=7, this_update=this_update,
-        next_update=this_update + dt.timedelta(days=4), entries=entries,
+        issuer=pki.issuing,
+        number=7,
+        this_update=this_update,
+        next_update=this_update + dt.timedelta(days=4),
+        entries=entries,
     )
 
 
 def test_times_before_1950_use_generalizedtime() -> None:
-    assert encode_time(dt.datetime(1949, 12, 31, 23, 59, 59, tzinfo=UTC)) == (
-        b"\x18\x0f19491231235959Z"
-    )
+    assert encode_time(dt.datetime(1949, 12, 31, 23, 59, 59, tzinfo=UTC)) == (b"\x18\x0f19491231235959Z")
     assert encode_time(dt.datetime(1950, 1, 1, tzinfo=UTC)) == b"\x17\x0d500101000000Z"
 
 
@@ -226,8 +226,13 @@ def test_refused_reasons_on_subscriber_crl(pki: Pki, reason: str, rule: str) -> 
 def test_refused_reasons_on_arl(pki: Pki, reason: str) -> None:
     with pytest.raises(ProhibitedReasonError):
         build_crl(
-            issuer=pki.root.cert, signer=pki.root.signer, number=1, this_update=EPOCH,
-            next_update=NEXT, entries=[Entry(2, EPOCH, reason)], arl=True,
+            issuer=pki.root.cert,
+            signer=pki.root.signer,
+            number=1,
+            this_update=EPOCH,
+            next_update=NEXT,
+            entries=[Entry(2, EPOCH, reason)],
+            arl=True,
         )
 
 
@@ -268,13 +273,23 @@ def test_validity_limits(pki: Pki) -> None:
         crl_of(pki, [], next_update=EPOCH + dt.timedelta(days=10, seconds=1))
     # An ARL may run 365 days (BR 7.2: 12 months; pkilint's reading).
     build_crl(
-        issuer=pki.root.cert, signer=pki.root.signer, number=1, this_update=EPOCH,
-        next_update=EPOCH + dt.timedelta(days=365), entries=[], arl=True,
+        issuer=pki.root.cert,
+        signer=pki.root.signer,
+        number=1,
+        this_update=EPOCH,
+        next_update=EPOCH + dt.timedelta(days=365),
+        entries=[],
+        arl=True,
     )
     with pytest.raises(CrlError, match=re.escape("BR 7.2")):
         build_crl(
-            issuer=pki.root.cert, signer=pki.root.signer, number=1, this_update=EPOCH,
-            next_update=EPOCH + dt.timedelta(days=366), entries=[], arl=True,
+            issuer=pki.root.cert,
+            signer=pki.root.signer,
+            number=1,
+            this_update=EPOCH,
+            next_update=EPOCH + dt.timedelta(days=366),
+            entries=[],
+            arl=True,
         )
 
 
@@ -287,15 +302,13 @@ def test_crl_number_range(pki: Pki, number: int) -> None:
 def test_issuer_without_ski_refused() -> None:
     ca = make_ca("No SKI", with_ski=False)
     with pytest.raises(CrlError, match="subjectKeyIdentifier"):
-        build_crl(issuer=ca.cert, signer=ca.signer, number=1, this_update=EPOCH,
-                  next_update=NEXT, entries=[])
+        build_crl(issuer=ca.cert, signer=ca.signer, number=1, this_update=EPOCH, next_update=NEXT, entries=[])
 
 
 def test_issuer_without_crl_sign_refused(pki: Pki) -> None:
     ca = make_ca("No cRLSign", parent=pki.root, crl_sign=False)
     with pytest.raises(CrlError, match="cRLSign"):
-        build_crl(issuer=ca.cert, signer=ca.signer, number=1, this_update=EPOCH,
-                  next_update=NEXT, entries=[])
+        build_crl(issuer=ca.cert, signer=ca.signer, number=1, this_update=EPOCH, next_update=NEXT, entries=[])
 
 
 def test_signer_with_another_key_refused(pki: Pki) -> None:
@@ -309,8 +322,7 @@ def test_signer_with_another_key_refused(pki: Pki) -> None:
 def test_openssl_verifies_the_signature(pki: Pki, tmp_path: Path) -> None:
     (tmp_path / "x.crl").write_bytes(crl_of(pki, ALL_SUBSCRIBER_REASONS))
     (tmp_path / "issuer.pem").write_bytes(cert_pem(pki.issuing.cert))
-    result = openssl("crl", "-inform", "DER", "-in", tmp_path / "x.crl",
-                     "-CAfile", tmp_path / "issuer.pem", "-noout")
+    result = openssl("crl", "-inform", "DER", "-in", tmp_path / "x.crl", "-CAfile", tmp_path / "issuer.pem", "-noout")
     assert result.returncode == 0, result.stderr
     assert "verify OK" in result.stdout + result.stderr
 
@@ -320,20 +332,24 @@ def test_openssl_rejects_a_tampered_crl(pki: Pki, tmp_path: Path) -> None:
     der[der.index(b"\x02\x01\x10") + 2] = 0x20  # change serial 0x10 to 0x20
     (tmp_path / "x.crl").write_bytes(bytes(der))
     (tmp_path / "issuer.pem").write_bytes(cert_pem(pki.issuing.cert))
-    result = openssl("crl", "-inform", "DER", "-in", tmp_path / "x.crl",
-                     "-CAfile", tmp_path / "issuer.pem", "-noout")
+    result = openssl("crl", "-inform", "DER", "-in", tmp_path / "x.crl", "-CAfile", tmp_path / "issuer.pem", "-noout")
     assert "verify OK" not in result.stdout + result.stderr
 
 
 def test_openssl_verify_sees_revoked_and_good_leaves(pki: Pki, tmp_path: Path) -> None:
     revoked_leaf = pki.leaf(0x5EED01)
     good_leaf = pki.leaf(0x5EED02, "good.example.jp")
-    crl = crl_of(pki, [*ALL_SUBSCRIBER_REASONS, Entry(0x5EED01, EPOCH - dt.timedelta(hours=1),
-                                                      "keyCompromise")])
+    crl = crl_of(pki, [*ALL_SUBSCRIBER_REASONS, Entry(0x5EED01, EPOCH - dt.timedelta(hours=1), "keyCompromise")])
     # The root's ARL lets -crl_check_all check the whole chain.
-    arl = build_crl(issuer=pki.root.cert, signer=pki.root.signer, number=3, this_update=EPOCH,
-                    next_update=EPOCH + dt.timedelta(days=365),
-                    entries=[Entry(0x99, EPOCH, "cACompromise")], arl=True)
+    arl = build_crl(
+        issuer=pki.root.cert,
+        signer=pki.root.signer,
+        number=3,
+        this_update=EPOCH,
+        next_update=EPOCH + dt.timedelta(days=365),
+        entries=[Entry(0x99, EPOCH, "cACompromise")],
+        arl=True,
+    )
     (tmp_path / "crl.pem").write_bytes(pem(crl, "X509 CRL"))
     (tmp_path / "arl.pem").write_bytes(pem(arl, "X509 CRL"))
     (tmp_path / "chain.pem").write_bytes(cert_pem(pki.root.cert, pki.issuing.cert))
@@ -341,22 +357,50 @@ def test_openssl_verify_sees_revoked_and_good_leaves(pki: Pki, tmp_path: Path) -
     (tmp_path / "good.pem").write_bytes(cert_pem(good_leaf))
     at = str(int((EPOCH + dt.timedelta(hours=1)).timestamp()))
 
-    result = openssl("verify", "-attime", at, "-crl_check", "-CRLfile", tmp_path / "crl.pem",
-                     "-CAfile", tmp_path / "chain.pem", tmp_path / "revoked.pem")
+    result = openssl(
+        "verify",
+        "-attime",
+        at,
+        "-crl_check",
+        "-CRLfile",
+        tmp_path / "crl.pem",
+        "-CAfile",
+        tmp_path / "chain.pem",
+        tmp_path / "revoked.pem",
+    )
     assert result.returncode != 0
     assert "certificate revoked" in result.stdout + result.stderr
     assert "error 23" in result.stdout + result.stderr
 
-    result = openssl("verify", "-attime", at, "-crl_check_all",
-                     "-CRLfile", tmp_path / "crl.pem", "-CRLfile", tmp_path / "arl.pem",
-                     "-CAfile", tmp_path / "chain.pem", tmp_path / "good.pem")
+    result = openssl(
+        "verify",
+        "-attime",
+        at,
+        "-crl_check_all",
+        "-CRLfile",
+        tmp_path / "crl.pem",
+        "-CRLfile",
+        tmp_path / "arl.pem",
+        "-CAfile",
+        tmp_path / "chain.pem",
+        tmp_path / "good.pem",
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout.strip().endswith(": OK")
 
     # After nextUpdate the same CRL no longer vouches for anything.
     late = str(int((NEXT + dt.timedelta(seconds=1)).timestamp()))
-    result = openssl("verify", "-attime", late, "-crl_check", "-CRLfile", tmp_path / "crl.pem",
-                     "-CAfile", tmp_path / "chain.pem", tmp_path / "good.pem")
+    result = openssl(
+        "verify",
+        "-attime",
+        late,
+        "-crl_check",
+        "-CRLfile",
+        tmp_path / "crl.pem",
+        "-CAfile",
+        tmp_path / "chain.pem",
+        tmp_path / "good.pem",
+    )
     assert "CRL has expired" in result.stdout + result.stderr
 
 
@@ -365,21 +409,41 @@ def test_openssl_verify_sees_revoked_and_good_leaves(pki: Pki, tmp_path: Path) -
     [
         ("subscriber CRL, every allowed reason", False, ALL_SUBSCRIBER_REASONS, EPOCH, NEXT),
         ("empty subscriber CRL", False, [], EPOCH, NEXT),
-        ("CRL across 2050", False,
-         [Entry(1, dt.datetime(2049, 12, 31, 23, 0, tzinfo=UTC), "superseded")],
-         dt.datetime(2049, 12, 31, 23, 30, tzinfo=UTC), dt.datetime(2050, 1, 4, tzinfo=UTC)),
-        ("ARL with cACompromise", True,
-         [Entry(0x99, EPOCH, "cACompromise"), Entry(0x9A, EPOCH, "superseded")],
-         EPOCH, EPOCH + dt.timedelta(days=365)),
+        (
+            "CRL across 2050",
+            False,
+            [Entry(1, dt.datetime(2049, 12, 31, 23, 0, tzinfo=UTC), "superseded")],
+            dt.datetime(2049, 12, 31, 23, 30, tzinfo=UTC),
+            dt.datetime(2050, 1, 4, tzinfo=UTC),
+        ),
+        (
+            "ARL with cACompromise",
+            True,
+            [Entry(0x99, EPOCH, "cACompromise"), Entry(0x9A, EPOCH, "superseded")],
+            EPOCH,
+            EPOCH + dt.timedelta(days=365),
+        ),
     ],
 )
 def test_pkilint_br_profile_is_clean(
-    pki: Pki, tmp_path: Path, name: str, arl: bool, entries: list[Entry],
-    this_update: dt.datetime, next_update: dt.datetime,
+    pki: Pki,
+    tmp_path: Path,
+    name: str,
+    arl: bool,
+    entries: list[Entry],
+    this_update: dt.datetime,
+    next_update: dt.datetime,
 ) -> None:
     ca = pki.root if arl else pki.issuing
-    der = build_crl(issuer=ca.cert, signer=ca.signer, number=11, this_update=this_update,
-                    next_update=next_update, entries=entries, arl=arl)
+    der = build_crl(
+        issuer=ca.cert,
+        signer=ca.signer,
+        number=11,
+        this_update=this_update,
+        next_update=next_update,
+        entries=entries,
+        arl=arl,
+    )
     (tmp_path / "crl.der").write_bytes(der)
     result = lint_crl(tmp_path / "crl.der", arl=arl)
     assert result.returncode == 0, f"{name}: {result.stdout}{result.stderr}"
@@ -389,8 +453,9 @@ def test_pkilint_catches_what_the_builder_refuses(pki: Pki, tmp_path: Path) -> N
     """The lint runs above can fail: pyca builds a certificateHold entry, pkilint flags it."""
     with pytest.raises(ProhibitedReasonError):
         crl_of(pki, [Entry(1, EPOCH, "certificateHold")])
-    der = reference_crl(issuer=pki.issuing, number=1, this_update=EPOCH, next_update=NEXT,
-                        entries=[Entry(1, EPOCH, "certificateHold")])
+    der = reference_crl(
+        issuer=pki.issuing, number=1, this_update=EPOCH, next_update=NEXT, entries=[Entry(1, EPOCH, "certificateHold")]
+    )
     (tmp_path / "hold.der").write_bytes(der)
     result = lint_crl(tmp_path / "hold.der")
     assert result.returncode != 0
@@ -427,9 +492,6 @@ def test_random_entry_sets_round_trip(entries: list[Entry], number: int) -> None
     got = []
     for revoked in crl:
         reasons = [e.value.reason.value for e in revoked.extensions]
-        got.append((revoked.serial_number, revoked.revocation_date_utc,
-                    reasons[0] if reasons else "unspecified"))
+        got.append((revoked.serial_number, revoked.revocation_date_utc, reasons[0] if reasons else "unspecified"))
     assert got == [(e.serial, e.revoked_at.replace(microsecond=0), e.reason) for e in entries]
-    assert der == reference_crl(issuer=pki.issuing, number=number, this_update=EPOCH,
-                                next_update=NEXT, entries=entries)
-
+    assert der == reference_crl(issuer=pki.issuing, number=number, this_update=EPOCH, next_update=NEXT, entries=entries)

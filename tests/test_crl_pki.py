@@ -70,9 +70,7 @@ class Pki:
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
             .add_extension(
                 x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(
-                    self.issuing.cert.extensions.get_extension_for_class(
-                        x509.SubjectKeyIdentifier
-                    ).value
+                    self.issuing.cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
                 ),
                 critical=False,
             )
@@ -136,9 +134,7 @@ def make_ca(
         )
     )
     if with_ski:
-        builder = builder.add_extension(
-            x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False
-        )
+        builder = builder.add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
     if parent is not None:
         builder = builder.add_extension(
             x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(
@@ -180,15 +176,9 @@ def reference_crl(
         .add_extension(x509.CRLNumber(number), critical=False)
     )
     for entry in entries:
-        revoked = (
-            x509.RevokedCertificateBuilder()
-            .serial_number(entry.serial)
-            .revocation_date(entry.revoked_at)
-        )
+        revoked = x509.RevokedCertificateBuilder().serial_number(entry.serial).revocation_date(entry.revoked_at)
         if entry.reason != "unspecified":
-            revoked = revoked.add_extension(
-                x509.CRLReason(x509.ReasonFlags(entry.reason)), critical=False
-            )
+            revoked = revoked.add_extension(x509.CRLReason(x509.ReasonFlags(entry.reason)), critical=False)
         builder = builder.add_revoked_certificate(revoked.build())
     return builder.sign(SignerKey(issuer.signer), hashes.SHA256()).public_bytes(Encoding.DER)
 
@@ -198,8 +188,9 @@ def pem(der: bytes, label: str) -> bytes:
 
     body = base64.encodebytes(der).replace(b"\n", b"")
     lines = [body[i : i + 64] for i in range(0, len(body), 64)]
-    return b"".join([f"-----BEGIN {label}-----\n".encode(), *(line + b"\n" for line in lines),
-                     f"-----END {label}-----\n".encode()])
+    return b"".join(
+        [f"-----BEGIN {label}-----\n".encode(), *(line + b"\n" for line in lines), f"-----END {label}-----\n".encode()]
+    )
 
 
 def cert_pem(*certs: x509.Certificate) -> bytes:
@@ -215,8 +206,7 @@ def openssl(*args: str | Path) -> subprocess.CompletedProcess[str]:
 def lint_crl(path: Path, *, arl: bool = False) -> subprocess.CompletedProcess[str]:
     """pkilint's CRL linter with the BR profile; exit code = findings at WARNING or above."""
     return subprocess.run(
-        [str(LINT_CRL), "lint", "-t", "ARL" if arl else "CRL", "-p", "BR", "-s", "WARNING",
-         str(path)],
+        [str(LINT_CRL), "lint", "-t", "ARL" if arl else "CRL", "-p", "BR", "-s", "WARNING", str(path)],
         capture_output=True,
         text=True,
         timeout=120,

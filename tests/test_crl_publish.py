@@ -21,8 +21,11 @@ def make_crl(number: int, *, entries: int = 3, offset: int = 0) -> bytes:
     pki = shared_pki()
     this_update = EPOCH + dt.timedelta(seconds=number + offset)
     return build_crl(
-        issuer=pki.issuing.cert, signer=pki.issuing.signer, number=number,
-        this_update=this_update, next_update=this_update + dt.timedelta(hours=96),
+        issuer=pki.issuing.cert,
+        signer=pki.issuing.signer,
+        number=number,
+        this_update=this_update,
+        next_update=this_update + dt.timedelta(hours=96),
         entries=[Entry(i + 1, EPOCH, "superseded") for i in range(entries)],
     )
 
@@ -73,8 +76,7 @@ def test_older_crl_never_replaces_a_newer_one(tmp_path: Path) -> None:
     with pytest.raises(StaleCrlError):
         publish(older, path=tmp_path / "ca.crl", archive_dir=tmp_path / "archive2", number=11)
     with pytest.raises(StaleCrlError):
-        publish(make_crl(12, offset=5), path=tmp_path / "ca.crl",
-                archive_dir=tmp_path / "archive3", number=12)
+        publish(make_crl(12, offset=5), path=tmp_path / "ca.crl", archive_dir=tmp_path / "archive3", number=12)
     assert (tmp_path / "ca.crl").read_bytes() == newer
 
 
@@ -82,8 +84,7 @@ def test_number_must_match_the_crl(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="cRLNumber is 4"):
         publish(make_crl(4), path=tmp_path / "ca.crl", archive_dir=tmp_path / "a", number=40)
     with pytest.raises(InputError, match="not a DER CRL"):
-        publish(b"\x30\x03\x02\x01\x01", path=tmp_path / "ca.crl", archive_dir=tmp_path / "a",
-                number=1)
+        publish(b"\x30\x03\x02\x01\x01", path=tmp_path / "ca.crl", archive_dir=tmp_path / "a", number=1)
     assert not (tmp_path / "ca.crl").exists()
 
 

@@ -36,24 +36,22 @@ class Repository:
         self, clock: FrozenClock, *, scheduled: bool, fail_publish: bool = False
     ) -> x509.CertificateRevocationList:
         this_update = clock.now()
-        selection = select_entries(
-            self.revocations.values(), this_update=this_update, scheduled=scheduled
-        )
+        selection = select_entries(self.revocations.values(), this_update=this_update, scheduled=scheduled)
         self.number += 1
         der = build_crl(
-            issuer=self.pki.issuing.cert, signer=self.pki.issuing.signer, number=self.number,
-            this_update=this_update, next_update=this_update + dt.timedelta(hours=96),
+            issuer=self.pki.issuing.cert,
+            signer=self.pki.issuing.signer,
+            number=self.number,
+            this_update=this_update,
+            next_update=this_update + dt.timedelta(hours=96),
             entries=selection.entries,
         )
         if fail_publish:
             # The CRL never reaches the repository: nobody saw it, so nothing may be recorded.
             return x509.load_der_x509_crl(der)
-        publish(der, path=self.directory / "ca.crl", archive_dir=self.directory / "archive",
-                number=self.number)
+        publish(der, path=self.directory / "ca.crl", archive_dir=self.directory / "archive", number=self.number)
         for serial in selection.first_shown_after_expiry:
-            self.revocations[serial] = dataclasses.replace(
-                self.revocations[serial], shown_after_expiry=True
-            )
+            self.revocations[serial] = dataclasses.replace(self.revocations[serial], shown_after_expiry=True)
         return x509.load_der_x509_crl((self.directory / "ca.crl").read_bytes())
 
 
@@ -134,8 +132,14 @@ def test_selected_revocations_are_crl_entries() -> None:
     pki = shared_pki()
     revocation = Revocation(0x42, EPOCH - DAY, "cessationOfOperation", EPOCH + DAY)
     selection = select_entries([revocation], this_update=EPOCH, scheduled=True)
-    der = build_crl(issuer=pki.issuing.cert, signer=pki.issuing.signer, number=1,
-                    this_update=EPOCH, next_update=EPOCH + DAY, entries=selection.entries)
+    der = build_crl(
+        issuer=pki.issuing.cert,
+        signer=pki.issuing.signer,
+        number=1,
+        this_update=EPOCH,
+        next_update=EPOCH + DAY,
+        entries=selection.entries,
+    )
     (entry,) = x509.load_der_x509_crl(der)
     assert entry.serial_number == 0x42
     assert entry.extensions.get_extension_for_class(x509.CRLReason).value.reason == (
@@ -146,9 +150,7 @@ def test_selected_revocations_are_crl_entries() -> None:
 def test_fractional_this_update_compares_at_whole_seconds() -> None:
     # A revocation in the same second as thisUpdate is listed: encoded, the two times are equal.
     revocation = Revocation(7, EPOCH.replace(microsecond=900_000), "keyCompromise", EPOCH + DAY)
-    selection = select_entries(
-        [revocation], this_update=EPOCH.replace(microsecond=100_000), scheduled=True
-    )
+    selection = select_entries([revocation], this_update=EPOCH.replace(microsecond=100_000), scheduled=True)
     assert selection.entries == (revocation,)
 
 

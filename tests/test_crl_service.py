@@ -20,8 +20,10 @@ H = dt.timedelta(hours=1)
 
 
 def make_backend(data: Path, redis_url: str, clock: FrozenClock) -> Backend:
-    settings = config.load(None, environ={"SHIRUSHI_DATA_DIR": str(data), "SHIRUSHI_REDIS__URL": redis_url,
-                                          "SHIRUSHI_PRESIGN__WORKERS": "1"})
+    settings = config.load(
+        None,
+        environ={"SHIRUSHI_DATA_DIR": str(data), "SHIRUSHI_REDIS__URL": redis_url, "SHIRUSHI_PRESIGN__WORKERS": "1"},
+    )
     return Backend(settings, clock)
 
 
@@ -95,9 +97,21 @@ def test_root_arl_covers_the_issuing_ca(setup: tuple[Backend, FrozenClock], tmp_
     crl = x509.load_der_x509_crl(published.path.read_bytes())
     assert crl.issuer == root.subject
     assert crl.is_signature_valid(root.public_key())  # type: ignore[arg-type]
-    result = subprocess.run(["openssl", "crl", "-inform", "DER", "-in", str(published.path), "-CAfile",
-                             str(b.settings.data_path / "certs" / "root.pem"), "-noout"],
-                            capture_output=True, text=True)
+    result = subprocess.run(
+        [
+            "openssl",
+            "crl",
+            "-inform",
+            "DER",
+            "-in",
+            str(published.path),
+            "-CAfile",
+            str(b.settings.data_path / "certs" / "root.pem"),
+            "-noout",
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert "verify OK" in result.stdout + result.stderr
 
 

@@ -52,8 +52,12 @@ def test_1024_bit_key_refused() -> None:
 def test_non_rsa_key_refused() -> None:
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "www.example.jp")])
-    pem = x509.CertificateSigningRequestBuilder().subject_name(name).sign(key, hashes.SHA256()).public_bytes(
-        serialization.Encoding.PEM)
+    pem = (
+        x509.CertificateSigningRequestBuilder()
+        .subject_name(name)
+        .sign(key, hashes.SHA256())
+        .public_bytes(serialization.Encoding.PEM)
+    )
     with pytest.raises(PolicyError, match="only RSA"):
         check(pem)
 
@@ -82,8 +86,9 @@ def test_dns_override_replaces_csr_names() -> None:
     assert req.dns_names == ["www.example.jp", "api.example.jp"]
 
 
-@pytest.mark.parametrize("name", ["www.example.jp.", "bad_label.example.jp", "localhost", "-x.example.jp",
-                                  "192.168.0.1"])
+@pytest.mark.parametrize(
+    "name", ["www.example.jp.", "bad_label.example.jp", "localhost", "-x.example.jp", "192.168.0.1"]
+)
 def test_bad_dns_names(name: str) -> None:
     with pytest.raises(InputError):
         check(make_csr(["www.example.jp"]), dns_names=[name])

@@ -14,8 +14,14 @@ from serving import Site
 
 def test_demo_prints_checks_that_pass(tmp_path: Path) -> None:
     site = Site(tmp_path)
-    proc = subprocess.Popen([sys.executable, "-m", "shirushi", "demo"], env=site.env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "shirushi", "demo"],
+        env=site.env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
     lines: list[str] = []
     try:
         assert proc.stdout is not None
@@ -37,8 +43,9 @@ def test_demo_prints_checks_that_pass(tmp_path: Path) -> None:
         env = {k: v for k, v in os.environ.items() if not k.startswith("SHIRUSHI_")}
 
         def shell(command: str) -> str:
-            done = subprocess.run(command, shell=True, env=env, capture_output=True, text=True, timeout=60,
-                                  cwd=tmp_path)
+            done = subprocess.run(
+                command, shell=True, env=env, capture_output=True, text=True, timeout=60, cwd=tmp_path
+            )
             return done.stdout + done.stderr
 
         assert ": OK" in shell(verify)
@@ -60,8 +67,13 @@ def test_demo_prints_checks_that_pass(tmp_path: Path) -> None:
 def test_demo_is_idempotent(tmp_path: Path) -> None:
     site = Site(tmp_path)
     for _ in range(2):
-        result = subprocess.run([sys.executable, "-m", "shirushi", "demo", "--no-serve"], env=site.env,
-                                capture_output=True, text=True, timeout=240)
+        result = subprocess.run(
+            [sys.executable, "-m", "shirushi", "demo", "--no-serve"],
+            env=site.env,
+            capture_output=True,
+            text=True,
+            timeout=240,
+        )
         assert result.returncode == 0, result.stdout + result.stderr
         assert "Issued a sample certificate for www.example.jp" in result.stdout
     assert len(list((site.data / "keys").iterdir())) == 3

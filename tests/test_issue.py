@@ -94,27 +94,35 @@ def test_server_profile_field_by_field(ca: dict[str, str], tmp_path: Path) -> No
     assert leaf.signature_algorithm_oid.dotted_string == "1.2.840.113549.1.1.11"
     assert 0 < leaf.serial_number < 2**159 and leaf.serial_number.bit_length() > 64
     subject = {a.oid: a.value for a in leaf.subject}
-    assert subject == {NameOID.COUNTRY_NAME: "JP", NameOID.STATE_OR_PROVINCE_NAME: "Tokyo",
-                       NameOID.LOCALITY_NAME: "Chiyoda-ku", NameOID.ORGANIZATION_NAME: "Example KK",
-                       NameOID.COMMON_NAME: "www.example.jp"}
+    assert subject == {
+        NameOID.COUNTRY_NAME: "JP",
+        NameOID.STATE_OR_PROVINCE_NAME: "Tokyo",
+        NameOID.LOCALITY_NAME: "Chiyoda-ku",
+        NameOID.ORGANIZATION_NAME: "Example KK",
+        NameOID.COMMON_NAME: "www.example.jp",
+    }
     ku = ext.get_extension_for_class(x509.KeyUsage)
     assert ku.critical and ku.value.digital_signature and ku.value.key_encipherment
     assert not ku.value.key_cert_sign and not ku.value.crl_sign
     assert list(ext.get_extension_for_class(x509.ExtendedKeyUsage).value) == [ExtendedKeyUsageOID.SERVER_AUTH]
-    assert ext.get_extension_for_class(x509.SubjectAlternativeName).value.get_values_for_type(
-        x509.DNSName) == ["www.example.jp"]
+    assert ext.get_extension_for_class(x509.SubjectAlternativeName).value.get_values_for_type(x509.DNSName) == [
+        "www.example.jp"
+    ]
     policies = ext.get_extension_for_class(x509.CertificatePolicies).value
     assert [p.policy_identifier.dotted_string for p in policies] == ["2.23.140.1.2.2", "1.3.6.1.4.1.99999.1.1"]
     assert policies[1].policy_qualifiers == ["http://127.0.0.1:8081/cps"]
     cdp = ext.get_extension_for_class(x509.CRLDistributionPoints).value
     assert [n.value for n in cdp[0].full_name] == ["http://127.0.0.1:8081/issuing-ca.crl"]
-    aia = {d.access_method: d.access_location.value for d in ext.get_extension_for_class(
-        x509.AuthorityInformationAccess).value}
-    assert aia == {AuthorityInformationAccessOID.OCSP: "http://127.0.0.1:8080/",
-                   AuthorityInformationAccessOID.CA_ISSUERS: "http://127.0.0.1:8081/issuing-ca.crt"}
+    aia = {
+        d.access_method: d.access_location.value
+        for d in ext.get_extension_for_class(x509.AuthorityInformationAccess).value
+    }
+    assert aia == {
+        AuthorityInformationAccessOID.OCSP: "http://127.0.0.1:8080/",
+        AuthorityInformationAccessOID.CA_ISSUERS: "http://127.0.0.1:8081/issuing-ca.crt",
+    }
     aki = ext.get_extension_for_class(x509.AuthorityKeyIdentifier).value
-    assert aki.key_identifier == issuing.extensions.get_extension_for_class(
-        x509.SubjectKeyIdentifier).value.digest
+    assert aki.key_identifier == issuing.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value.digest
     assert aki.authority_cert_issuer is None
     ski = ext.get_extension_for_class(x509.SubjectKeyIdentifier).value.digest
     bits = leaf.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.PKCS1)
@@ -143,7 +151,8 @@ def test_issuing_ca_and_signer_profiles(ca: dict[str, str]) -> None:
     ku = issuing.extensions.get_extension_for_class(x509.KeyUsage)
     assert ku.critical and ku.value.key_cert_sign and ku.value.crl_sign and not ku.value.digital_signature
     assert list(issuing.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value) == [
-        ExtendedKeyUsageOID.SERVER_AUTH]
+        ExtendedKeyUsageOID.SERVER_AUTH
+    ]
     cdp = issuing.extensions.get_extension_for_class(x509.CRLDistributionPoints).value
     assert cdp[0].full_name[0].value == "http://127.0.0.1:8081/root.crl"
     issuing.verify_directly_issued_by(root)
@@ -152,12 +161,17 @@ def test_issuing_ca_and_signer_profiles(ca: dict[str, str]) -> None:
     ku = signer.extensions.get_extension_for_class(x509.KeyUsage)
     assert ku.critical and ku.value.digital_signature and not ku.value.key_encipherment
     assert list(signer.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value) == [
-        ExtendedKeyUsageOID.OCSP_SIGNING]
+        ExtendedKeyUsageOID.OCSP_SIGNING
+    ]
     nocheck = signer.extensions.get_extension_for_class(x509.OCSPNoCheck)
     assert not nocheck.critical
     assert nocheck.value.public_bytes() == b"\x05\x00"
-    for forbidden in (x509.CertificatePolicies, x509.CRLDistributionPoints, x509.SubjectAlternativeName,
-                      x509.AuthorityInformationAccess):
+    for forbidden in (
+        x509.CertificatePolicies,
+        x509.CRLDistributionPoints,
+        x509.SubjectAlternativeName,
+        x509.AuthorityInformationAccess,
+    ):
         with pytest.raises(x509.ExtensionNotFound):
             signer.extensions.get_extension_for_class(forbidden)
     life = signer.not_valid_after_utc - signer.not_valid_before_utc
@@ -171,9 +185,20 @@ def test_openssl_verifies_leaf_and_chain(ca: dict[str, str], tmp_path: Path) -> 
     (tmp_path / "issuing.pem").write_text(issuing_pem + "-----END CERTIFICATE-----\n")
     root = data_dir(ca) / "certs" / "root.pem"
     result = subprocess.run(
-        ["openssl", "verify", "-x509_strict", "-purpose", "sslserver", "-CAfile", str(root),
-         "-untrusted", str(tmp_path / "issuing.pem"), str(tmp_path / "leaf.pem")],
-        capture_output=True, text=True,
+        [
+            "openssl",
+            "verify",
+            "-x509_strict",
+            "-purpose",
+            "sslserver",
+            "-CAfile",
+            str(root),
+            "-untrusted",
+            str(tmp_path / "issuing.pem"),
+            str(tmp_path / "leaf.pem"),
+        ],
+        capture_output=True,
+        text=True,
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout.strip().endswith(": OK")
@@ -201,12 +226,13 @@ def test_pkilint_finds_no_error(ca: dict[str, str], tmp_path: Path) -> None:
     [
         (lambda tmp: b"not a csr at all", "not a certificate signing request"),
         (lambda tmp: make_csr(key=make_key(1024)), "RSA 1024 bits is below the minimum of 2048"),
-        (lambda tmp: make_csr([], subject={"C": "JP", "ST": "Tokyo", "L": "Chiyoda-ku", "O": "Example KK"}),
-         "no DNS name"),
+        (
+            lambda tmp: make_csr([], subject={"C": "JP", "ST": "Tokyo", "L": "Chiyoda-ku", "O": "Example KK"}),
+            "no DNS name",
+        ),
     ],
 )
-def test_bad_requests_refused_nothing_stored(ca: dict[str, str], tmp_path: Path, make: object,
-                                             message: str) -> None:
+def test_bad_requests_refused_nothing_stored(ca: dict[str, str], tmp_path: Path, make: object, message: str) -> None:
     before = count_certificates(ca)
     result = issue(ca, tmp_path, make(tmp_path))  # type: ignore[operator]
     assert result.returncode != 0
@@ -261,8 +287,9 @@ def test_serials_unique_and_random(ca: dict[str, str], tmp_path: Path) -> None:
 def test_audit_record_for_each_issuance(ca: dict[str, str], tmp_path: Path) -> None:
     leaf, _ = split_pem(issue(ca, tmp_path, make_csr()).stdout)
     with sqlite3.connect(data_dir(ca) / "shirushi.db") as db:
-        rows = db.execute("select action, detail from audit where serial = ?",
-                          (format(leaf.serial_number, "x"),)).fetchall()
+        rows = db.execute(
+            "select action, detail from audit where serial = ?", (format(leaf.serial_number, "x"),)
+        ).fetchall()
         assert [r[0] for r in rows] == ["issue"]
         assert "www.example.jp" in rows[0][1]
         with pytest.raises(sqlite3.IntegrityError, match="append-only"):

@@ -55,21 +55,65 @@ def test_end_to_end_on_the_token(site: Site, tmp_path: Path) -> None:
         (tmp_path / "leaf.pem").write_bytes(leaf.public_bytes(serialization.Encoding.PEM))
         (tmp_path / "issuing.pem").write_bytes(issuing.public_bytes(serialization.Encoding.PEM))
         root = site.data / "certs" / "root.pem"
-        verify = subprocess.run(["openssl", "verify", "-x509_strict", "-purpose", "sslserver", "-CAfile", str(root),
-                                 "-untrusted", str(tmp_path / "issuing.pem"), str(tmp_path / "leaf.pem")],
-                                capture_output=True, text=True)
+        verify = subprocess.run(
+            [
+                "openssl",
+                "verify",
+                "-x509_strict",
+                "-purpose",
+                "sslserver",
+                "-CAfile",
+                str(root),
+                "-untrusted",
+                str(tmp_path / "issuing.pem"),
+                str(tmp_path / "leaf.pem"),
+            ],
+            capture_output=True,
+            text=True,
+        )
         assert verify.returncode == 0, verify.stdout + verify.stderr
 
         def ocsp_status() -> str:
-            return subprocess.run(
-                ["openssl", "ocsp", "-issuer", str(tmp_path / "issuing.pem"), "-cert", str(tmp_path / "leaf.pem"),
-                 "-url", site.ocsp_url, "-CAfile", str(root), "-no_nonce"],
-                capture_output=True, text=True, timeout=60,
-            ).stdout + "\n"
+            return (
+                subprocess.run(
+                    [
+                        "openssl",
+                        "ocsp",
+                        "-issuer",
+                        str(tmp_path / "issuing.pem"),
+                        "-cert",
+                        str(tmp_path / "leaf.pem"),
+                        "-url",
+                        site.ocsp_url,
+                        "-CAfile",
+                        str(root),
+                        "-no_nonce",
+                    ],
+                    capture_output=True,
+                    text=True,
+                    timeout=60,
+                ).stdout
+                + "\n"
+            )
 
         out = subprocess.run(
-            ["openssl", "ocsp", "-issuer", str(tmp_path / "issuing.pem"), "-cert", str(tmp_path / "leaf.pem"),
-             "-url", site.ocsp_url, "-CAfile", str(root), "-no_nonce"], capture_output=True, text=True, timeout=60)
+            [
+                "openssl",
+                "ocsp",
+                "-issuer",
+                str(tmp_path / "issuing.pem"),
+                "-cert",
+                str(tmp_path / "leaf.pem"),
+                "-url",
+                site.ocsp_url,
+                "-CAfile",
+                str(root),
+                "-no_nonce",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         assert "Response verify OK" in out.stderr + out.stdout
         assert ": good" in out.stdout
         presign = site.cli("presign", "--all")
@@ -82,8 +126,22 @@ def test_end_to_end_on_the_token(site: Site, tmp_path: Path) -> None:
         crl = site.cli("crl")
         assert crl.returncode == 0, crl.stderr
         crl_file = site.data / "repository" / "issuing-ca.crl"
-        check = subprocess.run(["openssl", "crl", "-inform", "DER", "-in", str(crl_file), "-CAfile",
-                                str(tmp_path / "issuing.pem"), "-noout", "-text"], capture_output=True, text=True)
+        check = subprocess.run(
+            [
+                "openssl",
+                "crl",
+                "-inform",
+                "DER",
+                "-in",
+                str(crl_file),
+                "-CAfile",
+                str(tmp_path / "issuing.pem"),
+                "-noout",
+                "-text",
+            ],
+            capture_output=True,
+            text=True,
+        )
         assert "verify OK" in check.stdout + check.stderr
         assert serial in check.stdout.replace(":", "")
 

@@ -86,15 +86,11 @@ def test_key_id_is_the_subject_key_identifier(signer: PKCS11Signer) -> None:
     assert signer.key_id == ski == key_identifier(signer.public_key())
 
 
-def test_private_key_is_sensitive_and_never_extractable(
-    softhsm: SoftHSM, signer: PKCS11Signer
-) -> None:
+def test_private_key_is_sensitive_and_never_extractable(softhsm: SoftHSM, signer: PKCS11Signer) -> None:
     listing = softhsm.list_objects()
     blocks = re.split(r"\n(?=\S)", listing)
-    private = [b for b in blocks if b.startswith("Private Key Object")
-               and f"label:      {signer.name}" in b]
-    public = [b for b in blocks if b.startswith("Public Key Object")
-              and f"label:      {signer.name}" in b]
+    private = [b for b in blocks if b.startswith("Private Key Object") and f"label:      {signer.name}" in b]
+    public = [b for b in blocks if b.startswith("Public Key Object") and f"label:      {signer.name}" in b]
     assert len(private) == 1 and len(public) == 1, listing
     fields = dict(re.findall(r"^\s+(\w[\w ]*?):\s+(.*)$", private[0], flags=re.M))
     access = [flag.strip() for flag in fields["Access"].split(",")]
@@ -113,9 +109,7 @@ def test_generate_refuses_an_existing_label(store: PKCS11KeyStore, signer: PKCS1
         store.generate(signer.name)
     assert signer.name in one_line(exc) and "refusing" in str(exc.value)
     # The existing key is untouched.
-    assert store.open(signer.name).public_key().public_numbers() == (
-        signer.public_key().public_numbers()
-    )
+    assert store.open(signer.name).public_key().public_numbers() == (signer.public_key().public_numbers())
 
 
 def test_racing_generations_leave_one_key(store: PKCS11KeyStore) -> None:
@@ -138,8 +132,7 @@ def test_racing_generations_leave_one_key(store: PKCS11KeyStore) -> None:
     assert store.exists(name)
 
 
-def _generate_in_child(store: PKCS11KeyStore, name: str,
-                       conn: multiprocessing.connection.Connection) -> None:
+def _generate_in_child(store: PKCS11KeyStore, name: str, conn: multiprocessing.connection.Connection) -> None:
     try:
         store.generate(name)
         conn.send("created")
@@ -187,9 +180,7 @@ def test_wrong_pin_is_one_line_without_the_pin(softhsm: SoftHSM) -> None:
     assert "98765" not in repr(store.settings)
 
 
-def test_pin_from_environment_variable(
-    softhsm: SoftHSM, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_pin_from_environment_variable(softhsm: SoftHSM, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SHIRUSHI_TEST_PIN", softhsm.pin)
     settings = softhsm.settings(token_label=SPARE_LABEL, user_pin="", user_pin_env="SHIRUSHI_TEST_PIN")
     store = PKCS11KeyStore(settings)
@@ -199,9 +190,7 @@ def test_pin_from_environment_variable(
         store.close()
 
 
-def test_second_pin_for_a_logged_in_token_is_refused(
-    softhsm: SoftHSM, store: PKCS11KeyStore
-) -> None:
+def test_second_pin_for_a_logged_in_token_is_refused(softhsm: SoftHSM, store: PKCS11KeyStore) -> None:
     assert store.exists("warm-up") is False  # this process is now logged in to the token
     other = PKCS11KeyStore(softhsm.settings(user_pin="0000"))
     with pytest.raises(SignerError) as exc:
@@ -241,8 +230,11 @@ def test_file_that_is_not_a_pkcs11_module(softhsm: SoftHSM, tmp_path: Path) -> N
 
 
 def test_library_without_pkcs11_entry_point(softhsm: SoftHSM) -> None:
-    libc = next(p for p in ("/lib/x86_64-linux-gnu/libc.so.6", "/lib/aarch64-linux-gnu/libc.so.6",
-                            "/usr/lib/libc.so.6") if Path(p).exists())
+    libc = next(
+        p
+        for p in ("/lib/x86_64-linux-gnu/libc.so.6", "/lib/aarch64-linux-gnu/libc.so.6", "/usr/lib/libc.so.6")
+        if Path(p).exists()
+    )
     store = PKCS11KeyStore(softhsm.settings(module=libc))
     with pytest.raises(SignerError) as exc:
         store.open("root")
@@ -252,9 +244,7 @@ def test_library_without_pkcs11_entry_point(softhsm: SoftHSM) -> None:
 # --- sessions ------------------------------------------------------------------------------
 
 
-def test_relogin_after_all_sessions_closed_behind_the_pool(
-    softhsm: SoftHSM, signer: PKCS11Signer
-) -> None:
+def test_relogin_after_all_sessions_closed_behind_the_pool(softhsm: SoftHSM, signer: PKCS11Signer) -> None:
     verify(signer.public_key(), signer.sign(b"before"), b"before")
     close_all_sessions(softhsm.module, softhsm.slot())
     verify(signer.public_key(), signer.sign(b"after"), b"after")
@@ -293,9 +283,7 @@ def test_concurrent_signing_from_threads(signer: PKCS11Signer) -> None:
         verify(signer.public_key(), signature, tbs)
 
 
-def test_sign_async_signs_outside_the_event_loop_thread(
-    signer: PKCS11Signer, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_sign_async_signs_outside_the_event_loop_thread(signer: PKCS11Signer, monkeypatch: pytest.MonkeyPatch) -> None:
     threads: set[int] = set()
     real_sign = signer.sign
 
@@ -315,9 +303,7 @@ def test_sign_async_signs_outside_the_event_loop_thread(
         verify(signer.public_key(), signature, b"m%d" % i)
 
 
-def test_module_reinitialised_while_other_threads_sign(
-    softhsm: SoftHSM, signer: PKCS11Signer
-) -> None:
+def test_module_reinitialised_while_other_threads_sign(softhsm: SoftHSM, signer: PKCS11Signer) -> None:
     # Looking for a missing token finalises and initialises the module again (a token may
     # appear only after a fresh scan); threads signing meanwhile must neither crash the
     # module nor use a handle from before, and every signature must verify.
@@ -400,7 +386,6 @@ def test_backend_file_never_loads_python_pkcs11(tmp_path: Path) -> None:
     assert out.stdout.strip() == "[]"
 
 
-
 def test_forked_children_starting_together_all_sign(signer: PKCS11Signer) -> None:
     # Each child initialises the module and logs in at the same moment as its siblings;
     # SoftHSM2 rewrites token.object on every login, which makes a sibling miss the token
@@ -409,8 +394,7 @@ def test_forked_children_starting_together_all_sign(signer: PKCS11Signer) -> Non
     ctx = multiprocessing.get_context("fork")
     for _round in range(4):
         ends = [ctx.Pipe() for _ in range(3)]
-        children = [ctx.Process(target=_sign_in_child, args=(signer, child_end))
-                    for _, child_end in ends]
+        children = [ctx.Process(target=_sign_in_child, args=(signer, child_end)) for _, child_end in ends]
         for child in children:
             child.start()
         answers = [parent_end.recv() for parent_end, _ in ends]
@@ -456,7 +440,6 @@ verify(signer, b"parent again")
 print("ok")
 """
     env = {**softhsm.env(), "SOFTHSM2_CONF": str(conf)}
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
-                         timeout=60)
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "ok"

@@ -30,11 +30,13 @@ ATTIME = str(int((NOW + dt.timedelta(hours=1)).timestamp()))
 
 
 def name(cn: str) -> x509.Name:
-    return x509.Name([
-        x509.NameAttribute(NameOID.COUNTRY_NAME, "JP"),
-        x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Shirushi Test"),
-        x509.NameAttribute(NameOID.COMMON_NAME, cn),
-    ])
+    return x509.Name(
+        [
+            x509.NameAttribute(NameOID.COUNTRY_NAME, "JP"),
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Shirushi Test"),
+            x509.NameAttribute(NameOID.COMMON_NAME, cn),
+        ]
+    )
 
 
 def issue(
@@ -58,9 +60,15 @@ def issue(
         .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
         .add_extension(
             x509.KeyUsage(
-                digital_signature=not ca, content_commitment=False, key_encipherment=False,
-                data_encipherment=False, key_agreement=False, key_cert_sign=ca, crl_sign=ca,
-                encipher_only=False, decipher_only=False,
+                digital_signature=not ca,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=ca,
+                crl_sign=ca,
+                encipher_only=False,
+                decipher_only=False,
             ),
             critical=True,
         )
@@ -81,8 +89,7 @@ def write_pem(path: Path, *certs: x509.Certificate) -> Path:
 
 
 def openssl(*args: str | Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["openssl", *map(str, args)], capture_output=True, text=True,
-                          timeout=30)
+    return subprocess.run(["openssl", *map(str, args)], capture_output=True, text=True, timeout=30)
 
 
 @dataclasses.dataclass
@@ -104,11 +111,18 @@ def pki(softhsm: SoftHSM) -> PKI:
     ocsp_signer = store.generate(f"ocsp-signer-{tag}")
     root = issue(name("Test Root"), root_signer.public_key(), None, root_signer, ca=True)
     ca = issue(name("Test Issuing CA"), ca_signer.public_key(), root, root_signer, ca=True)
-    ocsp = issue(name("Test OCSP Responder"), ocsp_signer.public_key(), ca, ca_signer, ca=False,
-                 eku=[ExtendedKeyUsageOID.OCSP_SIGNING])
+    ocsp = issue(
+        name("Test OCSP Responder"),
+        ocsp_signer.public_key(),
+        ca,
+        ca_signer,
+        ca=False,
+        eku=[ExtendedKeyUsageOID.OCSP_SIGNING],
+    )
     leaf_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    leaf = issue(name("www.example.test"), leaf_key.public_key(), ca, ca_signer, ca=False,
-                 eku=[ExtendedKeyUsageOID.SERVER_AUTH])
+    leaf = issue(
+        name("www.example.test"), leaf_key.public_key(), ca, ca_signer, ca=False, eku=[ExtendedKeyUsageOID.SERVER_AUTH]
+    )
     return PKI(root, ca, ca_signer, ocsp, ocsp_signer, leaf)
 
 
@@ -147,8 +161,18 @@ def test_ocsp_response_verifies_with_openssl(pki: PKI, tmp_path: Path, revoked: 
     leaf = write_pem(tmp_path / "leaf.pem", pki.leaf)
     ocsp = write_pem(tmp_path / "ocsp.pem", pki.ocsp)
     # -attime is not applied by `openssl ocsp` to the response times, hence -validity_period.
-    common = ("ocsp", "-respin", response, "-issuer", ca, "-cert", leaf, "-no_nonce",
-              "-validity_period", str(10 * 365 * 86400))
+    common = (
+        "ocsp",
+        "-respin",
+        response,
+        "-issuer",
+        ca,
+        "-cert",
+        leaf,
+        "-no_nonce",
+        "-validity_period",
+        str(10 * 365 * 86400),
+    )
     out = openssl(*common, "-VAfile", ocsp)
     assert out.returncode == 0, out.stderr
     assert "Response verify OK" in out.stderr

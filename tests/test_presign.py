@@ -25,8 +25,14 @@ H = dt.timedelta(hours=1)
 
 @pytest.fixture
 def backend(tmp_path: Path, redis_url: str) -> Backend:
-    settings = config.load(None, environ={"SHIRUSHI_DATA_DIR": str(tmp_path / "data"),
-                                          "SHIRUSHI_REDIS__URL": redis_url, "SHIRUSHI_PRESIGN__WORKERS": "1"})
+    settings = config.load(
+        None,
+        environ={
+            "SHIRUSHI_DATA_DIR": str(tmp_path / "data"),
+            "SHIRUSHI_REDIS__URL": redis_url,
+            "SHIRUSHI_PRESIGN__WORKERS": "1",
+        },
+    )
     b = Backend(settings, FrozenClock(T0))
     b.init()
     yield b
@@ -69,16 +75,22 @@ def test_issuance_presigns_both_certid_algorithms(backend: Backend) -> None:
 
 
 def test_issuance_with_redis_down_leaves_outbox_work(tmp_path: Path) -> None:
-    settings = config.load(None, environ={"SHIRUSHI_DATA_DIR": str(tmp_path / "data"),
-                                          "SHIRUSHI_REDIS__URL": f"unix://{tmp_path}/no.sock",
-                                          "SHIRUSHI_REDIS__TIMEOUT": "0.5"})
+    settings = config.load(
+        None,
+        environ={
+            "SHIRUSHI_DATA_DIR": str(tmp_path / "data"),
+            "SHIRUSHI_REDIS__URL": f"unix://{tmp_path}/no.sock",
+            "SHIRUSHI_REDIS__TIMEOUT": "0.5",
+        },
+    )
     b = Backend(settings, FrozenClock(T0))
     b.init()
     issued = b.authority.issue(make_csr())
     assert issued.warnings and "not yet in Redis" in issued.warnings[0]
     pending = b.store.pending_outbox()
-    assert [(kind, serial) for _, kind, _, serial in pending if serial == format(
-        issued.certificate.serial_number, "x")] == [("ocsp", format(issued.certificate.serial_number, "x"))]
+    assert [
+        (kind, serial) for _, kind, _, serial in pending if serial == format(issued.certificate.serial_number, "x")
+    ] == [("ocsp", format(issued.certificate.serial_number, "x"))]
     b.close()
 
 
@@ -133,9 +145,15 @@ def test_unspecified_reason_is_left_out(backend: Backend) -> None:
 
 
 def test_parallel_signing_matches(tmp_path: Path, redis_url: str) -> None:
-    settings = config.load(None, environ={"SHIRUSHI_DATA_DIR": str(tmp_path / "data"),
-                                          "SHIRUSHI_REDIS__URL": redis_url, "SHIRUSHI_PRESIGN__WORKERS": "2",
-                                          "SHIRUSHI_PRESIGN__BATCH": "5"})
+    settings = config.load(
+        None,
+        environ={
+            "SHIRUSHI_DATA_DIR": str(tmp_path / "data"),
+            "SHIRUSHI_REDIS__URL": redis_url,
+            "SHIRUSHI_PRESIGN__WORKERS": "2",
+            "SHIRUSHI_PRESIGN__BATCH": "5",
+        },
+    )
     b = Backend(settings, FrozenClock(T0))
     b.init()
     serials = [b.authority.issue(make_csr()).certificate.serial_number for _ in range(12)]
@@ -145,7 +163,8 @@ def test_parallel_signing_matches(tmp_path: Path, redis_url: str) -> None:
     for serial in serials:
         response = ocsp.load_der_ocsp_response(stored(b, serial, "sha256").der)
         signer.public_key().verify(  # type: ignore[call-arg,union-attr]
-            response.signature, response.tbs_response_bytes,
+            response.signature,
+            response.tbs_response_bytes,
             __import__("cryptography.hazmat.primitives.asymmetric.padding", fromlist=["PKCS1v15"]).PKCS1v15(),
             response.signature_hash_algorithm,
         )
@@ -160,8 +179,7 @@ def test_window_never_outlives_the_signer() -> None:
 
 
 def test_signer_renewed_when_near_its_end(backend: Backend) -> None:
-    before = x509.load_pem_x509_certificate(
-        (backend.settings.data_path / "certs" / "ocsp-signer.pem").read_bytes())
+    before = x509.load_pem_x509_certificate((backend.settings.data_path / "certs" / "ocsp-signer.pem").read_bytes())
     assert backend.authority.renew_ocsp_signer_if_due() is None
     clock = backend.clock
     assert isinstance(clock, FrozenClock)

@@ -17,9 +17,14 @@ T0 = dt.datetime(2026, 11, 29, 9, 0, tzinfo=dt.UTC)
 
 
 def site(tmp_path: Path, repo_url: str) -> tuple[Backend, TestClient]:
-    settings = config.load(None, environ={"SHIRUSHI_DATA_DIR": str(tmp_path / "data"),
-                                          "SHIRUSHI_REPOSITORY__URL": repo_url,
-                                          "SHIRUSHI_REDIS__URL": f"unix://{tmp_path}/none.sock"})
+    settings = config.load(
+        None,
+        environ={
+            "SHIRUSHI_DATA_DIR": str(tmp_path / "data"),
+            "SHIRUSHI_REPOSITORY__URL": repo_url,
+            "SHIRUSHI_REDIS__URL": f"unix://{tmp_path}/none.sock",
+        },
+    )
     clock = FrozenClock(T0)
     backend = Backend(settings, clock)
     backend.init()

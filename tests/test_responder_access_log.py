@@ -93,7 +93,9 @@ def post_request(body: bytes, keep_alive: bool = False) -> bytes:
 
 def get_request(path: str, *headers: bytes, method: bytes = b"GET") -> bytes:
     return b"%s %s HTTP/1.1\r\nHost: 127.0.0.1\r\n%sConnection: close\r\n\r\n" % (
-        method, path.encode(), b"".join(h + b"\r\n" for h in headers)
+        method,
+        path.encode(),
+        b"".join(h + b"\r\n" for h in headers),
     )
 
 
@@ -109,6 +111,7 @@ def recv_exactly(sock: socket.socket, size: int) -> bytes:
 
 # --- what is written ------------------------------------------------------------------------
 
+
 def test_each_kind_of_request_gives_its_line(pki: PKI, redis_url: str, db: redis.Redis, tmp_path: Path) -> None:
     log = tmp_path / "access.log"
     stored = pki.store(db, SERIAL)
@@ -121,16 +124,20 @@ def test_each_kind_of_request_gives_its_line(pki: PKI, redis_url: str, db: redis
             (get_request(good_get), ("GET", hex_serial, "sha1", "successful", "200")),
             (post_request(pki.request_der(SERIAL, "sha256")), ("POST", hex_serial, "sha256", "successful", "200")),
             (get_request(good_get, method=b"HEAD"), ("HEAD", hex_serial, "sha1", "successful", "200")),
-            (get_request(good_get, b"If-None-Match: " + stored["sha1"].etag.encode()),
-             ("GET", hex_serial, "sha1", "successful", "304")),
+            (
+                get_request(good_get, b"If-None-Match: " + stored["sha1"].etag.encode()),
+                ("GET", hex_serial, "sha1", "successful", "304"),
+            ),
             (post_request(b"\x30\x03\x02\x01\x01"), ("POST", "-", "-", "malformedRequest", "200")),
             (get_request("/garbage!"), ("GET", "-", "-", "malformedRequest", "200")),
             (post_request(der_request([der_cert_id(77)])), ("POST", "4D", "sha1", "unauthorized", "200")),
             (post_request(pki.request_der(SERIAL + 2)), ("POST", f"{SERIAL + 2:016X}", "sha1", "tryLater", "200")),
             (post_request(pki.request_der(corrupt)), ("POST", f"{corrupt:016X}", "sha1", "internalError", "200")),
             (b"PUT / HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n", ("-", "-", "-", "-", "405")),
-            (b"POST / HTTP/1.1\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n",
-             ("-", "-", "-", "-", "400")),
+            (
+                b"POST / HTTP/1.1\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n",
+                ("-", "-", "-", "-", "400"),
+            ),
         ]
         expected = []
         for request, want in sent:
@@ -178,6 +185,7 @@ def _umask() -> int:
 
 # --- several workers ------------------------------------------------------------------------
 
+
 def test_two_workers_write_whole_lines_under_load(pki: PKI, redis_url: str, db: redis.Redis, tmp_path: Path) -> None:
     log = tmp_path / "access.log"
     pki.store(db, SERIAL)
@@ -223,6 +231,7 @@ def test_two_workers_write_whole_lines_under_load(pki: PKI, redis_url: str, db: 
 
 # --- rotation -------------------------------------------------------------------------------
 
+
 def test_rotation_by_rename_and_by_sighup(pki: PKI, redis_url: str, db: redis.Redis, tmp_path: Path) -> None:
     log = tmp_path / "access.log"
     pki.store(db, SERIAL)
@@ -254,6 +263,7 @@ def test_rotation_by_rename_and_by_sighup(pki: PKI, redis_url: str, db: redis.Re
 
 
 # --- failures and the default ---------------------------------------------------------------
+
 
 def test_unusable_path_is_one_line_at_start(pki: PKI, redis_url: str, tmp_path: Path) -> None:
     log = tmp_path / "missing" / "access.log"

@@ -72,10 +72,38 @@ def check_statuses(data: bytes) -> None:
 
 
 TOKENS = [
-    b"GET", b"POST", b"HEAD", b"PUT", b" ", b"/", b"//", b"%", b"%2F", b"+", b"=", b"HTTP/1.1", b"HTTP/1.0",
-    b"HTTP/2.0", b"\r\n", b"\r\n\r\n", b"\n", b"Host: x", b"Content-Length: ", b"5", b"-1", b"99999999999",
-    b"Transfer-Encoding: chunked", b"Connection: close", b"Connection: keep-alive", b"Expect: 100-continue",
-    b"If-None-Match: *", b"0\r\n\r\n", b"MEIwQDA+MDwwOjAJBgUrDgMCGgUABBT7", b"\x00", b"\xff", b"\x30\x03\x0a\x01\x01",
+    b"GET",
+    b"POST",
+    b"HEAD",
+    b"PUT",
+    b" ",
+    b"/",
+    b"//",
+    b"%",
+    b"%2F",
+    b"+",
+    b"=",
+    b"HTTP/1.1",
+    b"HTTP/1.0",
+    b"HTTP/2.0",
+    b"\r\n",
+    b"\r\n\r\n",
+    b"\n",
+    b"Host: x",
+    b"Content-Length: ",
+    b"5",
+    b"-1",
+    b"99999999999",
+    b"Transfer-Encoding: chunked",
+    b"Connection: close",
+    b"Connection: keep-alive",
+    b"Expect: 100-continue",
+    b"If-None-Match: *",
+    b"0\r\n\r\n",
+    b"MEIwQDA+MDwwOjAJBgUrDgMCGgUABBT7",
+    b"\x00",
+    b"\xff",
+    b"\x30\x03\x0a\x01\x01",
 ]
 
 
@@ -113,7 +141,7 @@ def test_still_serving_after_fuzz(setup: tuple[PKI, ResponderProcess]) -> None:
     pki, server = setup
     for _ in range(4):  # reach both workers (the kernel spreads connections)
         raw = exchange(server.port, b"GET %s HTTP/1.1\r\nHost: x\r\n\r\n" % get_path(pki.request_der(SERIAL)).encode())
-        (status, _, body), = split_responses(raw)
+        ((status, _, body),) = split_responses(raw)
         assert status == 200 and ocsp_status(body) == "SUCCESSFUL/GOOD"
 
 

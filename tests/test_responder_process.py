@@ -21,9 +21,21 @@ pytestmark = pytest.mark.slow
 
 # Backend code a keyless responder must never load (architecture.md, hot-path rule 5).
 FORBIDDEN = (
-    "shirushi.signing", "shirushi.store", "shirushi.ca", "shirushi.crl", "shirushi.presign",
-    "shirushi.web", "shirushi.cli", "shirushi.asn1.ocsp", "pkcs11", "sqlalchemy", "alembic",
-    "starlette", "uvicorn", "fastapi", "pkilint",
+    "shirushi.signing",
+    "shirushi.store",
+    "shirushi.ca",
+    "shirushi.crl",
+    "shirushi.presign",
+    "shirushi.web",
+    "shirushi.cli",
+    "shirushi.asn1.ocsp",
+    "pkcs11",
+    "sqlalchemy",
+    "alembic",
+    "starlette",
+    "uvicorn",
+    "fastapi",
+    "pkilint",
 )
 
 
@@ -149,8 +161,11 @@ def test_port_taken_is_a_one_line_error(pki: PKI, tmp_path: Path) -> None:
 
 def test_bad_redis_url_is_a_config_error(pki: PKI, tmp_path: Path) -> None:
     done = run_cli(
-        {"SHIRUSHI_REDIS__URL": "http://example", "SHIRUSHI_OCSP__ISSUERS": str(pki.directory / "issuers.pem"),
-         "SHIRUSHI_OCSP__LISTEN": f"127.0.0.1:{free_port()}"},
+        {
+            "SHIRUSHI_REDIS__URL": "http://example",
+            "SHIRUSHI_OCSP__ISSUERS": str(pki.directory / "issuers.pem"),
+            "SHIRUSHI_OCSP__LISTEN": f"127.0.0.1:{free_port()}",
+        },
         tmp_path,
     )
     assert done.returncode == 2 and "redis.url" in done.stderr

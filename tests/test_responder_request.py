@@ -58,9 +58,18 @@ def test_openssl_request_with_nonce(tmp_path: Path) -> None:
     pki = build_pki(tmp_path, "http://127.0.0.1:1/")
     leaf = pki.issue_leaf(0xABCDEF)
     subprocess.run(
-        ["openssl", "ocsp", "-issuer", str(tmp_path / "issuing.pem"), "-cert", str(leaf),
-         "-reqout", str(tmp_path / "req.der")],
-        check=True, capture_output=True,
+        [
+            "openssl",
+            "ocsp",
+            "-issuer",
+            str(tmp_path / "issuing.pem"),
+            "-cert",
+            str(leaf),
+            "-reqout",
+            str(tmp_path / "req.der"),
+        ],
+        check=True,
+        capture_output=True,
     )
     result = parse_request((tmp_path / "req.der").read_bytes())
     assert isinstance(result, CertID)
@@ -233,8 +242,17 @@ def test_prefix_of_root_url_is_empty() -> None:
 
 @pytest.mark.parametrize(
     "path",
-    ["/", "/%", "/%4", "/%zz" + TRICKY_B64, "/" + TRICKY_B64 + "A", "/" + TRICKY_B64[:-4] + "!!!!",
-     "/MA=A", "/favicon.ico", "/" + TRICKY_B64 + "%00"],
+    [
+        "/",
+        "/%",
+        "/%4",
+        "/%zz" + TRICKY_B64,
+        "/" + TRICKY_B64 + "A",
+        "/" + TRICKY_B64[:-4] + "!!!!",
+        "/MA=A",
+        "/favicon.ico",
+        "/" + TRICKY_B64 + "%00",
+    ],
 )
 def test_get_path_garbage(path: str) -> None:
     decoded = decode_get_path(path.encode(), b"")
@@ -242,6 +260,7 @@ def test_get_path_garbage(path: str) -> None:
 
 
 # --- properties -----------------------------------------------------------------------------
+
 
 def _mutations() -> st.SearchStrategy[bytes]:
     base = st.sampled_from(

@@ -84,9 +84,23 @@ def new_serial() -> int:
 
 
 def openssl_ocsp(pki: PKI, leaf: Path, url: str, *extra: str) -> str:
-    cmd = ["openssl", "ocsp", "-issuer", str(pki.directory / "issuing.pem"), *extra,
-           "-cert", str(leaf), "-url", url, "-CAfile", str(pki.directory / "root.pem"),
-           "-no_nonce", "-resp_text", "-timeout", "10"]
+    cmd = [
+        "openssl",
+        "ocsp",
+        "-issuer",
+        str(pki.directory / "issuing.pem"),
+        *extra,
+        "-cert",
+        str(leaf),
+        "-url",
+        url,
+        "-CAfile",
+        str(pki.directory / "root.pem"),
+        "-no_nonce",
+        "-resp_text",
+        "-timeout",
+        "10",
+    ]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=30, check=True)
     return done.stdout + done.stderr
 
@@ -94,7 +108,9 @@ def openssl_ocsp(pki: PKI, leaf: Path, url: str, *extra: str) -> str:
 def curl(url: str, *extra: str) -> tuple[int, dict[str, str], bytes]:
     done = subprocess.run(
         ["curl", "-s", "-S", "--path-as-is", "--max-time", "10", "-D", "-", *extra, url],
-        capture_output=True, timeout=30, check=True,
+        capture_output=True,
+        timeout=30,
+        check=True,
     )
     return split_responses(done.stdout)[-1]
 
@@ -104,6 +120,7 @@ def http_date(seconds: int) -> str:
 
 
 # --- stock clients --------------------------------------------------------------------------
+
 
 def test_openssl_good_sha1(pki: PKI, server: ResponderProcess, db: redis.Redis) -> None:
     serial = new_serial()
@@ -133,9 +150,24 @@ def test_openssl_with_nonce_gets_the_presigned_response(pki: PKI, server: Respon
     leaf = pki.issue_leaf(serial)
     pki.store(db, serial)
     done = subprocess.run(
-        ["openssl", "ocsp", "-issuer", str(pki.directory / "issuing.pem"), "-cert", str(leaf),
-         "-url", pki.ocsp_url, "-CAfile", str(pki.directory / "root.pem"), "-timeout", "10"],
-        capture_output=True, text=True, timeout=30, check=True,
+        [
+            "openssl",
+            "ocsp",
+            "-issuer",
+            str(pki.directory / "issuing.pem"),
+            "-cert",
+            str(leaf),
+            "-url",
+            pki.ocsp_url,
+            "-CAfile",
+            str(pki.directory / "root.pem"),
+            "-timeout",
+            "10",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
     )
     out = done.stdout + done.stderr
     assert "WARNING: no nonce in response" in out
@@ -150,9 +182,21 @@ def test_gnutls_ocsptool_good(pki: PKI, server: ResponderProcess, db: redis.Redi
     trust = tmp_path / "trust.pem"
     trust.write_bytes((pki.directory / "issuing.pem").read_bytes() + (pki.directory / "root.pem").read_bytes())
     done = subprocess.run(
-        ["ocsptool", f"--ask={pki.ocsp_url}", "--load-issuer", str(pki.directory / "issuing.pem"),
-         "--load-cert", str(leaf), "--load-trust", str(trust), "--outfile", str(tmp_path / "r.der")],
-        capture_output=True, text=True, timeout=30,
+        [
+            "ocsptool",
+            f"--ask={pki.ocsp_url}",
+            "--load-issuer",
+            str(pki.directory / "issuing.pem"),
+            "--load-cert",
+            str(leaf),
+            "--load-trust",
+            str(trust),
+            "--outfile",
+            str(tmp_path / "r.der"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
     )
     out = done.stdout + done.stderr
     assert done.returncode == 0, out
@@ -173,6 +217,7 @@ def test_pkilint_accepts_served_responses(pki: PKI, server: ResponderProcess, db
 
 
 # --- GET encodings and caching headers ------------------------------------------------------
+
 
 def tricky_serial(pki: PKI) -> int:
     """A serial whose SHA-1 request base64 contains '+', '/' and '=' (standards P1)."""
@@ -245,8 +290,11 @@ def test_post_and_head(pki: PKI, server: ResponderProcess, db: redis.Redis, tmp_
     request = tmp_path / "req.der"
     request.write_bytes(pki.request_der(serial, "sha256"))
     status, headers, body = curl(
-        server.url + "any/path/is/fine", "--data-binary", f"@{request}",
-        "-H", "Content-Type: application/ocsp-request",
+        server.url + "any/path/is/fine",
+        "--data-binary",
+        f"@{request}",
+        "-H",
+        "Content-Type: application/ocsp-request",
     )
     assert status == 200 and body == record.der
     assert headers["content-type"] == "application/ocsp-response"
@@ -258,6 +306,7 @@ def test_post_and_head(pki: PKI, server: ResponderProcess, db: redis.Redis, tmp_
 
 
 # --- OCSP error statuses --------------------------------------------------------------------
+
 
 def post(server: ResponderProcess, body: bytes) -> tuple[int, dict[str, str], bytes]:
     raw = http_exchange(
@@ -312,10 +361,26 @@ def test_two_certificates_from_openssl_are_refused(pki: PKI, server: ResponderPr
     pki.store(db, a)
     pki.store(db, b)
     done = subprocess.run(
-        ["openssl", "ocsp", "-issuer", str(pki.directory / "issuing.pem"), "-cert", str(leaf_a),
-         "-cert", str(leaf_b), "-url", pki.ocsp_url, "-CAfile", str(pki.directory / "root.pem"),
-         "-no_nonce", "-timeout", "10"],
-        capture_output=True, text=True, timeout=30,
+        [
+            "openssl",
+            "ocsp",
+            "-issuer",
+            str(pki.directory / "issuing.pem"),
+            "-cert",
+            str(leaf_a),
+            "-cert",
+            str(leaf_b),
+            "-url",
+            pki.ocsp_url,
+            "-CAfile",
+            str(pki.directory / "root.pem"),
+            "-no_nonce",
+            "-timeout",
+            "10",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
     )
     assert "malformedrequest" in (done.stdout + done.stderr).lower()
 
@@ -356,6 +421,7 @@ def test_expired_record_is_never_served(pki: PKI, server: ResponderProcess, db: 
 
 # --- HTTP behaviour -------------------------------------------------------------------------
 
+
 def test_wrong_method_is_405(server: ResponderProcess) -> None:
     for method in (b"PUT", b"DELETE", b"OPTIONS", b"BREW"):
         raw = http_exchange(server.port, method + b" / HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n")
@@ -374,7 +440,7 @@ def test_http10_host_without_port(pki: PKI, server: ResponderProcess, db: redis.
         b"POST / HTTP/1.0\r\nHost: 127.0.0.1\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body),
         half_close=False,  # the server must close by itself
     )
-    (status, headers, answer), = split_responses(raw)
+    ((status, headers, answer),) = split_responses(raw)
     assert status == 200 and answer == record.der
     assert headers["connection"] == "close"
     assert int(headers["content-length"]) == len(record.der)
@@ -404,9 +470,28 @@ def test_keep_alive_many_requests_one_connection(pki: PKI, server: ResponderProc
     record = pki.store(db, serial)["sha1"]
     url = server.url.rstrip("/") + get_path(pki.request_der(serial))
     done = subprocess.run(
-        ["curl", "-s", "-S", "--max-time", "10", "-w", "%{num_connects}\n", "-o", "/dev/null",
-         url, "-o", "/dev/null", url, "-o", "/dev/null", url],
-        capture_output=True, text=True, timeout=30, check=True,
+        [
+            "curl",
+            "-s",
+            "-S",
+            "--max-time",
+            "10",
+            "-w",
+            "%{num_connects}\n",
+            "-o",
+            "/dev/null",
+            url,
+            "-o",
+            "/dev/null",
+            url,
+            "-o",
+            "/dev/null",
+            url,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
     )
     assert done.stdout.split() == ["1", "0", "0"]
     assert len(record.der) > 0
@@ -472,9 +557,23 @@ def test_served_response_verifies_offline(pki: PKI, server: ResponderProcess, db
     _, _, body = curl(server.url.rstrip("/") + get_path(pki.request_der(serial)))
     (tmp_path / "resp.der").write_bytes(body)
     done = subprocess.run(
-        ["openssl", "ocsp", "-respin", str(tmp_path / "resp.der"), "-issuer", str(pki.directory / "issuing.pem"),
-         "-cert", str(leaf), "-CAfile", str(pki.directory / "root.pem"), "-no_nonce"],
-        capture_output=True, text=True, timeout=30, check=True,
+        [
+            "openssl",
+            "ocsp",
+            "-respin",
+            str(tmp_path / "resp.der"),
+            "-issuer",
+            str(pki.directory / "issuing.pem"),
+            "-cert",
+            str(leaf),
+            "-CAfile",
+            str(pki.directory / "root.pem"),
+            "-no_nonce",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
     )
     assert "Response verify OK" in done.stdout + done.stderr
     assert ocsp.load_der_ocsp_response(body).serial_number == serial
@@ -495,7 +594,8 @@ def test_path_prefix_of_ocsp_url(pki: PKI, redis_server: str, db: redis.Redis, t
         data_dir=str(tmp_path),
         redis=RedisSettings(url=redis_server),
         ocsp=OCSPSettings(
-            listen=f"127.0.0.1:{port}", url=f"http://127.0.0.1:{port}/ocsp/",
+            listen=f"127.0.0.1:{port}",
+            url=f"http://127.0.0.1:{port}/ocsp/",
             issuers=str(pki.directory / "issuers.pem"),
         ),
     )

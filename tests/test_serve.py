@@ -68,9 +68,26 @@ class Leaf:
 
 def openssl_ocsp(site: Site, leaf: Leaf, *extra: str) -> str:
     result = subprocess.run(
-        ["openssl", "ocsp", "-issuer", str(leaf.issuer_path), *extra, "-cert", str(leaf.cert_path),
-         "-url", site.ocsp_url, "-CAfile", str(leaf.root_path), "-no_nonce", "-resp_text", "-timeout", "20"],
-        capture_output=True, text=True, timeout=60,
+        [
+            "openssl",
+            "ocsp",
+            "-issuer",
+            str(leaf.issuer_path),
+            *extra,
+            "-cert",
+            str(leaf.cert_path),
+            "-url",
+            site.ocsp_url,
+            "-CAfile",
+            str(leaf.root_path),
+            "-no_nonce",
+            "-resp_text",
+            "-timeout",
+            "20",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     return result.stdout + result.stderr
 
@@ -126,10 +143,22 @@ def test_sha256_certid_is_echoed(site: Site, tmp_path: Path) -> None:
 def test_gnutls_ocsptool_reports_good(site: Site, tmp_path: Path) -> None:
     leaf = Leaf(site, tmp_path)
     result = subprocess.run(
-        ["ocsptool", f"--ask={site.ocsp_url}", "--load-issuer", str(leaf.issuer_path), "--load-cert",
-         # GnuTLS wants the delegated signer's issuer (our issuing CA) in the trust set.
-         str(leaf.cert_path), "--load-trust", str(leaf.issuer_path), "--outfile", str(tmp_path / "r.der")],
-        capture_output=True, text=True, timeout=60,
+        [
+            "ocsptool",
+            f"--ask={site.ocsp_url}",
+            "--load-issuer",
+            str(leaf.issuer_path),
+            "--load-cert",
+            # GnuTLS wants the delegated signer's issuer (our issuing CA) in the trust set.
+            str(leaf.cert_path),
+            "--load-trust",
+            str(leaf.issuer_path),
+            "--outfile",
+            str(tmp_path / "r.der"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     out = result.stdout + result.stderr
     assert result.returncode == 0, out
@@ -142,9 +171,18 @@ def test_curl_get_url_encoded_and_raw(site: Site, tmp_path: Path) -> None:
     b64 = base64.b64encode(leaf.request()).decode()
     for path in (urllib.parse.quote(b64, safe=""), b64, "/" + b64):
         result = subprocess.run(
-            ["curl", "-s", "-D", str(tmp_path / "h.txt"), "-o", str(tmp_path / "r.der"),
-             "--path-as-is", site.ocsp_url + path],
-            capture_output=True, timeout=30,
+            [
+                "curl",
+                "-s",
+                "-D",
+                str(tmp_path / "h.txt"),
+                "-o",
+                str(tmp_path / "r.der"),
+                "--path-as-is",
+                site.ocsp_url + path,
+            ],
+            capture_output=True,
+            timeout=30,
         )
         assert result.returncode == 0
         headers = (tmp_path / "h.txt").read_text().lower()
@@ -177,20 +215,31 @@ def test_pkilint_finds_nothing_in_a_served_response(site: Site, tmp_path: Path) 
     for alg in (hashes.SHA1(), hashes.SHA256()):
         _, _, body = post(site, leaf.request(alg))
         (tmp_path / "r.der").write_bytes(body)
-        result = subprocess.run([tool("lint_ocsp_response"), "lint", "-s", "WARNING", str(tmp_path / "r.der")],
-                                capture_output=True, text=True)
+        result = subprocess.run(
+            [tool("lint_ocsp_response"), "lint", "-s", "WARNING", str(tmp_path / "r.der")],
+            capture_output=True,
+            text=True,
+        )
         assert result.returncode == 0, result.stdout
 
 
 def test_unknown_serial_and_unknown_issuer_are_unauthorized(site: Site, tmp_path: Path) -> None:
     leaf = Leaf(site, tmp_path)
     issuer_hashes = ocsp.load_der_ocsp_request(leaf.request())
-    never_issued = ocsp.OCSPRequestBuilder().add_certificate_by_hash(
-        issuer_hashes.issuer_name_hash, issuer_hashes.issuer_key_hash, 0x1234567, hashes.SHA1()).build()
+    never_issued = (
+        ocsp.OCSPRequestBuilder()
+        .add_certificate_by_hash(
+            issuer_hashes.issuer_name_hash, issuer_hashes.issuer_key_hash, 0x1234567, hashes.SHA1()
+        )
+        .build()
+    )
     _, _, body = post(site, never_issued.public_bytes(serialization.Encoding.DER))
     assert ocsp.load_der_ocsp_response(body).response_status == ocsp.OCSPResponseStatus.UNAUTHORIZED
-    other = ocsp.OCSPRequestBuilder().add_certificate_by_hash(
-        b"\x01" * 20, b"\x02" * 20, leaf.cert.serial_number, hashes.SHA1()).build()
+    other = (
+        ocsp.OCSPRequestBuilder()
+        .add_certificate_by_hash(b"\x01" * 20, b"\x02" * 20, leaf.cert.serial_number, hashes.SHA1())
+        .build()
+    )
     _, _, body = post(site, other.public_bytes(serialization.Encoding.DER))
     assert ocsp.load_der_ocsp_response(body).response_status == ocsp.OCSPResponseStatus.UNAUTHORIZED
 
@@ -243,8 +292,11 @@ def test_repository_serves_crl_and_ca_certificates(site: Site, tmp_path: Path) -
     status, _, body = get(arl_url)
     assert status == 200
     (tmp_path / "arl.der").write_bytes(body)
-    lint = subprocess.run([tool("lint_crl"), "lint", "-t", "ARL", "-p", "BR", "-s", "WARNING",
-                           str(tmp_path / "arl.der")], capture_output=True, text=True)
+    lint = subprocess.run(
+        [tool("lint_crl"), "lint", "-t", "ARL", "-p", "BR", "-s", "WARNING", str(tmp_path / "arl.der")],
+        capture_output=True,
+        text=True,
+    )
     assert lint.returncode == 0, lint.stdout
 
 
@@ -278,13 +330,29 @@ def test_revoke_reaches_ocsp_and_crl_before_returning(site: Site, tmp_path: Path
     assert after.next_update_utc is not None
     assert after.next_update_utc - after.last_update_utc == dt.timedelta(hours=96)
     (tmp_path / "crl.der").write_bytes(der)
-    lint = subprocess.run([tool("lint_crl"), "lint", "-t", "CRL", "-p", "BR", "-s", "WARNING",
-                           str(tmp_path / "crl.der")], capture_output=True, text=True)
+    lint = subprocess.run(
+        [tool("lint_crl"), "lint", "-t", "CRL", "-p", "BR", "-s", "WARNING", str(tmp_path / "crl.der")],
+        capture_output=True,
+        text=True,
+    )
     assert lint.returncode == 0, lint.stdout
     (tmp_path / "crl.pem").write_bytes(after.public_bytes(serialization.Encoding.PEM))
     verify = subprocess.run(
-        ["openssl", "verify", "-crl_check", "-CRLfile", str(tmp_path / "crl.pem"), "-CAfile", str(leaf.root_path),
-         "-untrusted", str(leaf.issuer_path), str(leaf.cert_path)], capture_output=True, text=True)
+        [
+            "openssl",
+            "verify",
+            "-crl_check",
+            "-CRLfile",
+            str(tmp_path / "crl.pem"),
+            "-CAfile",
+            str(leaf.root_path),
+            "-untrusted",
+            str(leaf.issuer_path),
+            str(leaf.cert_path),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert verify.returncode != 0
     assert "certificate revoked" in verify.stdout + verify.stderr
     # The audit record says when it was asked for, by when it had to be done, and when it was.
@@ -322,9 +390,12 @@ def test_revocation_reaches_responders_within_the_bound(site: Site, tmp_path: Pa
     try:
         for _ in range(20):
             issued = backend.authority.issue(make_csr())
-            request = ocsp.OCSPRequestBuilder().add_certificate(
-                issued.certificate, issuing, hashes.SHA1()
-            ).build().public_bytes(serialization.Encoding.DER)
+            request = (
+                ocsp.OCSPRequestBuilder()
+                .add_certificate(issued.certificate, issuing, hashes.SHA1())
+                .build()
+                .public_bytes(serialization.Encoding.DER)
+            )
             assert ocsp.load_der_ocsp_response(post(site, request)[2]).certificate_status == ocsp.OCSPCertStatus.GOOD
             backend.revoker.revoke(issued.certificate.serial_number, "superseded")
             returned = time.monotonic()
@@ -338,8 +409,9 @@ def test_revocation_reaches_responders_within_the_bound(site: Site, tmp_path: Pa
     finally:
         backend.close()
     assert max(delays) < 1.0
-    print(f"revocation visible after: median {statistics.median(delays) * 1000:.1f} ms, "
-          f"max {max(delays) * 1000:.1f} ms")
+    print(
+        f"revocation visible after: median {statistics.median(delays) * 1000:.1f} ms, max {max(delays) * 1000:.1f} ms"
+    )
 
 
 # -- API ------------------------------------------------------------------------------------
@@ -382,8 +454,7 @@ def test_api_errors(site: Site) -> None:
     status, err = api(site, "POST", f"/api/v1/certificates/{body['serial']}/revoke", {"reason": "certificateHold"})
     assert status == 400
     # privilegeWithdrawn is for the CA to choose (BR 7.2.2), not the subscriber.
-    status, err = api(site, "POST", f"/api/v1/certificates/{body['serial']}/revoke",
-                      {"reason": "privilegeWithdrawn"})
+    status, err = api(site, "POST", f"/api/v1/certificates/{body['serial']}/revoke", {"reason": "privilegeWithdrawn"})
     assert status == 400
     status, doc = api(site, "GET", "/api/v1/openapi.json", token=None)
     assert status == 200 and doc["openapi"].startswith("3.")
@@ -396,8 +467,9 @@ def test_key_compromise_report_revokes_and_blocks(site: Site) -> None:
         status, body = api(site, "POST", "/api/v1/certificates", {"csr": make_csr([name], key=key).decode()})
         assert status == 201
         serials.append(body["serial"])
-    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                            serialization.NoEncryption()).decode()
+    pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ).decode()
     status, body = api(site, "POST", "/api/v1/key-compromise", {"private_key": pem}, token=None)
     assert status == 200 and sorted(body["revoked"]) == sorted(serials)
     for serial in serials:
@@ -438,8 +510,9 @@ def test_kill_after_revoke_and_restart(tmp_path: Path) -> None:
 
 
 def test_second_serve_on_the_same_data_is_refused(site: Site) -> None:
-    result = subprocess.run([sys.executable, "-m", "shirushi", "serve"], env=site.env, capture_output=True,
-                            text=True, timeout=60)
+    result = subprocess.run(
+        [sys.executable, "-m", "shirushi", "serve"], env=site.env, capture_output=True, text=True, timeout=60
+    )
     assert result.returncode == 6
     assert result.stderr.strip() == f"shirushi: error: another `shirushi serve` is running on {site.data}"
 

@@ -20,16 +20,34 @@ def test_unreachable_responder_is_one_line(tmp_path: Path) -> None:
 
 def test_every_survives_failures(tmp_path: Path) -> None:
     """A refresh loop must outlive a responder outage instead of exiting at the first error."""
-    ca = subprocess.run([sys.executable, "-m", "shirushi", "init"], env=cli_env(tmp_path / "d"),
-                        capture_output=True, text=True)
+    ca = subprocess.run(
+        [sys.executable, "-m", "shirushi", "init"], env=cli_env(tmp_path / "d"), capture_output=True, text=True
+    )
     assert ca.returncode == 0
     chain = tmp_path / "chain.pem"
-    chain.write_bytes((tmp_path / "d" / "certs" / "ocsp-signer.pem").read_bytes()
-                      + (tmp_path / "d" / "certs" / "issuing-ca.pem").read_bytes())
+    chain.write_bytes(
+        (tmp_path / "d" / "certs" / "ocsp-signer.pem").read_bytes()
+        + (tmp_path / "d" / "certs" / "issuing-ca.pem").read_bytes()
+    )
     proc = subprocess.Popen(
-        [sys.executable, "-m", "shirushi", "staple", "--cert", str(chain), "--out", str(tmp_path / "o.der"),
-         "--every", "1h", "--url", "http://127.0.0.1:1/"],
-        env=cli_env(tmp_path / "d"), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "-m",
+            "shirushi",
+            "staple",
+            "--cert",
+            str(chain),
+            "--out",
+            str(tmp_path / "o.der"),
+            "--every",
+            "1h",
+            "--url",
+            "http://127.0.0.1:1/",
+        ],
+        env=cli_env(tmp_path / "d"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     try:
         time.sleep(3)

@@ -81,8 +81,9 @@ class Leaf:
         assert issuing == self.issuer and root.subject == root.issuer
         pem = serialization.Encoding.PEM
         self.key_path = directory / "key.pem"
-        self.key_path.write_bytes(key.private_bytes(pem, serialization.PrivateFormat.PKCS8,
-                                                    serialization.NoEncryption()))
+        self.key_path.write_bytes(
+            key.private_bytes(pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+        )
         self.key_path.chmod(0o600)
         self.cert_path = directory / "leaf.pem"
         self.cert_path.write_bytes(self.cert.public_bytes(pem))
@@ -106,9 +107,24 @@ def leaf(site: Site, tmp_path_factory: pytest.TempPathFactory) -> Leaf:
 def s_client(port: int, leaf: Leaf, *extra: str) -> str:
     """One handshake with `openssl s_client -status`; its whole output."""
     result = subprocess.run(
-        ["openssl", "s_client", "-connect", f"127.0.0.1:{port}", "-servername", HOST, "-status",
-         "-CAfile", str(leaf.root_path), "-verify_hostname", HOST, *extra],
-        stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=20,
+        [
+            "openssl",
+            "s_client",
+            "-connect",
+            f"127.0.0.1:{port}",
+            "-servername",
+            HOST,
+            "-status",
+            "-CAfile",
+            str(leaf.root_path),
+            "-verify_hostname",
+            HOST,
+            *extra,
+        ],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=20,
     )
     return result.stdout + result.stderr
 
@@ -169,8 +185,10 @@ class Nginx:
             "events { worker_connections 64; }",
             "http {",
             f"    access_log {directory}/access.log;",
-            *(f"    {kind}_temp_path {directory}/{kind};" for kind in ("client_body", "proxy", "fastcgi", "uwsgi",
-                                                                        "scgi")),
+            *(
+                f"    {kind}_temp_path {directory}/{kind};"
+                for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+            ),
             "    server {",
             f"        listen 127.0.0.1:{self.port}{' ssl' if tls else ''};",
             *(f"        {line}" for line in server),
@@ -188,14 +206,19 @@ class Nginx:
     @contextlib.contextmanager
     def running(self) -> Iterator[Nginx]:
         with open(self.dir / "stderr.log", "wb") as err:
-            self.proc = subprocess.Popen([NGINX, "-p", str(self.dir), "-c", str(self.conf)],
-                                         stdin=subprocess.DEVNULL, stdout=err, stderr=subprocess.STDOUT)
+            self.proc = subprocess.Popen(
+                [NGINX, "-p", str(self.dir), "-c", str(self.conf)],
+                stdin=subprocess.DEVNULL,
+                stdout=err,
+                stderr=subprocess.STDOUT,
+            )
         try:
             try:
                 wait_port(self.port, self.proc, timeout=15)
             except (RuntimeError, TimeoutError) as exc:
-                raise AssertionError(f"nginx did not start: {exc}\n"
-                                     f"{(self.dir / 'stderr.log').read_text()}{self.error_log()}") from None
+                raise AssertionError(
+                    f"nginx did not start: {exc}\n{(self.dir / 'stderr.log').read_text()}{self.error_log()}"
+                ) from None
             yield self
         finally:
             stop(self.proc)
@@ -208,8 +231,15 @@ class Nginx:
 
 def tls_nginx(directory: Path, leaf: Leaf, *lines: str) -> Nginx:
     """nginx serving `leaf` (with its issuing CA) over TLS, plus `lines`."""
-    return Nginx(directory, f"server_name {HOST};", f"ssl_certificate {leaf.chain_path};",
-                 f"ssl_certificate_key {leaf.key_path};", *lines, "location / { return 200 'ok'; }", tls=True)
+    return Nginx(
+        directory,
+        f"server_name {HOST};",
+        f"ssl_certificate {leaf.chain_path};",
+        f"ssl_certificate_key {leaf.key_path};",
+        *lines,
+        "location / { return 200 'ok'; }",
+        tls=True,
+    )
 
 
 # -- nginx ----------------------------------------------------------------------------------
@@ -219,8 +249,13 @@ def test_nginx_fetches_from_the_aia_url_and_staples_good(site: Site, leaf: Leaf,
     """nginx, given only the certificate, fetches from its AIA OCSP URL (GET, SHA-1 CertID, HTTP/1.0),
     verifies the response against ssl_trusted_certificate and staples it: our responses meet every
     nginx check (HTTP 200, exact Content-Type, responder certificate in `certs`, validity)."""
-    server = tls_nginx(tmp_path / "nginx", leaf, "ssl_stapling on;", "ssl_stapling_verify on;",
-                       f"ssl_trusted_certificate {leaf.trusted_path};")
+    server = tls_nginx(
+        tmp_path / "nginx",
+        leaf,
+        "ssl_stapling on;",
+        "ssl_stapling_verify on;",
+        f"ssl_trusted_certificate {leaf.trusted_path};",
+    )
     with server.running() as nginx:
         out = wait_for_staple(nginx.port, leaf, "good")
         assert_good_staple(out, leaf)
@@ -243,8 +278,14 @@ def test_nginx_stapling_file_from_shirushi_staple(site: Site, tmp_path: Path) ->
     result = site.cli("staple", "--cert", str(leaf.chain_path), "--out", str(staple))
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith(f"{staple}: good, nextUpdate "), result.stdout
-    server = tls_nginx(tmp_path / "nginx", leaf, "ssl_stapling on;", "ssl_stapling_verify on;",
-                       f"ssl_trusted_certificate {leaf.trusted_path};", f"ssl_stapling_file {staple};")
+    server = tls_nginx(
+        tmp_path / "nginx",
+        leaf,
+        "ssl_stapling on;",
+        "ssl_stapling_verify on;",
+        f"ssl_trusted_certificate {leaf.trusted_path};",
+        f"ssl_stapling_file {staple};",
+    )
     with server.running() as nginx:
         out = s_client(nginx.port, leaf)  # the very first handshake
         assert_good_staple(out, leaf)
@@ -295,8 +336,9 @@ class HAProxy:
     def running(self) -> Iterator[HAProxy]:
         assert HAPROXY is not None
         with open(self.dir / "haproxy.log", "wb") as log:
-            self.proc = subprocess.Popen([HAPROXY, "-db", "-f", str(self.conf)], stdin=subprocess.DEVNULL,
-                                         stdout=log, stderr=subprocess.STDOUT)
+            self.proc = subprocess.Popen(
+                [HAPROXY, "-db", "-f", str(self.conf)], stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT
+            )
         try:
             try:
                 wait_port(self.port, self.proc, timeout=15)
@@ -390,8 +432,13 @@ def test_staple_every_refreshes_the_file_and_haproxy_takes_it_at_runtime(site: S
     crt = haproxy_crt(leaf, hap)
     ocsp_file = hap / "site.pem.ocsp"
     with open(tmp_path / "staple.log", "wb") as log:
-        refresher = subprocess.Popen([sys.executable, "-m", "shirushi", "staple", "--dir", str(hap), "--every", "1s"],
-                                     env=site.env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
+        refresher = subprocess.Popen(
+            [sys.executable, "-m", "shirushi", "staple", "--dir", str(hap), "--every", "1s"],
+            env=site.env,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
     try:
         wait_for_file_status(ocsp_file, ocsp.OCSPCertStatus.GOOD, refresher)
         with HAProxy(hap, crt).running() as haproxy:
@@ -414,12 +461,22 @@ def without_next_update(leaf: Leaf) -> bytes:
     key = make_key()
     name = x509.Name([x509.NameAttribute(x509.NameOID.COMMON_NAME, "not a responder")])
     now = dt.datetime.now(dt.UTC).replace(microsecond=0)
-    signer = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-              .serial_number(x509.random_serial_number()).not_valid_before(now)
-              .not_valid_after(now + dt.timedelta(days=1)).sign(key, hashes.SHA256()))
-    response = (ocsp.OCSPResponseBuilder()
-                .add_response(leaf.cert, leaf.issuer, hashes.SHA1(), ocsp.OCSPCertStatus.GOOD, now, None, None, None)
-                .responder_id(ocsp.OCSPResponderEncoding.HASH, signer).sign(key, hashes.SHA256()))
+    signer = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now)
+        .not_valid_after(now + dt.timedelta(days=1))
+        .sign(key, hashes.SHA256())
+    )
+    response = (
+        ocsp.OCSPResponseBuilder()
+        .add_response(leaf.cert, leaf.issuer, hashes.SHA1(), ocsp.OCSPCertStatus.GOOD, now, None, None, None)
+        .responder_id(ocsp.OCSPResponderEncoding.HASH, signer)
+        .sign(key, hashes.SHA256())
+    )
     return response.public_bytes(serialization.Encoding.DER)
 
 
@@ -478,10 +535,14 @@ def proxy_forms(b64: str) -> list[str]:
     return [lead + form for form in (b64, encoded) for lead in ("/", "//")]
 
 
-@pytest.mark.parametrize("location", [
-    "location / {{ proxy_pass http://127.0.0.1:{port}; }}",
-    "location /ocsp/ {{ proxy_pass http://127.0.0.1:{port}/; }}",
-], ids=["root", "prefix"])
+@pytest.mark.parametrize(
+    "location",
+    [
+        "location / {{ proxy_pass http://127.0.0.1:{port}; }}",
+        "location /ocsp/ {{ proxy_pass http://127.0.0.1:{port}/; }}",
+    ],
+    ids=["root", "prefix"],
+)
 def test_nginx_reverse_proxy_with_merge_slashes_off(site: Site, leaf: Leaf, tmp_path: Path, location: str) -> None:
     """Behind nginx with `merge_slashes off`, GET requests whose base64 holds `/`, `+`, `=` and
     `//`, raw or percent-encoded, after one or two leading slashes, reach the responder intact and
@@ -497,8 +558,12 @@ def test_nginx_reverse_proxy_with_merge_slashes_off(site: Site, leaf: Leaf, tmp_
         # POST, as `openssl ocsp` sends by default, passes too.
         conn = http.client.HTTPConnection("127.0.0.1", nginx.port, timeout=10)
         try:
-            conn.request("POST", prefix + "/", body=owner.request(hashes.SHA1()),
-                         headers={"Content-Type": "application/ocsp-request"})
+            conn.request(
+                "POST",
+                prefix + "/",
+                body=owner.request(hashes.SHA1()),
+                headers={"Content-Type": "application/ocsp-request"},
+            )
             answer = conn.getresponse()
             body = answer.read()
         finally:

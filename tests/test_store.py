@@ -31,8 +31,14 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
 
 def record(serial: int, *, days: int = 200, spki: str = "ab" * 32) -> CertificateRecord:
     return CertificateRecord(
-        issuer_id=ISSUER, serial=serial, der=b"\x30\x00" + serial.to_bytes(20, "big"), subject="CN=x",
-        dns_names=("www.example.jp",), not_before=T0, not_after=T0 + dt.timedelta(days=days), spki_sha256=spki,
+        issuer_id=ISSUER,
+        serial=serial,
+        der=b"\x30\x00" + serial.to_bytes(20, "big"),
+        subject="CN=x",
+        dns_names=("www.example.jp",),
+        not_before=T0,
+        not_after=T0 + dt.timedelta(days=days),
+        spki_sha256=spki,
     )
 
 
@@ -87,8 +93,7 @@ def test_crl_numbers_strictly_increase_even_between_two_backends(store: Store) -
     other = Store.open(str(store.engine.url.render_as_string(hide_password=False)), migrate=False)
 
     def allocate(s: Store) -> int:
-        return s.allocate_crl_number(ISSUER, this_update=T0, next_update=T0 + dt.timedelta(hours=96),
-                                     scheduled=False)
+        return s.allocate_crl_number(ISSUER, this_update=T0, next_update=T0 + dt.timedelta(hours=96), scheduled=False)
 
     with concurrent.futures.ThreadPoolExecutor(4) as pool:
         numbers = list(pool.map(allocate, [store, other] * 10))

@@ -70,5 +70,6 @@ def test_expired_ca_refuses() -> None:
 
 def test_zero_days_refused() -> None:
     with pytest.raises(PolicyError, match="at least 1"):
-        validity.not_after(dt.datetime(2026, 11, 29, tzinfo=UTC), requested_days=0, policy_max_days=398,
-                           ca_not_after=FAR)
+        validity.not_after(
+            dt.datetime(2026, 11, 29, tzinfo=UTC), requested_days=0, policy_max_days=398, ca_not_after=FAR
+        )

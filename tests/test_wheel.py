@@ -19,19 +19,39 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A fresh virtualenv with Shirushi installed from a freshly built wheel; returns its bin/."""
     work = tmp_path_factory.mktemp("wheel")
     dist = work / "dist"
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
-                    "-w", str(dist), str(ROOT)], check=True, capture_output=True)
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(dist), str(ROOT)],
+        check=True,
+        capture_output=True,
+    )
     wheels = list(dist.glob("shirushi-*.whl"))
     assert len(wheels) == 1
     env_dir = work / "venv"
     # Reuse this interpreter's site-packages for the dependencies (no network), not for Shirushi.
     venv.EnvBuilder(system_site_packages=True, with_pip=False).create(env_dir)
-    site = subprocess.run([str(env_dir / "bin" / "python"), "-c", "import site; print(site.getsitepackages()[0])"],
-                          check=True, capture_output=True, text=True).stdout.strip()
+    site = subprocess.run(
+        [str(env_dir / "bin" / "python"), "-c", "import site; print(site.getsitepackages()[0])"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
     deps = [p for p in sys.path if p.endswith("site-packages")]
     (Path(site) / "outer.pth").write_text("\n".join(deps) + "\n")
-    subprocess.run([sys.executable, "-m", "pip", "--python", str(env_dir / "bin" / "python"), "install",
-                    "--no-deps", "-q", str(wheels[0])], check=True, capture_output=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "--python",
+            str(env_dir / "bin" / "python"),
+            "install",
+            "--no-deps",
+            "-q",
+            str(wheels[0]),
+        ],
+        check=True,
+        capture_output=True,
+    )
     return env_dir / "bin"
 
 
@@ -49,23 +69,39 @@ def test_wheel_carries_its_data(installed: Path) -> None:
 def test_installed_package_runs_from_anywhere(installed: Path, tmp_path: Path, redis_url: str) -> None:
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
-    env = {"PATH": f"{installed}:/usr/bin:/bin", "HOME": str(tmp_path), "SHIRUSHI_DATA_DIR": str(tmp_path / "d"),
-           "SHIRUSHI_REDIS__URL": redis_url}
+    env = {
+        "PATH": f"{installed}:/usr/bin:/bin",
+        "HOME": str(tmp_path),
+        "SHIRUSHI_DATA_DIR": str(tmp_path / "d"),
+        "SHIRUSHI_REDIS__URL": redis_url,
+    }
     python = installed / "python"
-    where = subprocess.run([str(python), "-c", "import shirushi; print(shirushi.__file__)"], cwd=elsewhere, env=env,
-                           capture_output=True, text=True, check=True).stdout
+    where = subprocess.run(
+        [str(python), "-c", "import shirushi; print(shirushi.__file__)"],
+        cwd=elsewhere,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     assert str(ROOT / "src") not in where, "the test must use the installed wheel, not the source tree"
     script = installed / "shirushi"
     init = subprocess.run([str(python), str(script), "init"], cwd=elsewhere, env=env, capture_output=True, text=True)
     assert init.returncode == 0, init.stderr
     (elsewhere / "req.pem").write_bytes(make_csr())
-    issued = subprocess.run([str(python), str(script), "issue", "--csr", "req.pem"], cwd=elsewhere, env=env,
-                            capture_output=True, text=True)
+    issued = subprocess.run(
+        [str(python), str(script), "issue", "--csr", "req.pem"], cwd=elsewhere, env=env, capture_output=True, text=True
+    )
     assert issued.returncode == 0, issued.stderr
     assert issued.stdout.count("BEGIN CERTIFICATE") == 2
     crl = subprocess.run([str(python), str(script), "crl"], cwd=elsewhere, env=env, capture_output=True, text=True)
     assert crl.returncode == 0, crl.stderr
     assert (tmp_path / "d" / "repository" / "issuing-ca.crl").exists()
-    bad = subprocess.run([str(python), str(script), "--config", "nope.toml", "ca-certs"], cwd=elsewhere, env=env,
-                         capture_output=True, text=True)
+    bad = subprocess.run(
+        [str(python), str(script), "--config", "nope.toml", "ca-certs"],
+        cwd=elsewhere,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     assert bad.returncode == 2 and bad.stderr.strip() == "shirushi: error: configuration file nope.toml does not exist"

@@ -69,8 +69,14 @@ def _run(kind: str, entries: int, seed: int) -> dict[str, float]:
         .sign(key, hashes.SHA256())
     )
     rng = random.Random(seed)
-    reasons = ["unspecified", "keyCompromise", "superseded", "cessationOfOperation",
-               "affiliationChanged", "privilegeWithdrawn"]
+    reasons = [
+        "unspecified",
+        "keyCompromise",
+        "superseded",
+        "cessationOfOperation",
+        "affiliationChanged",
+        "privilegeWithdrawn",
+    ]
     serials: set[int] = set()
     while len(serials) < entries:
         serials.add(rng.getrandbits(127) | (1 << 126))
@@ -93,40 +99,32 @@ def _run(kind: str, entries: int, seed: int) -> dict[str, float]:
         selection = select_entries(revocations, this_update=now, scheduled=True)
         result["select_s"] = time.perf_counter() - start
         start = time.perf_counter()
-        der = build_crl(issuer=issuer, signer=signer, number=1, this_update=now,
-                        next_update=next_update, entries=selection.entries)
+        der = build_crl(
+            issuer=issuer, signer=signer, number=1, this_update=now, next_update=next_update, entries=selection.entries
+        )
         result["build_s"] = time.perf_counter() - start
     else:
         plain = [Entry(r.serial, r.revoked_at, r.reason) for r in revocations]
         start = time.perf_counter()
         revoked_list = []
         for entry in plain:
-            revoked = (
-                x509.RevokedCertificateBuilder()
-                .serial_number(entry.serial)
-                .revocation_date(entry.revoked_at)
-            )
+            revoked = x509.RevokedCertificateBuilder().serial_number(entry.serial).revocation_date(entry.revoked_at)
             if entry.reason != "unspecified":
-                revoked = revoked.add_extension(
-                    x509.CRLReason(x509.ReasonFlags(entry.reason)), critical=False
-                )
+                revoked = revoked.add_extension(x509.CRLReason(x509.ReasonFlags(entry.reason)), critical=False)
             revoked_list.append(revoked.build())
         result["entries_s"] = time.perf_counter() - start
         extensions = [
             x509.Extension(
-                x509.AuthorityKeyIdentifier.oid, False,
+                x509.AuthorityKeyIdentifier.oid,
+                False,
                 x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski),
             ),
             x509.Extension(x509.CRLNumber.oid, False, x509.CRLNumber(1)),
         ]
         if kind == "pyca":
-            builder = x509.CertificateRevocationListBuilder(
-                issuer.subject, now, next_update, extensions, revoked_list
-            )
+            builder = x509.CertificateRevocationListBuilder(issuer.subject, now, next_update, extensions, revoked_list)
         else:
-            builder = x509.CertificateRevocationListBuilder(
-                issuer.subject, now, next_update, extensions
-            )
+            builder = x509.CertificateRevocationListBuilder(issuer.subject, now, next_update, extensions)
             for revoked_certificate in revoked_list:
                 builder = builder.add_revoked_certificate(revoked_certificate)
         der = builder.sign(SignerKey(signer), hashes.SHA256()).public_bytes(Encoding.DER)
@@ -148,7 +146,9 @@ def _run(kind: str, entries: int, seed: int) -> dict[str, float]:
 def _spawn(kind: str, entries: int, seed: int) -> dict[str, float]:
     out = subprocess.run(
         [sys.executable, __file__, "--child", kind, str(entries), str(seed)],
-        check=True, capture_output=True, text=True,
+        check=True,
+        capture_output=True,
+        text=True,
     )
     return dict(json.loads(out.stdout))
 
@@ -168,8 +168,10 @@ def _machine() -> str:
     import cryptography
     from cryptography.hazmat.backends.openssl.backend import backend
 
-    return (f"{model}, {os.cpu_count()} cores, Python {platform.python_version()}, "
-            f"cryptography {cryptography.__version__}, {backend.openssl_version_text()}")
+    return (
+        f"{model}, {os.cpu_count()} cores, Python {platform.python_version()}, "
+        f"cryptography {cryptography.__version__}, {backend.openssl_version_text()}"
+    )
 
 
 def _load() -> str:
@@ -182,8 +184,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     parser.add_argument("--child", nargs=3, metavar=("KIND", "ENTRIES", "SEED"), help=argparse.SUPPRESS)
     parser.add_argument("--repeat", type=int, default=3, help="fresh processes per case (median)")
-    parser.add_argument("--skip-chained", action="store_true",
-                        help="leave out the quadratic add_revoked_certificate() run (~30 s)")
+    parser.add_argument(
+        "--skip-chained", action="store_true", help="leave out the quadratic add_revoked_certificate() run (~30 s)"
+    )
     args = parser.parse_args()
     if args.child:
         kind, entries, seed = args.child
@@ -211,21 +214,26 @@ def main() -> None:
     print(f"Load average before / after: {load_before} / {_load()}")
     print(f"Runs: up to {args.repeat} fresh processes per case; medians, (min-max) of build time.")
     print()
-    print("| builder | entries | runs | build s (min-max) | of which entry objects s | select s "
-          "| CRL MiB | peak RSS MiB | RSS added by build MiB |")
+    print(
+        "| builder | entries | runs | build s (min-max) | of which entry objects s | select s "
+        "| CRL MiB | peak RSS MiB | RSS added by build MiB |"
+    )
     print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     for case in cases:
         builds = [r["build_s"] for r in rows[case]]
-        print(f"| {case[0]} | {case[1]:,} | {len(builds)} | {median(case, 'build_s'):.2f} "
-              f"({min(builds):.2f}-{max(builds):.2f}) | {column(case, 'entries_s')} | "
-              f"{column(case, 'select_s')} | {median(case, 'bytes') / 2**20:.1f} | "
-              f"{median(case, 'peak_mib'):.0f} | {median(case, 'build_extra_mib'):.0f} |")
+        print(
+            f"| {case[0]} | {case[1]:,} | {len(builds)} | {median(case, 'build_s'):.2f} "
+            f"({min(builds):.2f}-{max(builds):.2f}) | {column(case, 'entries_s')} | "
+            f"{column(case, 'select_s')} | {median(case, 'bytes') / 2**20:.1f} | "
+            f"{median(case, 'peak_mib'):.0f} | {median(case, 'build_extra_mib'):.0f} |"
+        )
     ours = median(("ours", 100_000), "build_s")
     print()
     print(f"pyca / ours at 100,000 entries: {median(('pyca', 100_000), 'build_s') / ours:.1f}x")
     if not args.skip_chained:
         chained = median(("pyca-chained", 100_000), "build_s")
         print(f"pyca-chained / ours at 100,000 entries: {chained / ours:.0f}x")
+
 
 if __name__ == "__main__":
     main()

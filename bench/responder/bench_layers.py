@@ -135,8 +135,16 @@ def serve(kind: str, port: int) -> None:
     if kind == "uvicorn":
         import uvicorn
 
-        uvicorn.run(asgi_app, host="127.0.0.1", port=port, loop="uvloop", http="httptools",
-                    log_level="warning", access_log=False, lifespan="off")
+        uvicorn.run(
+            asgi_app,
+            host="127.0.0.1",
+            port=port,
+            loop="uvloop",
+            http="httptools",
+            log_level="warning",
+            access_log=False,
+            lifespan="off",
+        )
         return
     factory = {"constant": Constant, "http1": OwnParser, "http1-memo": OwnParserMemo, "httptools": HttpTools}[kind]
 
@@ -177,7 +185,10 @@ def measure(kind: str, duration: int) -> float:
                 time.sleep(0.05)
         done = subprocess.run(
             ["wrk", "-t1", "-c50", f"-d{duration}s", "--timeout", "5s", f"http://127.0.0.1:{port}/MEIwQDA%2BMDw"],
-            capture_output=True, text=True, timeout=duration + 60, check=True,
+            capture_output=True,
+            text=True,
+            timeout=duration + 60,
+            check=True,
         )
         if "Non-2xx" in done.stdout or "Socket errors" in done.stdout:
             raise RuntimeError(done.stdout)
@@ -208,8 +219,10 @@ def main() -> int:
     for _ in range(args.rounds):
         for kind in KINDS:
             results[kind].append(measure(kind, args.duration))
-    print(f"\nwrk -t1 -c50 -d{args.duration}s, {args.rounds} round(s) interleaved, median; "
-          f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}\n")
+    print(
+        f"\nwrk -t1 -c50 -d{args.duration}s, {args.rounds} round(s) interleaved, median; "
+        f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}\n"
+    )
     print("| layer | requests/s (median) | runs |")
     print("| --- | ---: | --- |")
     for kind in KINDS:

@@ -42,8 +42,7 @@ NONCE = der_request(
     extensions=[der_extension("1.3.6.1.5.5.7.48.1.2", octets(b"n" * 16))],
 )
 HEAD = (
-    b"GET /MEIwQDA%2BMDwwOjAJBgUrDgMCGgUABBT7 HTTP/1.1\r\n"
-    b"Host: ocsp.example.jp\r\nUser-Agent: x\r\nAccept: */*\r\n\r\n"
+    b"GET /MEIwQDA%2BMDwwOjAJBgUrDgMCGgUABBT7 HTTP/1.1\r\nHost: ocsp.example.jp\r\nUser-Agent: x\r\nAccept: */*\r\n\r\n"
 )
 
 

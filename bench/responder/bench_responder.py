@@ -150,8 +150,7 @@ def post_script(directory: Path, body: bytes) -> Path:
     script = directory / "post.lua"
     escaped = "".join(f"\\{b}" for b in body)
     script.write_text(
-        f'wrk.method = "POST"\nwrk.body = "{escaped}"\n'
-        'wrk.headers["Content-Type"] = "application/ocsp-request"\n'
+        f'wrk.method = "POST"\nwrk.body = "{escaped}"\nwrk.headers["Content-Type"] = "application/ocsp-request"\n'
     )
     return script
 
@@ -220,7 +219,12 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
 
 
 DEFAULT_CASES = (
-    "nginx", "responder-1", "responder-2", "responder-1-no-l1", "responder-1-post", "responder-1-post-nonce",
+    "nginx",
+    "responder-1",
+    "responder-2",
+    "responder-1-no-l1",
+    "responder-1-post",
+    "responder-1-post-nonce",
 )
 CASES = (*DEFAULT_CASES, "responder-1-log", "responder-2-log")
 
@@ -229,8 +233,11 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--duration", type=int, default=10, help="seconds per wrk run (default 10)")
     parser.add_argument("--rounds", type=int, default=2, help="runs per case, interleaved (default 2)")
-    parser.add_argument("--cases", default=",".join(DEFAULT_CASES),
-                        help=f"comma-separated, from {', '.join(CASES)} (default: all but the -log ones)")
+    parser.add_argument(
+        "--cases",
+        default=",".join(DEFAULT_CASES),
+        help=f"comma-separated, from {', '.join(CASES)} (default: all but the -log ones)",
+    )
     args = parser.parse_args()
     cases = args.cases.split(",")
     unknown = set(cases) - set(CASES)
@@ -264,8 +271,11 @@ def main() -> int:
             for _ in range(args.rounds):
                 for case in cases:
                     if case == "nginx":
-                        proc = subprocess.Popen([nginx, "-c", str(conf), "-p", str(directory)],
-                                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                        proc = subprocess.Popen(
+                            [nginx, "-c", str(conf), "-p", str(directory)],
+                            stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL,
+                        )
                         try:
                             wait_port(nginx_port)
                             check_body(f"http://127.0.0.1:{nginx_port}{path}", record.der)
@@ -277,15 +287,22 @@ def main() -> int:
                         continue
                     workers = 2 if case.startswith("responder-2") else 1
                     access_log = directory / "access.log" if case.endswith("-log") else None
-                    rproc, port = start_responder(directory, redis_server.url, pki.directory / "issuers.pem",
-                                                  workers, l1="no-l1" not in case, access_log=access_log)
+                    rproc, port = start_responder(
+                        directory,
+                        redis_server.url,
+                        pki.directory / "issuers.pem",
+                        workers,
+                        l1="no-l1" not in case,
+                        access_log=access_log,
+                    )
                     try:
                         url = f"http://127.0.0.1:{port}{path}"
                         check_body(url, record.der)
                         if "post" in case:
                             lua = unique if case.endswith("nonce") else script
                             results.setdefault(case, []).append(
-                                measure(rproc.pid, f"http://127.0.0.1:{port}/", args.duration, lua))
+                                measure(rproc.pid, f"http://127.0.0.1:{port}/", args.duration, lua)
+                            )
                         else:
                             results.setdefault(case, []).append(measure(rproc.pid, url, args.duration))
                     finally:
@@ -295,12 +312,17 @@ def main() -> int:
 
         base_case = "nginx" if "nginx" in cases else cases[0]
         base = statistics.median(r.rate for r in results[base_case])
-        print(f"\nMachine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
-              f"load average before the run {os.getloadavg()[0]:.1f}")
-        print(f"wrk -t1 -c50 -d{args.duration}s, {args.rounds} round(s), median shown; "
-              f"response {len(record.der)} bytes\n")
-        print(f"| server | requests/s (median) | runs | p99 latency (last run) "
-              f"| server CPU µs/request, user + sys (median) | ratio to {base_case} |")
+        print(
+            f"\nMachine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
+            f"load average before the run {os.getloadavg()[0]:.1f}"
+        )
+        print(
+            f"wrk -t1 -c50 -d{args.duration}s, {args.rounds} round(s), median shown; response {len(record.der)} bytes\n"
+        )
+        print(
+            f"| server | requests/s (median) | runs | p99 latency (last run) "
+            f"| server CPU µs/request, user + sys (median) | ratio to {base_case} |"
+        )
         print("| --- | ---: | --- | ---: | ---: | ---: |")
         for case in cases:
             rates = [r.rate for r in results[case]]
@@ -308,12 +330,13 @@ def main() -> int:
             runs = ", ".join(f"{r:,.0f}" for r in rates)
             user = statistics.median(r.user_us for r in results[case])
             system = statistics.median(r.sys_us for r in results[case])
-            print(f"| {case} | {median:,.0f} | {runs} | {results[case][-1].p99} | {user:.1f} + {system:.1f} "
-                  f"| {median / base:.2f} |")
+            print(
+                f"| {case} | {median:,.0f} | {runs} | {results[case][-1].p99} | {user:.1f} + {system:.1f} "
+                f"| {median / base:.2f} |"
+            )
         for off, on in (("responder-1", "responder-1-log"), ("responder-2", "responder-2-log")):
             if off in results and on in results:
-                ratio = statistics.median(r.rate for r in results[on]) / statistics.median(
-                    r.rate for r in results[off])
+                ratio = statistics.median(r.rate for r in results[on]) / statistics.median(r.rate for r in results[off])
                 pairs = ", ".join(f"{a.rate / b.rate:.2f}" for a, b in zip(results[on], results[off], strict=True))
                 print(f"\naccess log on / off, {off}: {ratio:.2f} (per round: {pairs})")
     return 0

@@ -47,8 +47,9 @@ from shirushi.signing.software import SoftwareSigner  # noqa: E402
 NOW = dt.datetime.now(dt.UTC).replace(microsecond=0)
 
 
-def certificate(cn: str, public: rsa.RSAPublicKey, issuer: x509.Name | None, signer: Signer,
-                ocsp: bool = False) -> x509.Certificate:
+def certificate(
+    cn: str, public: rsa.RSAPublicKey, issuer: x509.Name | None, signer: Signer, ocsp: bool = False
+) -> x509.Certificate:
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
     builder = (
         x509.CertificateBuilder()
@@ -61,9 +62,7 @@ def certificate(cn: str, public: rsa.RSAPublicKey, issuer: x509.Name | None, sig
         .add_extension(x509.BasicConstraints(ca=not ocsp, path_length=None), critical=True)
     )
     if ocsp:
-        builder = builder.add_extension(
-            x509.ExtendedKeyUsage([ExtendedKeyUsageOID.OCSP_SIGNING]), critical=False
-        )
+        builder = builder.add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.OCSP_SIGNING]), critical=False)
     return builder.sign(SignerKey(signer), hashes.SHA256())
 
 
@@ -77,8 +76,12 @@ class Work:
 
     def ocsp(self, i: int) -> None:
         build_response(
-            issuer=self.hashes, serial=0x1000 + i, status=Status(), this_update=NOW,
-            next_update=NOW + dt.timedelta(days=4), signer_cert=self.signer_cert,
+            issuer=self.hashes,
+            serial=0x1000 + i,
+            status=Status(),
+            this_update=NOW,
+            next_update=NOW + dt.timedelta(days=4),
+            signer_cert=self.signer_cert,
             signer=self.signer,
         )
 
@@ -121,8 +124,7 @@ def in_processes(fn: Callable[[int], None], processes: int, seconds: float) -> R
     ctx = multiprocessing.get_context("fork")
     barrier = ctx.Barrier(processes)
     queue: multiprocessing.Queue[tuple[int, float, float]] = ctx.Queue()
-    workers = [ctx.Process(target=_child, args=(fn, seconds, barrier, queue))
-               for _ in range(processes)]
+    workers = [ctx.Process(target=_child, args=(fn, seconds, barrier, queue)) for _ in range(processes)]
     for w in workers:
         w.start()
     results = [queue.get(timeout=seconds + 120) for _ in workers]
@@ -138,16 +140,14 @@ def in_processes(fn: Callable[[int], None], processes: int, seconds: float) -> R
 def in_threads(fn: Callable[[int], None], threads: int, seconds: float) -> Rate:
     """`threads` threads of this process running `fn` at the same time."""
     results: list[tuple[int, float, float]] = []
-    workers = [threading.Thread(target=lambda: results.append(loop(fn, seconds)))
-               for _ in range(threads)]
+    workers = [threading.Thread(target=lambda: results.append(loop(fn, seconds))) for _ in range(threads)]
     cpu = time.process_time()  # process-wide: covers every thread
     for w in workers:
         w.start()
     for w in workers:
         w.join()
     cpu = time.process_time() - cpu
-    return Rate(sum(count / elapsed for count, elapsed, _ in results),
-                sum(count for count, _, _ in results) / cpu)
+    return Rate(sum(count / elapsed for count, elapsed, _ in results), sum(count for count, _, _ in results) / cpu)
 
 
 Runner = Callable[[Callable[[int], None], int, float], Rate]
@@ -194,8 +194,9 @@ def machine() -> dict[str, str]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--seconds", type=float, default=5.0, help="length of each measurement")
-    parser.add_argument("--repeat", type=int, default=3,
-                        help="runs per figure; the best is kept, since other load only slows")
+    parser.add_argument(
+        "--repeat", type=int, default=3, help="runs per figure; the best is kept, since other load only slows"
+    )
     parser.add_argument("--json", action="store_true", help="print the figures as JSON too")
     args = parser.parse_args()
     seconds = args.seconds
@@ -208,12 +209,12 @@ def main() -> None:
         ca_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
         ca_signer = SoftwareSigner(ca_key, "bench-ca")
         ca_cert = certificate("Bench CA", ca_key.public_key(), None, ca_signer)
-        software = SoftwareSigner(rsa.generate_private_key(public_exponent=65537, key_size=2048),
-                                  "bench-ocsp")
+        software = SoftwareSigner(rsa.generate_private_key(public_exponent=65537, key_size=2048), "bench-ocsp")
         token = PKCS11KeyStore(hsm.settings()).generate("ocsp-signer")
         works = {
-            name: Work(signer, ca_cert, certificate("Bench OCSP", signer.public_key(),
-                                                    ca_cert.subject, ca_signer, ocsp=True))
+            name: Work(
+                signer, ca_cert, certificate("Bench OCSP", signer.public_key(), ca_cert.subject, ca_signer, ocsp=True)
+            )
             for name, signer in (("software", software), ("softhsm2", token))
         }
 
@@ -231,16 +232,19 @@ def main() -> None:
     info = machine()
     info["load average at start"] = load_at_start
     info["load average at end"] = " ".join(f"{x:.2f}" for x in os.getloadavg())
-    print(f"signing throughput, best of {args.repeat} x {seconds:g} s per figure; machine: "
-          + "; ".join(f"{k} {v}" for k, v in info.items()))
+    print(
+        f"signing throughput, best of {args.repeat} x {seconds:g} s per figure; machine: "
+        + "; ".join(f"{k} {v}" for k, v in info.items())
+    )
     print(f"{command}: {reference:,.0f} RSA-2048 signatures per CPU-second (user time)")
-    print(f"{'signer':9} {'measure':28} {'per s':>7} {'per s/core':>10} {'per CPU-s':>10} "
-          f"{'vs openssl':>10}")
+    print(f"{'signer':9} {'measure':28} {'per s':>7} {'per s/core':>10} {'per CPU-s':>10} {'vs openssl':>10}")
     for name, figures in rates.items():
         for measure, rate in figures.items():
             cores = 2 if "2 " in measure else 1
-            print(f"{name:9} {measure:28} {rate.wall:7,.0f} {rate.wall / cores:10,.0f} "
-                  f"{rate.cpu:10,.0f} {rate.cpu / reference:9.2f}x")
+            print(
+                f"{name:9} {measure:28} {rate.wall:7,.0f} {rate.wall / cores:10,.0f} "
+                f"{rate.cpu:10,.0f} {rate.cpu / reference:9.2f}x"
+            )
     sw, hw = rates["software"], rates["softhsm2"]
     one, two_p, two_t = "ocsp, 1 process", "ocsp, 2 processes", "ocsp, 1 process x 2 threads"
     print("ratios (per CPU-second unless said):")
@@ -251,10 +255,19 @@ def main() -> None:
         print(f"  {name + ' 2 processes / 1, wall:':36} {figures[two_p].wall / figures[one].wall:.2f}")
         print(f"  {name + ' 2 threads / 1, wall:':36} {figures[two_t].wall / figures[one].wall:.2f}")
     if args.json:
-        print(json.dumps({"seconds": seconds, "machine": info,
-                          "openssl_speed_sign_per_cpu_s": reference,
-                          "rates": {name: {m: dataclasses.asdict(r) for m, r in figures.items()}
-                                    for name, figures in rates.items()}}, indent=2))
+        print(
+            json.dumps(
+                {
+                    "seconds": seconds,
+                    "machine": info,
+                    "openssl_speed_sign_per_cpu_s": reference,
+                    "rates": {
+                        name: {m: dataclasses.asdict(r) for m, r in figures.items()} for name, figures in rates.items()
+                    },
+                },
+                indent=2,
+            )
+        )
 
 
 if __name__ == "__main__":

@@ -138,8 +138,7 @@ def cmd_revoke(settings: Settings, args: argparse.Namespace) -> int:
             if not records:
                 raise InputError("no certificate with that key was issued by this CA")
             if args.reason == "keyCompromise":
-                backend.store.block_key(spki_sha256(key), "keyCompromise reported by the operator",
-                                        backend.clock.now())
+                backend.store.block_key(spki_sha256(key), "keyCompromise reported by the operator", backend.clock.now())
             results = backend.revoker.revoke_many(records, args.reason, requested_by="operator")
         elif args.all:
             if not args.yes:
@@ -149,8 +148,11 @@ def cmd_revoke(settings: Settings, args: argparse.Namespace) -> int:
         else:
             if args.serial is None:
                 raise InputError("name a SERIAL, or use --key-of FILE or --all")
-            results = [backend.revoker.revoke(parse_serial(args.serial), args.reason,
-                                              at=parse_time(args.at) if args.at else None)]
+            results = [
+                backend.revoker.revoke(
+                    parse_serial(args.serial), args.reason, at=parse_time(args.at) if args.at else None
+                )
+            ]
     finally:
         backend.close()
     for result in results:
@@ -170,8 +172,9 @@ def _public_key_of(data: bytes, load_csr: Callable[[bytes], Any]) -> Any:
     try:
         if b"CERTIFICATE REQUEST" in data:
             return load_csr(data).public_key()
-        return (x509.load_pem_x509_certificate(data) if b"-----BEGIN" in data
-                else x509.load_der_x509_certificate(data)).public_key()
+        return (
+            x509.load_pem_x509_certificate(data) if b"-----BEGIN" in data else x509.load_der_x509_certificate(data)
+        ).public_key()
     except ValueError:
         raise InputError("expected a PEM/DER certificate or CSR") from None
 
@@ -184,8 +187,10 @@ def cmd_crl(settings: Settings, args: argparse.Namespace) -> int:
         names = ["issuing-ca", "root"] if args.issuer == "all" else [args.issuer]
         for name in names:
             published = backend.crls.generate(name, scheduled=True)
-            print(f"published {published.path} number={published.number} entries={published.entries} "
-                  f"nextUpdate={published.next_update:%Y-%m-%dT%H:%M:%SZ}")
+            print(
+                f"published {published.path} number={published.number} entries={published.entries} "
+                f"nextUpdate={published.next_update:%Y-%m-%dT%H:%M:%SZ}"
+            )
     finally:
         backend.close()
     return 0
@@ -212,9 +217,13 @@ def cmd_staple(settings: Settings, args: argparse.Namespace) -> int:
     def once() -> int:
         if args.dir:
             return staple.staple_dir(Path(args.dir), url=args.url, now=clock.now, say=print)
-        result = staple.staple_one(Path(args.cert), Path(args.out),
-                                   issuer_path=Path(args.issuer) if args.issuer else None, url=args.url,
-                                   now=clock.now)
+        result = staple.staple_one(
+            Path(args.cert),
+            Path(args.out),
+            issuer_path=Path(args.issuer) if args.issuer else None,
+            url=args.url,
+            now=clock.now,
+        )
         print(f"{result.path}: {result.status}, nextUpdate {result.next_update:%Y-%m-%dT%H:%M:%SZ}")
         return 0
 
@@ -282,9 +291,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("revoke", help="revoke a certificate (or all with one key, or all)")
     p.add_argument("serial", nargs="?", metavar="SERIAL", help="hex serial as `openssl x509 -serial` prints it")
-    p.add_argument("--reason", default="unspecified", metavar="NAME",
-                   help="RFC 5280 reason: unspecified, keyCompromise, affiliationChanged, superseded, "
-                        "cessationOfOperation, privilegeWithdrawn")
+    p.add_argument(
+        "--reason",
+        default="unspecified",
+        metavar="NAME",
+        help="RFC 5280 reason: unspecified, keyCompromise, affiliationChanged, superseded, "
+        "cessationOfOperation, privilegeWithdrawn",
+    )
     p.add_argument("--at", metavar="TIME", help="compromise time for keyCompromise (ISO 8601, UTC)")
     p.add_argument("--key-of", metavar="FILE", help="revoke every certificate with the key of this certificate/CSR")
     p.add_argument("--all", action="store_true", help="revoke every unexpired certificate (CA termination)")
@@ -305,8 +318,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dir", metavar="DIR", help="every NAME.pem in DIR gets NAME.pem.ocsp (HAProxy naming)")
     p.add_argument("--url", metavar="URL", help="OCSP responder (default: the certificate's AIA)")
     p.add_argument("--every", metavar="DURATION", help="keep running, refreshing this often (e.g. 1h)")
-    p.add_argument("--then", metavar="COMMAND",
-                   help="run after each successful refresh, e.g. 'nginx -s reload' (servers read the files at load)")
+    p.add_argument(
+        "--then",
+        metavar="COMMAND",
+        help="run after each successful refresh, e.g. 'nginx -s reload' (servers read the files at load)",
+    )
     p.set_defaults(func=cmd_staple)
 
     p = sub.add_parser("demo", help="init if needed, serve, issue a sample certificate, print checks")
@@ -314,8 +330,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("responder", help="run only the OCSP responder (no keys, no database)")
-    p.add_argument("--exit-with-parent", action="store_true",
-                   help="stop when the process that started it exits (used by serve)")
+    p.add_argument(
+        "--exit-with-parent", action="store_true", help="stop when the process that started it exits (used by serve)"
+    )
     p.set_defaults(func=cmd_responder)
     return parser
 

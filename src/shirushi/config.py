@@ -220,9 +220,7 @@ class PresignSettings:
         if not dt.timedelta(hours=8) <= validity < dt.timedelta(days=10):
             raise ConfigError("presign.validity must be at least 8h and under 10 days (BR 4.9.10)")
         if interval > validity - dt.timedelta(hours=8) or interval > dt.timedelta(days=4):
-            raise ConfigError(
-                "presign.interval must leave 8h before nextUpdate and be at most 4 days (BR 4.9.10)"
-            )
+            raise ConfigError("presign.interval must leave 8h before nextUpdate and be at most 4 days (BR 4.9.10)")
         if self.workers < 0 or self.batch < 1:
             raise ConfigError("presign.workers must be >= 0 and presign.batch >= 1")
 
@@ -291,8 +289,7 @@ def _build(cls: Any, data: Mapping[str, Any], where: str) -> Any:
     if unknown:
         place = f"[{where}]" if where else "top level"
         raise ConfigError(
-            f"unknown configuration key {', '.join(unknown)} in {place}; "
-            f"known keys: {', '.join(sorted(known))}"
+            f"unknown configuration key {', '.join(unknown)} in {place}; known keys: {', '.join(sorted(known))}"
         )
     kwargs: dict[str, Any] = {}
     for name, value in data.items():
@@ -314,7 +311,7 @@ def _env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
     for name, value in environ.items():
         if not name.startswith(ENV_PREFIX) or name == CONFIG_ENV:
             continue
-        rest = name[len(ENV_PREFIX):].lower()
+        rest = name[len(ENV_PREFIX) :].lower()
         if "__" in rest:
             section, key = rest.split("__", 1)
             if section not in section_names:

@@ -46,16 +46,19 @@ def sample_request(directory: Path) -> bytes:
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     directory.mkdir(parents=True, exist_ok=True)
     key_path = directory / "sample.key"
-    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
+    key_path.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
     key_path.chmod(0o600)
-    subject = x509.Name([
-        x509.NameAttribute(NameOID.COUNTRY_NAME, "JP"),
-        x509.NameAttribute(NameOID.STATE_OR_PROVINCE_NAME, "Tokyo"),
-        x509.NameAttribute(NameOID.LOCALITY_NAME, "Chiyoda-ku"),
-        x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Shirushi Demo Subscriber"),
-        x509.NameAttribute(NameOID.COMMON_NAME, SAMPLE_HOST),
-    ])
+    subject = x509.Name(
+        [
+            x509.NameAttribute(NameOID.COUNTRY_NAME, "JP"),
+            x509.NameAttribute(NameOID.STATE_OR_PROVINCE_NAME, "Tokyo"),
+            x509.NameAttribute(NameOID.LOCALITY_NAME, "Chiyoda-ku"),
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Shirushi Demo Subscriber"),
+            x509.NameAttribute(NameOID.COMMON_NAME, SAMPLE_HOST),
+        ]
+    )
     csr = (
         x509.CertificateSigningRequestBuilder()
         .subject_name(subject)
@@ -116,7 +119,8 @@ def print_checks(settings: Settings, directory: Path, serial: str, config_path: 
     conf = f" --config {shlex.quote(str(Path(config_path).resolve()))}" if config_path else ""
     exe = Path(sys.executable).parent / "shirushi"
     cli = f"SHIRUSHI_DATA_DIR={shlex.quote(str(settings.data_path))} {exe if exe.exists() else 'shirushi'}{conf}"
-    print(f"""
+    print(
+        f"""
 Issued a sample certificate for {SAMPLE_HOST}, serial {serial}, into {directory}/.
 Check it with stock tools (paste these):
 
@@ -138,4 +142,6 @@ Check it with stock tools (paste these):
   # revoke it, then ask again: "revoked"
   {cli} revoke {serial} --reason keyCompromise
   openssl ocsp -issuer {d}/issuing-ca.pem -cert {d}/sample.pem -url {ocsp} -CAfile {d}/root.pem -no_nonce
-""", flush=True)
+""",
+        flush=True,
+    )

@@ -78,8 +78,9 @@ class Revoker:
         requested_by: str = "operator",
         issuer_id: str | None = None,
     ) -> Revoked:
-        record = self._commit(serial, reason, at=at, by_subscriber=by_subscriber, requested_by=requested_by,
-                              issuer_id=issuer_id)
+        record = self._commit(
+            serial, reason, at=at, by_subscriber=by_subscriber, requested_by=requested_by, issuer_id=issuer_id
+        )
         return Revoked(record, self._follow_up(record))
 
     def revoke_many(self, records: list[CertificateRecord], reason: str, *, requested_by: str) -> list[Revoked]:
@@ -96,13 +97,27 @@ class Revoker:
             upgrade = reason == "keyCompromise" and record.revocation_reason != "keyCompromise"
             if (record.revoked_at is not None and not upgrade) or record.not_after < now:
                 continue
-            done.append(self._commit(record.serial, reason, at=None, by_subscriber=False,
-                                     requested_by=requested_by, issuer_id=record.issuer_id))
+            done.append(
+                self._commit(
+                    record.serial,
+                    reason,
+                    at=None,
+                    by_subscriber=False,
+                    requested_by=requested_by,
+                    issuer_id=record.issuer_id,
+                )
+            )
         pending = self._follow_up(done[-1]) if done else []
         return [Revoked(r, pending) for r in done]
 
     def _commit(
-        self, serial: int, reason: str, *, at: dt.datetime | None, by_subscriber: bool, requested_by: str,
+        self,
+        serial: int,
+        reason: str,
+        *,
+        at: dt.datetime | None,
+        by_subscriber: bool,
+        requested_by: str,
         issuer_id: str | None,
     ) -> CertificateRecord:
         reason = check_reason(reason, by_subscriber=by_subscriber)
@@ -132,8 +147,7 @@ class Revoker:
         # BR 7.2.2: new key-compromise evidence updates an existing revocation's reason (and date
         # when one is given); any other second revocation is a conflict.
         replace = (
-            record.revoked_at is not None and reason == "keyCompromise"
-            and record.revocation_reason != "keyCompromise"
+            record.revoked_at is not None and reason == "keyCompromise" and record.revocation_reason != "keyCompromise"
         )
         if replace and at is None and record.revoked_at is not None:
             revoked_at = record.revoked_at

@@ -52,8 +52,17 @@ class _Server(uvicorn.Server):
 
 def _uvicorn(app: Any, listen: str) -> _Server:
     host, port = parse_listen(listen)
-    config = uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False, lifespan="off",
-                            timeout_keep_alive=5, limit_concurrency=1000, server_header=False)
+    config = uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        log_level="warning",
+        access_log=False,
+        lifespan="off",
+        timeout_keep_alive=5,
+        limit_concurrency=1000,
+        server_header=False,
+    )
     return _Server(config)
 
 
@@ -119,8 +128,9 @@ def start_responders(config_path: str | None, settings: Settings) -> subprocess.
     if config_path:
         args += ["--config", str(Path(config_path).resolve())]
     # Its own session: a Ctrl-C at the terminal reaches `serve`, which stops the responders.
-    return subprocess.Popen([*args, "responder", "--exit-with-parent"], env=env, stdin=subprocess.DEVNULL,
-                            start_new_session=True)
+    return subprocess.Popen(
+        [*args, "responder", "--exit-with-parent"], env=env, stdin=subprocess.DEVNULL, start_new_session=True
+    )
 
 
 def prepare(backend: Backend, say: Callable[[str], None]) -> None:

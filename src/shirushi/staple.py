@@ -86,8 +86,9 @@ def _verify_signature(response: ocsp.OCSPResponse, issuer: x509.Certificate) -> 
     if not isinstance(key, rsa.RSAPublicKey) or response.signature_hash_algorithm is None:
         raise ServiceError("OCSP response is not signed with RSA")
     try:
-        key.verify(response.signature, response.tbs_response_bytes, padding.PKCS1v15(),
-                   response.signature_hash_algorithm)
+        key.verify(
+            response.signature, response.tbs_response_bytes, padding.PKCS1v15(), response.signature_hash_algorithm
+        )
     except InvalidSignature:
         raise ServiceError("OCSP response signature does not verify against the issuer or its responder") from None
 
@@ -97,8 +98,7 @@ def fetch(
 ) -> tuple[bytes, ocsp.OCSPResponse]:
     request = ocsp.OCSPRequestBuilder().add_certificate(cert, issuer, hashes.SHA1()).build()
     body = request.public_bytes(serialization.Encoding.DER)
-    http = urllib.request.Request(url, data=body, method="POST",
-                                  headers={"Content-Type": "application/ocsp-request"})
+    http = urllib.request.Request(url, data=body, method="POST", headers={"Content-Type": "application/ocsp-request"})
     try:
         with urllib.request.urlopen(http, timeout=TIMEOUT) as answer:
             der = answer.read(MAX_RESPONSE + 1)
@@ -120,8 +120,9 @@ def fetch(
     return der, response
 
 
-def staple_one(cert_path: Path, out: Path, *, issuer_path: Path | None, url: str | None,
-               now: Callable[[], dt.datetime]) -> Stapled:
+def staple_one(
+    cert_path: Path, out: Path, *, issuer_path: Path | None, url: str | None, now: Callable[[], dt.datetime]
+) -> Stapled:
     leaf, issuer = load_chain(cert_path)
     if issuer_path is not None:
         issuer, _ = load_chain(issuer_path)
@@ -133,14 +134,14 @@ def staple_one(cert_path: Path, out: Path, *, issuer_path: Path | None, url: str
     return Stapled(out, response.certificate_status.name.lower(), response.next_update_utc)
 
 
-def staple_dir(directory: Path, *, url: str | None, now: Callable[[], dt.datetime],
-               say: Callable[[str], None]) -> int:
+def staple_dir(directory: Path, *, url: str | None, now: Callable[[], dt.datetime], say: Callable[[str], None]) -> int:
     """Every `NAME.pem` (leaf + chain) in `directory` gets `NAME.pem.ocsp` (HAProxy's naming)."""
     failures = 0
     for cert_path in sorted(directory.glob("*.pem")):
         try:
-            result = staple_one(cert_path, cert_path.with_name(cert_path.name + ".ocsp"),
-                                issuer_path=None, url=url, now=now)
+            result = staple_one(
+                cert_path, cert_path.with_name(cert_path.name + ".ocsp"), issuer_path=None, url=url, now=now
+            )
             say(f"{result.path}: {result.status}, nextUpdate {result.next_update:%Y-%m-%dT%H:%M:%SZ}")
         except (InputError, ServiceError) as exc:
             failures += 1

@@ -124,7 +124,8 @@ class Authority:
         self.paths = CertificatePaths(settings.data_path)
         self.urls = profiles.URLs(
             ocsp=settings.ocsp.url,
-            repository=settings.repository.url if settings.repository.url.endswith("/")
+            repository=settings.repository.url
+            if settings.repository.url.endswith("/")
             else settings.repository.url + "/",
             cps=settings.ca.cps_uri,
         )
@@ -154,8 +155,11 @@ class Authority:
         if root is None:
             subject = names.parse_name(ca.root_subject)
             builder = profiles.root_ca(
-                subject=subject, public_key=root_signer.public_key(), serial=x509.random_serial_number(),
-                not_before=now, not_after=now + dt.timedelta(days=ca.root_validity_days),
+                subject=subject,
+                public_key=root_signer.public_key(),
+                serial=x509.random_serial_number(),
+                not_before=now,
+                not_after=now + dt.timedelta(days=ca.root_validity_days),
             )
             lint.lint_builder(builder, "ROOT-CA", allow_local_urls=ca.lint_allow_local_urls)
             root = builder.sign(SignerKey(root_signer), hashes.SHA256())
@@ -170,9 +174,14 @@ class Authority:
         if issuing is None:
             not_after = min(now + dt.timedelta(days=ca.validity_days), root.not_valid_after_utc)
             builder = profiles.issuing_ca(
-                subject=names.parse_name(ca.subject), public_key=issuing_signer.public_key(), root=root,
-                serial=x509.random_serial_number(), not_before=now, not_after=not_after,
-                urls=self.urls, policy_oid=ca.policy_oid,
+                subject=names.parse_name(ca.subject),
+                public_key=issuing_signer.public_key(),
+                root=root,
+                serial=x509.random_serial_number(),
+                not_before=now,
+                not_after=not_after,
+                urls=self.urls,
+                policy_oid=ca.policy_oid,
             )
             lint.lint_builder(builder, "EXTERNAL-UNCONSTRAINED-TLS-CA", allow_local_urls=ca.lint_allow_local_urls)
             issuing = builder.sign(SignerKey(root_signer), hashes.SHA256())
@@ -205,8 +214,16 @@ class Authority:
         if cert.public_key() != signer.public_key():
             raise StateError(f"the {name} certificate does not match the {name} key in the key backend")
 
-    def _record(self, cert: x509.Certificate, issuer: str, *, kind: str, now: dt.datetime,
-                audit: dict[str, object], presign: bool = True) -> CertificateRecord:
+    def _record(
+        self,
+        cert: x509.Certificate,
+        issuer: str,
+        *,
+        kind: str,
+        now: dt.datetime,
+        audit: dict[str, object],
+        presign: bool = True,
+    ) -> CertificateRecord:
         key = cert.public_key()
         assert isinstance(key, rsa.RSAPublicKey)
         try:
@@ -215,22 +232,33 @@ class Authority:
         except x509.ExtensionNotFound:
             dns = ()
         record = CertificateRecord(
-            issuer_id=issuer, serial=cert.serial_number, der=_der(cert), subject=cert.subject.rfc4514_string(),
-            dns_names=dns, not_before=cert.not_valid_before_utc, not_after=cert.not_valid_after_utc,
-            spki_sha256=csr_rules.spki_sha256(key), kind=kind,
+            issuer_id=issuer,
+            serial=cert.serial_number,
+            der=_der(cert),
+            subject=cert.subject.rfc4514_string(),
+            dns_names=dns,
+            not_before=cert.not_valid_before_utc,
+            not_after=cert.not_valid_after_utc,
+            spki_sha256=csr_rules.spki_sha256(key),
+            kind=kind,
         )
         self.store.add_certificate(record, at=now, audit={"kind": kind, **audit}, presign=presign)
         return record
 
-    def issue_ocsp_signer(self, issuing: x509.Certificate, issuing_signer: Signer,
-                          ocsp_signer: Signer) -> x509.Certificate:
+    def issue_ocsp_signer(
+        self, issuing: x509.Certificate, issuing_signer: Signer, ocsp_signer: Signer
+    ) -> x509.Certificate:
         """(Re)certify the delegated OCSP signer key (table 7.1-2, BR 7.1.2.8)."""
         now = self.clock.now()
         ca = self.settings.ca
         not_after = min(now + dt.timedelta(days=ca.ocsp_signer_validity_days), issuing.not_valid_after_utc)
         builder = profiles.ocsp_signer(
-            subject=names.parse_name(ca.ocsp_signer_subject), public_key=ocsp_signer.public_key(), issuer=issuing,
-            serial=x509.random_serial_number(), not_before=now, not_after=not_after,
+            subject=names.parse_name(ca.ocsp_signer_subject),
+            public_key=ocsp_signer.public_key(),
+            issuer=issuing,
+            serial=x509.random_serial_number(),
+            not_before=now,
+            not_after=not_after,
         )
         lint.lint_builder(builder, "OCSP-RESPONDER", allow_local_urls=ca.lint_allow_local_urls)
         cert = builder.sign(SignerKey(issuing_signer), hashes.SHA256())
@@ -270,16 +298,24 @@ class Authority:
             raise PolicyError("key refused: it was reported compromised and is blocked (BR 6.1.1.3)")
         now = self.clock.now()
         not_after = validity.not_after(
-            now, requested_days=days, policy_max_days=self.settings.ca.max_validity_days,
+            now,
+            requested_days=days,
+            policy_max_days=self.settings.ca.max_validity_days,
             ca_not_after=hierarchy.issuing.not_valid_after_utc,
         )
         issuing_signer = self.keys.open(ISSUING)
         self._check_pair(hierarchy.issuing, issuing_signer, ISSUING)
         for _attempt in range(3):
             builder = profiles.server_certificate(
-                subject=request.subject, dns_names=request.dns_names, public_key=request.public_key,
-                issuer=hierarchy.issuing, serial=x509.random_serial_number(), not_before=now,
-                not_after=not_after, urls=self.urls, policy_oid=self.settings.ca.policy_oid,
+                subject=request.subject,
+                dns_names=request.dns_names,
+                public_key=request.public_key,
+                issuer=hierarchy.issuing,
+                serial=x509.random_serial_number(),
+                not_before=now,
+                not_after=not_after,
+                urls=self.urls,
+                policy_oid=self.settings.ca.policy_oid,
             )
             findings = lint.lint_builder(
                 builder, "OV-FINAL-CERTIFICATE", allow_local_urls=self.settings.ca.lint_allow_local_urls
@@ -287,12 +323,16 @@ class Authority:
             cert = builder.sign(SignerKey(issuing_signer), hashes.SHA256())
             try:
                 record = self._record(
-                    cert, hierarchy.issuing_id, kind="server", now=now,
+                    cert,
+                    hierarchy.issuing_id,
+                    kind="server",
+                    now=now,
                     audit={
                         # Policy 5.4: the request itself is part of the record.
                         "csr": csr_data.decode("ascii", "replace") if b"-----BEGIN" in csr_data else csr_data.hex(),
                         "dns_names": request.dns_names,
-                        "not_after": not_after.isoformat(), "signer": issuing_signer.label,
+                        "not_after": not_after.isoformat(),
+                        "signer": issuing_signer.label,
                         "lint_warnings": [str(f) for f in findings],
                     },
                 )

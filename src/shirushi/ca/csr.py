@@ -157,9 +157,9 @@ def check_request(
         raise PolicyError(f"subject CN {cn!r} is not one of the DNS names {hosts} (BR 7.1.2.7.2)")
     elif cn not in hosts:
         # BR 7.1.2.7.2: the CN repeats a SAN value byte for byte; host names are lower-cased there.
-        subject = x509.Name([
-            x509.NameAttribute(a.oid, cn.lower()) if a.oid == names.ATTRIBUTES["CN"] else a for a in subject
-        ])
+        subject = x509.Name(
+            [x509.NameAttribute(a.oid, cn.lower()) if a.oid == names.ATTRIBUTES["CN"] else a for a in subject]
+        )
     allowed = {names.ATTRIBUTES[k] for k in ("C", "ST", "L", "O", "OU", "CN")}
     if any(attr.oid not in allowed for attr in subject):
         raise PolicyError("subject has attributes other than C, ST, L, O, OU, CN (policy 3.1.1)")

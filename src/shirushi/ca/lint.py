@@ -91,8 +91,7 @@ def lint_builder(builder: x509.CertificateBuilder, cert_type: str, *, allow_loca
     trial = builder.sign(_throwaway_key(), hashes.SHA256())
     findings = lint_der(trial.public_bytes(serialization.Encoding.DER), cert_type)
     blocking = [
-        f for f in findings
-        if f.severity in ("FATAL", "ERROR") and not (allow_local_urls and _is_loopback_url(f))
+        f for f in findings if f.severity in ("FATAL", "ERROR") and not (allow_local_urls and _is_loopback_url(f))
     ]
     if blocking:
         raise LintError([str(f) for f in blocking])

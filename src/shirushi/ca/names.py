@@ -37,9 +37,7 @@ def parse_name(text: str) -> x509.Name:
         if not sep or not value:
             raise InputError(f"distinguished name {text!r}: {part!r} is not KEY=value")
         if key not in ATTRIBUTES:
-            raise InputError(
-                f"distinguished name {text!r}: attribute {key!r} is not one of {', '.join(ATTRIBUTES)}"
-            )
+            raise InputError(f"distinguished name {text!r}: attribute {key!r} is not one of {', '.join(ATTRIBUTES)}")
         if key == "C" and (len(value) != 2 or not value.isalpha() or not value.isupper()):
             raise InputError(f"distinguished name {text!r}: C must be a two-letter country code")
         attributes.append(x509.NameAttribute(ATTRIBUTES[key], value))

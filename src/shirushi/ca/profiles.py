@@ -80,21 +80,30 @@ def _aki(issuer_key: rsa.RSAPublicKey) -> x509.AuthorityKeyIdentifier:
 
 def _ku(**flags: bool) -> x509.KeyUsage:
     names = [
-        "digital_signature", "content_commitment", "key_encipherment", "data_encipherment",
-        "key_agreement", "key_cert_sign", "crl_sign", "encipher_only", "decipher_only",
+        "digital_signature",
+        "content_commitment",
+        "key_encipherment",
+        "data_encipherment",
+        "key_agreement",
+        "key_cert_sign",
+        "crl_sign",
+        "encipher_only",
+        "decipher_only",
     ]
     return x509.KeyUsage(**{n: flags.get(n, False) for n in names})
 
 
 def _cdp(url: str) -> x509.CRLDistributionPoints:
-    return x509.CRLDistributionPoints(
-        [x509.DistributionPoint([x509.UniformResourceIdentifier(url)], None, None, None)]
-    )
+    return x509.CRLDistributionPoints([x509.DistributionPoint([x509.UniformResourceIdentifier(url)], None, None, None)])
 
 
 def root_ca(
-    *, subject: x509.Name, public_key: rsa.RSAPublicKey, serial: int,
-    not_before: dt.datetime, not_after: dt.datetime,
+    *,
+    subject: x509.Name,
+    public_key: rsa.RSAPublicKey,
+    serial: int,
+    not_before: dt.datetime,
+    not_after: dt.datetime,
 ) -> x509.CertificateBuilder:
     """Self-signed root (BR 7.1.2.1): CA:TRUE critical, keyCertSign+cRLSign critical, SKI, AKI."""
     return (
@@ -107,8 +116,15 @@ def root_ca(
 
 
 def issuing_ca(
-    *, subject: x509.Name, public_key: rsa.RSAPublicKey, root: x509.Certificate, serial: int,
-    not_before: dt.datetime, not_after: dt.datetime, urls: URLs, policy_oid: str,
+    *,
+    subject: x509.Name,
+    public_key: rsa.RSAPublicKey,
+    root: x509.Certificate,
+    serial: int,
+    not_before: dt.datetime,
+    not_after: dt.datetime,
+    urls: URLs,
+    policy_oid: str,
 ) -> x509.CertificateBuilder:
     """The issuing CA (BR 7.1.2.6): pathlen 0, EKU serverAuth, CDP of the root's CRL."""
     root_key = root.public_key()
@@ -120,18 +136,19 @@ def issuing_ca(
         .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
         .add_extension(
             x509.CertificatePolicies(
-                [x509.PolicyInformation(OV_POLICY, None),
-                 x509.PolicyInformation(ObjectIdentifier(policy_oid), None)]
+                [x509.PolicyInformation(OV_POLICY, None), x509.PolicyInformation(ObjectIdentifier(policy_oid), None)]
             ),
             critical=False,
         )
         .add_extension(_cdp(urls.root_crl), critical=False)
         .add_extension(
             x509.AuthorityInformationAccess(
-                [x509.AccessDescription(
-                    AuthorityInformationAccessOID.CA_ISSUERS,
-                    x509.UniformResourceIdentifier(urls.root_cert),
-                )]
+                [
+                    x509.AccessDescription(
+                        AuthorityInformationAccessOID.CA_ISSUERS,
+                        x509.UniformResourceIdentifier(urls.root_cert),
+                    )
+                ]
             ),
             critical=False,
         )
@@ -141,8 +158,13 @@ def issuing_ca(
 
 
 def ocsp_signer(
-    *, subject: x509.Name, public_key: rsa.RSAPublicKey, issuer: x509.Certificate, serial: int,
-    not_before: dt.datetime, not_after: dt.datetime,
+    *,
+    subject: x509.Name,
+    public_key: rsa.RSAPublicKey,
+    issuer: x509.Certificate,
+    serial: int,
+    not_before: dt.datetime,
+    not_after: dt.datetime,
 ) -> x509.CertificateBuilder:
     """Delegated OCSP responder (table 7.1-2, BR 7.1.2.8): EKU OCSPSigning only, nocheck."""
     issuer_key = issuer.public_key()
@@ -158,9 +180,16 @@ def ocsp_signer(
 
 
 def server_certificate(
-    *, subject: x509.Name, dns_names: list[str], public_key: rsa.RSAPublicKey,
-    issuer: x509.Certificate, serial: int, not_before: dt.datetime, not_after: dt.datetime,
-    urls: URLs, policy_oid: str,
+    *,
+    subject: x509.Name,
+    dns_names: list[str],
+    public_key: rsa.RSAPublicKey,
+    issuer: x509.Certificate,
+    serial: int,
+    not_before: dt.datetime,
+    not_after: dt.datetime,
+    urls: URLs,
+    policy_oid: str,
 ) -> x509.CertificateBuilder:
     """Subscriber server certificate per table 7.1-1 (OV, BR 7.1.2.7)."""
     issuer_key = issuer.public_key()

@@ -32,10 +32,28 @@ class EmbeddedRedis:
         self._shut_down_orphan(client)
         self.socket_path.unlink(missing_ok=True)
         self.process = subprocess.Popen(
-            [exe, "--port", "0", "--unixsocket", str(self.socket_path), "--unixsocketperm", "700",
-             "--save", "", "--appendonly", "no", "--dir", str(workdir), "--loglevel", "warning",
-             "--logfile", str(workdir / "redis.log")],
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            [
+                exe,
+                "--port",
+                "0",
+                "--unixsocket",
+                str(self.socket_path),
+                "--unixsocketperm",
+                "700",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(workdir),
+                "--loglevel",
+                "warning",
+                "--logfile",
+                str(workdir / "redis.log"),
+            ],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
             # Its own session: a Ctrl-C at the terminal reaches `serve`, which stops Redis last.
             start_new_session=True,
         )

@@ -36,8 +36,9 @@ class Entry:
 def connect(url: str, timeout: float) -> redis.Redis:
     # One quick retry, no backoff: the caller reports an unreachable Redis at once and the
     # outbox finishes the work later, rather than a command hanging in redis-py's back-off.
-    return redis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout,
-                                retry=Retry(NoBackoff(), 1))
+    return redis.Redis.from_url(
+        url, socket_timeout=timeout, socket_connect_timeout=timeout, retry=Retry(NoBackoff(), 1)
+    )
 
 
 # Store a record unless Redis holds one with a higher status version: a refresh that read

@@ -93,9 +93,7 @@ class ProhibitedReasonError(CrlError):
     """An entry's revocation reason is not allowed on this kind of CRL."""
 
     def __init__(self, serial: int, reason: str, *, rule: str) -> None:
-        super().__init__(
-            f"serial {serial:#x}: reason {reason!r} is not allowed on this CRL", rule=rule
-        )
+        super().__init__(f"serial {serial:#x}: reason {reason!r} is not allowed on this CRL", rule=rule)
         self.serial = serial
         self.reason = reason
 
@@ -170,9 +168,7 @@ def build_crl(
             rule="BR 7.2",
         )
     if isinstance(number, bool) or not 0 <= number < MAX_CRL_NUMBER:
-        raise CrlError(
-            f"CRL number {number} is out of range", rule="BR 7.2.2: 0 <= cRLNumber < 2^159"
-        )
+        raise CrlError(f"CRL number {number} is out of range", rule="BR 7.2.2: 0 <= cRLNumber < 2^159")
 
     issuer_name = subject_der(issuer)
     key_id = _subject_key_identifier(issuer)
@@ -247,9 +243,7 @@ def subject_der(cert: x509.Certificate) -> bytes:
 def _utc(name: str, t: dt.datetime) -> dt.datetime:
     """`t` in UTC without fractions; naive datetimes are refused rather than guessed at."""
     if not isinstance(t, dt.datetime) or t.tzinfo is None or t.utcoffset() is None:
-        raise CrlError(
-            f"{name} must be a timezone-aware datetime, got {t!r}", rule="RFC 5280 5.1.2.4: UTC"
-        )
+        raise CrlError(f"{name} must be a timezone-aware datetime, got {t!r}", rule="RFC 5280 5.1.2.4: UTC")
     return t.astimezone(UTC).replace(microsecond=0)
 
 
@@ -301,9 +295,7 @@ _BYTE = [bytes((i,)) for i in range(256)]
 # length `size` and on `rest` = len(date prefix) + len(extensions): the content is 2 + size octets
 # of INTEGER, rest + 7 of Time ("HHMMSSZ") and extensions. It is always shorter than 128 octets
 # (22 + 17 + 14), so the SEQUENCE length is one octet.
-_ENTRY_HEADERS = [
-    [bytes((0x30, 9 + size + rest, 0x02, size)) for rest in range(32)] for size in range(21)
-]
+_ENTRY_HEADERS = [[bytes((0x30, 9 + size + rest, 0x02, size)) for rest in range(32)] for size in range(21)]
 
 # "HHMMSSZ" for every second of a day.
 _SECONDS_OF_DAY = [f"{s // 3600:02d}{s // 60 % 60:02d}{s % 60:02d}Z".encode() for s in range(86400)]
@@ -330,9 +322,7 @@ _REASON_EXTENSIONS = {
 }
 
 
-def _encode_entries(
-    entries: Iterable[EntryLike], this_update: dt.datetime, *, arl: bool
-) -> bytearray:
+def _encode_entries(entries: Iterable[EntryLike], this_update: dt.datetime, *, arl: bool) -> bytearray:
     """The concatenated DER of the revokedCertificates entries (without the outer SEQUENCE)."""
     reasons = _REASON_EXTENSIONS[arl]
     seconds = _SECONDS_OF_DAY
@@ -360,8 +350,7 @@ def _encode_entries(
         second = t.hour * 3600 + t.minute * 60 + t.second
         if day >= limit_day and (day > limit_day or second > limit_second):
             raise CrlError(
-                f"serial {serial:#x} was revoked at {t.isoformat()}, after thisUpdate "
-                f"{this_update.isoformat()}",
+                f"serial {serial:#x} was revoked at {t.isoformat()}, after thisUpdate {this_update.isoformat()}",
                 rule="RFC 5280 5.1.2.6: revocationDate is not later than thisUpdate",
             )
         prefix = days.get(day)
@@ -432,19 +421,14 @@ def _check_crl_sign(issuer: x509.Certificate) -> None:
     except x509.ExtensionNotFound:
         return
     if not usage.crl_sign:
-        raise CrlError(
-            "issuer certificate's keyUsage lacks cRLSign", rule="RFC 5280 4.2.1.3"
-        )
+        raise CrlError("issuer certificate's keyUsage lacks cRLSign", rule="RFC 5280 4.2.1.3")
 
 
 def _check_signer(issuer: x509.Certificate, signer: Signer) -> None:
     """Refuse to sign with a key that is not the issuer's: relying parties could not verify it."""
     issuer_key = issuer.public_key()
     signer_key = signer.public_key()
-    if not (
-        isinstance(issuer_key, rsa.RSAPublicKey)
-        and issuer_key.public_numbers() == signer_key.public_numbers()
-    ):
+    if not (isinstance(issuer_key, rsa.RSAPublicKey) and issuer_key.public_numbers() == signer_key.public_numbers()):
         raise CrlError(
             f"signer {signer.label} does not hold the issuer certificate's key",
             rule="RFC 5280 5.1.1.3: the CRL is signed by its issuer",

@@ -79,9 +79,7 @@ def archive(der: bytes, *, archive_dir: Path, number: int) -> Path:
         except FileExistsError:
             # Another publisher archived this number between our check and now.
             if not _same_file_content(final, der):
-                raise ArchiveConflictError(
-                    f"archive {final} holds a different CRL with number {number}"
-                ) from None
+                raise ArchiveConflictError(f"archive {final} holds a different CRL with number {number}") from None
         finally:
             os.unlink(temporary)
         os.fsync(directory_fd)

@@ -60,9 +60,7 @@ class Selection:
     deferred: tuple[int, ...]
 
 
-def select_entries(
-    revocations: Iterable[Revocation], *, this_update: dt.datetime, scheduled: bool
-) -> Selection:
+def select_entries(revocations: Iterable[Revocation], *, this_update: dt.datetime, scheduled: bool) -> Selection:
     """Choose the entries of a CRL whose thisUpdate is `this_update`.
 
     `scheduled` is True for the regular (every 24 hours, policy 4.9.7) CRL and False for one

@@ -89,16 +89,27 @@ class CRLService:
             for serial, revoked_at, reason, not_after in self.store.revoked_entries(row.id)
         ]
         selection = select_entries(revocations, this_update=this_update, scheduled=scheduled)
-        number = self.store.allocate_crl_number(row.id, this_update=this_update, next_update=next_update,
-                                                scheduled=scheduled)
-        der = build_crl(issuer=cert, signer=signer, number=number, this_update=this_update,
-                        next_update=next_update, entries=selection.entries, arl=arl)
+        number = self.store.allocate_crl_number(
+            row.id, this_update=this_update, next_update=next_update, scheduled=scheduled
+        )
+        der = build_crl(
+            issuer=cert,
+            signer=signer,
+            number=number,
+            this_update=this_update,
+            next_update=next_update,
+            entries=selection.entries,
+            arl=arl,
+        )
         path = crl_path(self.settings, issuer_name)
-        publish(der, path=path, archive_dir=self.settings.data_path / "archive" / "crl" / issuer_name,
-                number=number)
+        publish(der, path=path, archive_dir=self.settings.data_path / "archive" / "crl" / issuer_name, number=number)
         self.store.crl_published(
-            row.id, number, entries=len(selection.entries), sha256=hashlib.sha256(der).hexdigest(),
-            at=self.clock.now(), shown_after_expiry=[format(s, "x") for s in selection.first_shown_after_expiry],
+            row.id,
+            number,
+            entries=len(selection.entries),
+            sha256=hashlib.sha256(der).hexdigest(),
+            at=self.clock.now(),
+            shown_after_expiry=[format(s, "x") for s in selection.first_shown_after_expiry],
         )
         return Published(issuer_name, number, this_update, next_update, len(selection.entries), path)
 

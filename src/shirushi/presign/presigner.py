@@ -67,11 +67,19 @@ def sign_rows(
         # lapses while the certificate is unexpired.
         for hashes in ctx.hashes:
             der = build_response(
-                issuer=hashes, serial=row.serial, status=status, this_update=win.this_update,
-                next_update=win.next_update, signer_cert=signer_cert, signer=signer,
+                issuer=hashes,
+                serial=row.serial,
+                status=status,
+                this_update=win.this_update,
+                next_update=win.next_update,
+                signer_cert=signer_cert,
+                signer=signer,
             )
             record = records.make_record(
-                der, int(win.this_update.timestamp()), int(win.next_update.timestamp()), int(win.due.timestamp()),
+                der,
+                int(win.this_update.timestamp()),
+                int(win.next_update.timestamp()),
+                int(win.due.timestamp()),
                 row.status_version,
             )
             ttl = int((win.next_update - now).total_seconds())
@@ -183,5 +191,5 @@ class Presigner:
             gone = set(serials) - {r.serial for r in live}
             self.writer.forget(ctx.issuer_id, gone)
             if live:
-                chunks = (live[i:i + self.batch] for i in range(0, len(live), self.batch))
+                chunks = (live[i : i + self.batch] for i in range(0, len(live), self.batch))
                 total += self._sign_batches(ctx, chunks)

@@ -201,7 +201,10 @@ class AccessLog:
             self.last_warning = mono
             log.warning(
                 "access log %s: %s (%d failed writes, %d lines dropped so far; answering goes on)",
-                self.path, exc.strerror or exc, self.errors, self.lost,
+                self.path,
+                exc.strerror or exc,
+                self.errors,
+                self.lost,
             )
 
     def close(self) -> None:

@@ -78,9 +78,7 @@ def load_issuers(path: Path) -> IssuerMap:
     try:
         pem = path.read_bytes()
     except FileNotFoundError:
-        raise StateError(
-            f"issuer certificates {path} do not exist; run `shirushi init` or set ocsp.issuers"
-        ) from None
+        raise StateError(f"issuer certificates {path} do not exist; run `shirushi init` or set ocsp.issuers") from None
     except OSError as exc:
         raise StateError(f"cannot read issuer certificates {path}: {exc.strerror}") from None
     try:

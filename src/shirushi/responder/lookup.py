@@ -90,9 +90,7 @@ class L1:
 class Subscriber:
     """Keeps the L1 cache honest: SUBSCRIBE to the invalidation channel, PING to prove liveness."""
 
-    def __init__(
-        self, loop: asyncio.AbstractEventLoop, address: resp.Address, timeout: float, l1: L1
-    ) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, address: resp.Address, timeout: float, l1: L1) -> None:
         self.l1 = l1
         self.channel = records.INVALIDATE_CHANNEL.encode()
         self.link = resp.Link(
@@ -171,9 +169,7 @@ class Lookup:
         self.now = 0  # Unix seconds, kept current by the worker's ticker
         self.link = resp.Link(loop, address, timeout, name="redis")
         self.l1 = L1(l1_entries, l1_max_age)
-        self.subscriber: Subscriber | None = (
-            Subscriber(loop, address, timeout, self.l1) if l1_entries > 0 else None
-        )
+        self.subscriber: Subscriber | None = Subscriber(loop, address, timeout, self.l1) if l1_entries > 0 else None
         self.misses = 0
         self.failures = 0
 

@@ -153,8 +153,7 @@ class Answer:
             (
                 self.ok_head,
                 date,
-                b"Cache-Control: max-age=%d, public, no-transform, must-revalidate\r\n"
-                % self.max_age(now, cap),
+                b"Cache-Control: max-age=%d, public, no-transform, must-revalidate\r\n" % self.max_age(now, cap),
                 self.fixed,
                 connection,
                 b"\r\n",
@@ -168,8 +167,7 @@ class Answer:
             (
                 b"HTTP/1.1 304 Not Modified\r\n",
                 date,
-                b"Cache-Control: max-age=%d, public, no-transform, must-revalidate\r\n"
-                % self.max_age(now, cap),
+                b"Cache-Control: max-age=%d, public, no-transform, must-revalidate\r\n" % self.max_age(now, cap),
                 self.fixed,
                 connection,
                 b"\r\n",

@@ -421,9 +421,7 @@ class HTTPConnection(asyncio.Protocol):
                 data = result.not_modified(responder.now, responder.max_age, responder.date, connection)
                 outcome = NOT_MODIFIED
             else:
-                data = result.get(
-                    responder.now, responder.max_age, responder.date, connection, kind == HEAD
-                )
+                data = result.get(responder.now, responder.max_age, responder.date, connection, kind == HEAD)
         else:
             data = responses.ocsp_error(result, responder.date, connection, kind == HEAD)
             outcome = accesslog.OCSP_ERRORS[result]

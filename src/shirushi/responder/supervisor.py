@@ -113,7 +113,9 @@ class _Supervisor:
             return 1
         log.info(
             "responder listening on %s (port %d), %d worker(s)",
-            self.settings.ocsp.listen, self.port, len(self.workers),
+            self.settings.ocsp.listen,
+            self.port,
+            len(self.workers),
         )
         ready()
         parent = os.getppid()
@@ -172,9 +174,7 @@ class _Supervisor:
             if len(self.restarts) > MAX_RESTARTS:
                 log.error("responder workers keep exiting; giving up")
                 return False
-            log.warning(
-                "responder worker %d exited (%s); starting a new one", pid, _describe(status)
-            )
+            log.warning("responder worker %d exited (%s); starting a new one", pid, _describe(status))
             _, fd = self.spawn(slot)
             os.close(fd)  # the worker's readiness write then fails harmlessly
         return True

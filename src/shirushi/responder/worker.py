@@ -95,9 +95,7 @@ async def serve(
         loop.add_signal_handler(signal.SIGHUP, access_log.reopen if access_log is not None else _ignore)
         # The supervisor forks with these signals blocked so that none arrives before a
         # handler is in place; a signal sent meanwhile is delivered now.
-        signal.pthread_sigmask(
-            signal.SIG_UNBLOCK, (signal.SIGTERM, signal.SIGINT, signal.SIGCHLD, signal.SIGHUP)
-        )
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, (signal.SIGTERM, signal.SIGINT, signal.SIGCHLD, signal.SIGHUP))
     lookup = responder.lookup
     await lookup.start_and_wait(settings.redis.timeout)
     sock = listen_socket(host, port)
@@ -174,4 +172,3 @@ def _die_with_parent() -> None:
 
 
 _PR_SET_PDEATHSIG = 1
-

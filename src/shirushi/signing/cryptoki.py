@@ -90,9 +90,7 @@ def exc_name(exc: BaseException) -> str:
 
 _VoidFn = ctypes.CFUNCTYPE(ctypes.c_ulong, ctypes.c_void_p)
 _HandleFn = ctypes.CFUNCTYPE(ctypes.c_ulong, ctypes.c_ulong)
-_LoginFn = ctypes.CFUNCTYPE(
-    ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_char_p, ctypes.c_ulong
-)
+_LoginFn = ctypes.CFUNCTYPE(ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_char_p, ctypes.c_ulong)
 
 
 class _InitArgs(ctypes.Structure):
@@ -116,13 +114,27 @@ class _FunctionList(ctypes.Structure):
         ("minor", ctypes.c_ubyte),
         ("C_Initialize", _VoidFn),
         ("C_Finalize", _VoidFn),
-        *((name, ctypes.c_void_p) for name in (
-            "C_GetInfo", "C_GetFunctionList", "C_GetSlotList", "C_GetSlotInfo",
-            "C_GetTokenInfo", "C_GetMechanismList", "C_GetMechanismInfo", "C_InitToken",
-            "C_InitPIN", "C_SetPIN", "C_OpenSession", "C_CloseSession",
-            "C_CloseAllSessions", "C_GetSessionInfo", "C_GetOperationState",
-            "C_SetOperationState",
-        )),
+        *(
+            (name, ctypes.c_void_p)
+            for name in (
+                "C_GetInfo",
+                "C_GetFunctionList",
+                "C_GetSlotList",
+                "C_GetSlotInfo",
+                "C_GetTokenInfo",
+                "C_GetMechanismList",
+                "C_GetMechanismInfo",
+                "C_InitToken",
+                "C_InitPIN",
+                "C_SetPIN",
+                "C_OpenSession",
+                "C_CloseSession",
+                "C_CloseAllSessions",
+                "C_GetSessionInfo",
+                "C_GetOperationState",
+                "C_SetOperationState",
+            )
+        ),
         ("C_Login", _LoginFn),
         ("C_Logout", _HandleFn),
     )
@@ -168,9 +180,7 @@ def _load(path: str) -> tuple[P11Lib, Any]:
             lib = pkcs11.lib(path)
             lib.finalize()
         except p11.PKCS11Error as exc:
-            raise SignerError(
-                f"cannot initialise PKCS#11 module {path}: {exc_name(exc)}{_hint(path)}"
-            ) from None
+            raise SignerError(f"cannot initialise PKCS#11 module {path}: {exc_name(exc)}{_hint(path)}") from None
         _LOADED[path] = (lib, functions.contents)
         return _LOADED[path]
 
@@ -257,9 +267,7 @@ class Module:
             self._functions.C_Finalize(None)
             rv = self._functions.C_Initialize(ctypes.byref(args))
         if rv != CKR_OK:
-            raise SignerError(
-                f"cannot initialise PKCS#11 module {self.path}: {rv_name(rv)}{_hint(self.path)}"
-            )
+            raise SignerError(f"cannot initialise PKCS#11 module {self.path}: {rv_name(rv)}{_hint(self.path)}")
 
     def reinitialise(self, seen_epoch: int) -> None:
         """Finalise and initialise again, unless someone did since `seen_epoch`."""
@@ -274,16 +282,12 @@ class Module:
         try:
             tokens = list(self.lib.get_tokens())
         except p11.PKCS11Error as exc:
-            raise Transient(
-                f"cannot list the tokens of {self.path}: {exc_name(exc)}"
-            ) from None
+            raise Transient(f"cannot list the tokens of {self.path}: {exc_name(exc)}") from None
         found = [t for t in tokens if t.label == label]
         if len(found) == 1:
             return found[0]
         if found:
-            raise SignerError(
-                f"{len(found)} PKCS#11 tokens are labelled {label!r}; labels must be unique"
-            )
+            raise SignerError(f"{len(found)} PKCS#11 tokens are labelled {label!r}; labels must be unique")
         present = ", ".join(repr(t.label) for t in tokens) or "none"
         raise Transient(
             f"no PKCS#11 token labelled {label!r} in {self.path} (tokens present: {present}); "

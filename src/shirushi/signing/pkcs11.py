@@ -65,6 +65,7 @@ from shirushi.signing.cryptoki import (
 
 T = TypeVar("T")
 
+
 def _default_sessions() -> int:
     try:
         return max(1, len(os.sched_getaffinity(0)))
@@ -146,9 +147,7 @@ class _TokenSessions:
         try:
             session = token.open()
         except p11.PKCS11Error as exc:
-            raise Transient(
-                f"cannot open a session on PKCS#11 token {self.label!r}: {exc_name(exc)}"
-            ) from None
+            raise Transient(f"cannot open a session on PKCS#11 token {self.label!r}: {exc_name(exc)}") from None
         rv = self.module.login(session, self._pin())
         if rv not in (CKR_OK, CKR_USER_ALREADY_LOGGED_IN):
             with contextlib.suppress(p11.PKCS11Error):
@@ -226,8 +225,7 @@ class _TokenSessions:
                 self._give_back(generation, rw)
                 if attempt == 2:
                     raise SignerError(
-                        f"PKCS#11 token {self.label!r}: {what} failed after logging in again: "
-                        f"{exc_name(exc)}"
+                        f"PKCS#11 token {self.label!r}: {what} failed after logging in again: {exc_name(exc)}"
                     ) from None
                 self._recover(generation)
                 continue
@@ -279,14 +277,9 @@ def _find(session: pkcs11.Session, name: str, cls: ObjectClass) -> list[Any]:
 def _private_key(session: pkcs11.Session, name: str, token: str) -> Any:
     found = _find(session, name, ObjectClass.PRIVATE_KEY)
     if not found:
-        raise StateError(
-            f"no private key labelled {name!r} on PKCS#11 token {token!r}; "
-            f"run `shirushi init` first"
-        )
+        raise StateError(f"no private key labelled {name!r} on PKCS#11 token {token!r}; run `shirushi init` first")
     if len(found) > 1:
-        raise SignerError(
-            f"{len(found)} private keys are labelled {name!r} on PKCS#11 token {token!r}"
-        )
+        raise SignerError(f"{len(found)} private keys are labelled {name!r} on PKCS#11 token {token!r}")
     return found[0]
 
 
@@ -367,6 +360,7 @@ class PKCS11Signer:
     @property
     def label(self) -> str:
         """RFC 7512 PKCS#11 URI of the private key, for messages and audit records."""
+
         def q(text: str) -> str:
             return urllib.parse.quote(text, safe="")
 
@@ -393,8 +387,7 @@ class PKCS11Signer:
             self._public.verify(signature, tbs, padding.PKCS1v15(), hashes.SHA256())
         except InvalidSignature:
             raise SignerError(
-                f"{self.label}: the token returned a signature that does not verify "
-                f"with the key's public key"
+                f"{self.label}: the token returned a signature that does not verify with the key's public key"
             ) from None
         return signature
 
@@ -417,16 +410,14 @@ class PKCS11KeyStore:
         self.settings = settings
 
     def __repr__(self) -> str:
-        return (
-            f"PKCS11KeyStore(module={self.settings.module!r}, "
-            f"token_label={self.settings.token_label!r})"
-        )
+        return f"PKCS11KeyStore(module={self.settings.module!r}, token_label={self.settings.token_label!r})"
 
     def _sessions(self) -> _TokenSessions:
         return _sessions_for(self.settings)
 
     def exists(self, name: str) -> bool:
         """True when a private key labelled `name` is on the token."""
+
         def op(s: _Session) -> bool:
             return bool(_find(s.session, name, ObjectClass.PRIVATE_KEY))
 
@@ -441,13 +432,10 @@ class PKCS11KeyStore:
 
         def op(s: _Session) -> rsa.RSAPublicKey:
             session = s.session
-            taken = _find(session, name, ObjectClass.PRIVATE_KEY) or _find(
-                session, name, ObjectClass.PUBLIC_KEY
-            )
+            taken = _find(session, name, ObjectClass.PRIVATE_KEY) or _find(session, name, ObjectClass.PUBLIC_KEY)
             if taken:
                 raise ConflictError(
-                    f"a key labelled {name!r} exists already on PKCS#11 token {token!r}; "
-                    f"refusing to overwrite it"
+                    f"a key labelled {name!r} exists already on PKCS#11 token {token!r}; refusing to overwrite it"
                 )
             public, private = session.generate_keypair(
                 KeyType.RSA,
@@ -487,10 +475,7 @@ class PKCS11KeyStore:
             if len(_find(session, name, ObjectClass.PRIVATE_KEY)) > 1:
                 private.destroy()
                 public.destroy()
-                raise ConflictError(
-                    f"another process created key {name!r} on PKCS#11 token {token!r} "
-                    f"at the same time"
-                )
+                raise ConflictError(f"another process created key {name!r} on PKCS#11 token {token!r} at the same time")
             return pub
 
         with sessions.generating:
@@ -499,12 +484,11 @@ class PKCS11KeyStore:
 
     def open(self, name: str) -> PKCS11Signer:
         """Open the existing key `name` (StateError when it is missing)."""
+
         def op(s: _Session) -> rsa.RSAPublicKey:
             key = s.keys[name] = _private_key(s.session, name, self.settings.token_label)
             if not key[Attribute.SIGN]:
-                raise SignerError(
-                    f"the key labelled {name!r} is not allowed to sign (CKA_SIGN false)"
-                )
+                raise SignerError(f"the key labelled {name!r} is not allowed to sign (CKA_SIGN false)")
             return _public_of(key)
 
         public = self._sessions().run(f"opening key {name!r}", op)
@@ -517,4 +501,3 @@ class PKCS11KeyStore:
             pool = _tokens.pop(key, None)
         if pool is not None:
             pool.close()
-

@@ -107,9 +107,9 @@ class Store:
     def open(cls, url: str, *, migrate: bool = True, create: bool = True) -> Store:
         """Open (and migrate) the database; with `create` False a missing SQLite file is an error."""
         if url.startswith("postgresql://"):
-            url = "postgresql+psycopg://" + url[len("postgresql://"):]
+            url = "postgresql+psycopg://" + url[len("postgresql://") :]
         if url.startswith("sqlite:///"):
-            path = Path(url[len("sqlite:///"):])
+            path = Path(url[len("sqlite:///") :])
             if not create and not path.exists():
                 raise StateError(f"no database at {path}: run `shirushi init` (or check data_dir / --config)")
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -149,9 +149,7 @@ class Store:
     def add_issuer(self, id: str, name: str, subject: str, der: bytes, at: dt.datetime) -> None:
         with self._begin() as conn:
             conn.execute(
-                schema.issuers.insert().values(
-                    id=id, name=name, subject=subject, certificate=der, created_at=_utc(at)
-                )
+                schema.issuers.insert().values(id=id, name=name, subject=subject, certificate=der, created_at=_utc(at))
             )
 
     def issuers(self) -> list[IssuerRow]:
@@ -166,8 +164,9 @@ class Store:
 
     # -- certificates ---------------------------------------------------------------------
 
-    def add_certificate(self, rec: CertificateRecord, *, at: dt.datetime, audit: dict[str, Any],
-                        presign: bool = True) -> None:
+    def add_certificate(
+        self, rec: CertificateRecord, *, at: dt.datetime, audit: dict[str, Any], presign: bool = True
+    ) -> None:
         """Record an issued certificate, its audit entry and (if `presign`) its OCSP outbox work."""
         values = dict(
             issuer_id=rec.issuer_id,
@@ -219,8 +218,10 @@ class Store:
             return [CertificateRecord.from_row(r) for r in conn.execute(query)]
 
     def count_certificates(self, issuer_id: str) -> int:
-        query = sa.select(sa.func.count()).select_from(schema.certificates).where(
-            schema.certificates.c.issuer_id == issuer_id
+        query = (
+            sa.select(sa.func.count())
+            .select_from(schema.certificates)
+            .where(schema.certificates.c.issuer_id == issuer_id)
         )
         with self.engine.connect() as conn:
             return int(conn.execute(query).scalar_one())
@@ -235,8 +236,7 @@ class Store:
         last = 0
         while True:
             query = (
-                sa.select(c.c.id, c.c.serial, c.c.not_after, c.c.revoked_at, c.c.revocation_reason,
-                          c.c.status_version)
+                sa.select(c.c.id, c.c.serial, c.c.not_after, c.c.revoked_at, c.c.revocation_reason, c.c.status_version)
                 .where(c.c.issuer_id == issuer_id, c.c.not_after > _utc(valid_at), c.c.id > last)
                 .order_by(c.c.id)
                 .limit(batch)
@@ -254,7 +254,7 @@ class Store:
         out: list[StatusRow] = []
         with self.engine.connect() as conn:
             for i in range(0, len(serials), 500):
-                chunk = [serial_hex(s) for s in serials[i:i + 500]]
+                chunk = [serial_hex(s) for s in serials[i : i + 500]]
                 query = sa.select(
                     c.c.serial, c.c.not_after, c.c.revoked_at, c.c.revocation_reason, c.c.status_version
                 ).where(c.c.issuer_id == issuer_id, c.c.serial.in_(chunk))
@@ -284,9 +284,9 @@ class Store:
             condition.append(c.c.revoked_at.is_(None))
         with self._begin() as conn:
             result = conn.execute(
-                c.update().where(*condition).values(
-                    revoked_at=_utc(revoked_at), revocation_reason=reason, status_version=c.c.status_version + 1
-                )
+                c.update()
+                .where(*condition)
+                .values(revoked_at=_utc(revoked_at), revocation_reason=reason, status_version=c.c.status_version + 1)
             )
             if result.rowcount != 1:
                 raise ConflictError(f"certificate {record.serial_hex} is already revoked")
@@ -301,8 +301,9 @@ class Store:
                 sa.select(schema.blocked_keys.c.spki_sha256).where(schema.blocked_keys.c.spki_sha256 == spki_sha256)
             ).first()
             if exists is None:
-                conn.execute(schema.blocked_keys.insert().values(spki_sha256=spki_sha256, reason=reason,
-                                                                 blocked_at=_utc(at)))
+                conn.execute(
+                    schema.blocked_keys.insert().values(spki_sha256=spki_sha256, reason=reason, blocked_at=_utc(at))
+                )
                 self._audit(conn, at, "block-key", None, None, {"spki_sha256": spki_sha256, "reason": reason})
 
     def revoked_entries(self, issuer_id: str) -> Iterator[tuple[str, dt.datetime, str, dt.datetime]]:
@@ -321,8 +322,7 @@ class Store:
 
     @staticmethod
     def _outbox(conn: Connection, kind: str, issuer_id: str, serial: str | None, at: dt.datetime) -> None:
-        conn.execute(schema.outbox.insert().values(kind=kind, issuer_id=issuer_id, serial=serial,
-                                                   created_at=_utc(at)))
+        conn.execute(schema.outbox.insert().values(kind=kind, issuer_id=issuer_id, serial=serial, created_at=_utc(at)))
 
     def pending_outbox(self, older_than: dt.datetime | None = None) -> list[tuple[int, str, str, str | None]]:
         """(id, kind, issuer_id, serial hex) of work not yet done, oldest first."""
@@ -340,8 +340,9 @@ class Store:
 
     # -- CRLs -----------------------------------------------------------------------------
 
-    def allocate_crl_number(self, issuer_id: str, *, this_update: dt.datetime, next_update: dt.datetime,
-                            scheduled: bool) -> int:
+    def allocate_crl_number(
+        self, issuer_id: str, *, this_update: dt.datetime, next_update: dt.datetime, scheduled: bool
+    ) -> int:
         """Reserve the next CRL number (RFC 5280 5.2.3); never reused, even across backends.
 
         The unique (issuer, number) constraint turns a race between two backends into a retry.
@@ -354,25 +355,36 @@ class Store:
                         sa.select(sa.func.max(k.c.number)).where(k.c.issuer_id == issuer_id)
                     ).scalar_one()
                     number = (current or 0) + 1
-                    conn.execute(k.insert().values(
-                        issuer_id=issuer_id, number=number, this_update=_utc(this_update),
-                        next_update=_utc(next_update), scheduled=scheduled,
-                    ))
+                    conn.execute(
+                        k.insert().values(
+                            issuer_id=issuer_id,
+                            number=number,
+                            this_update=_utc(this_update),
+                            next_update=_utc(next_update),
+                            scheduled=scheduled,
+                        )
+                    )
                     return int(number)
             except sa.exc.IntegrityError:
                 continue
         raise ServiceError("could not allocate a CRL number: too much contention")
 
-    def crl_published(self, issuer_id: str, number: int, *, entries: int, sha256: str, at: dt.datetime,
-                      shown_after_expiry: list[str]) -> None:
+    def crl_published(
+        self, issuer_id: str, number: int, *, entries: int, sha256: str, at: dt.datetime, shown_after_expiry: list[str]
+    ) -> None:
         k, c = schema.crls, schema.certificates
         with self._begin() as conn:
-            conn.execute(k.update().where(k.c.issuer_id == issuer_id, k.c.number == number).values(
-                entries=entries, sha256=sha256, published_at=_utc(at)))
+            conn.execute(
+                k.update()
+                .where(k.c.issuer_id == issuer_id, k.c.number == number)
+                .values(entries=entries, sha256=sha256, published_at=_utc(at))
+            )
             for i in range(0, len(shown_after_expiry), 500):
-                conn.execute(c.update().where(
-                    c.c.issuer_id == issuer_id, c.c.serial.in_(shown_after_expiry[i:i + 500])
-                ).values(crl_shown_after_expiry=True))
+                conn.execute(
+                    c.update()
+                    .where(c.c.issuer_id == issuer_id, c.c.serial.in_(shown_after_expiry[i : i + 500]))
+                    .values(crl_shown_after_expiry=True)
+                )
             self._audit(conn, at, "crl", issuer_id, None, {"number": number, "entries": entries, "sha256": sha256})
 
     def last_crl(self, issuer_id: str, *, scheduled: bool | None = None) -> dict[str, Any] | None:
@@ -385,8 +397,13 @@ class Store:
             r = conn.execute(query).first()
         if r is None:
             return None
-        return {"number": int(r.number), "this_update": _aware(r.this_update), "next_update": _aware(r.next_update),
-                "scheduled": bool(r.scheduled), "entries": r.entries}
+        return {
+            "number": int(r.number),
+            "this_update": _aware(r.this_update),
+            "next_update": _aware(r.next_update),
+            "scheduled": bool(r.scheduled),
+            "entries": r.entries,
+        }
 
     # -- keys -----------------------------------------------------------------------------
 
@@ -399,18 +416,32 @@ class Store:
 
     @staticmethod
     def _audit(
-        conn: Connection, at: dt.datetime, action: str, issuer_id: str | None, serial: str | None,
+        conn: Connection,
+        at: dt.datetime,
+        action: str,
+        issuer_id: str | None,
+        serial: str | None,
         detail: dict[str, Any],
     ) -> None:
         conn.execute(
             schema.audit.insert().values(
-                at=_utc(at), action=action, issuer_id=issuer_id, serial=serial,
+                at=_utc(at),
+                action=action,
+                issuer_id=issuer_id,
+                serial=serial,
                 detail=json.dumps(detail, sort_keys=True, default=str),
             )
         )
 
-    def audit(self, at: dt.datetime, action: str, detail: dict[str, Any], *, issuer_id: str | None = None,
-              serial: str | None = None) -> None:
+    def audit(
+        self,
+        at: dt.datetime,
+        action: str,
+        detail: dict[str, Any],
+        *,
+        issuer_id: str | None = None,
+        serial: str | None = None,
+    ) -> None:
         with self._begin() as conn:
             self._audit(conn, at, action, issuer_id, serial, detail)
 
@@ -420,15 +451,25 @@ class Store:
             query = query.where(schema.audit.c.action == action)
         with self.engine.connect() as conn:
             return [
-                {"at": _aware(r.at), "action": r.action, "issuer_id": r.issuer_id, "serial": r.serial,
-                 "detail": json.loads(r.detail)}
+                {
+                    "at": _aware(r.at),
+                    "action": r.action,
+                    "issuer_id": r.issuer_id,
+                    "serial": r.serial,
+                    "detail": json.loads(r.detail),
+                }
                 for r in conn.execute(query)
             ]
 
 
 def _status_row(r: Any) -> StatusRow:
-    return StatusRow(int(r.serial, 16), _aware(r.not_after), _aware(r.revoked_at), r.revocation_reason,  # type: ignore[arg-type]
-                     int(r.status_version))
+    return StatusRow(
+        int(r.serial, 16),
+        _aware(r.not_after),  # type: ignore[arg-type]
+        _aware(r.revoked_at),
+        r.revocation_reason,
+        int(r.status_version),
+    )
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

@@ -45,7 +45,9 @@ def record_json(rec: CertificateRecord) -> dict[str, Any]:
         "status": "revoked" if rec.revoked_at else "good",
         "not_before": rec.not_before.strftime("%Y-%m-%dT%H:%M:%SZ"),
         "not_after": rec.not_after.strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "revocation": None if rec.revoked_at is None else {
+        "revocation": None
+        if rec.revoked_at is None
+        else {
             "reason": rec.revocation_reason,
             "revoked_at": rec.revoked_at.strftime("%Y-%m-%dT%H:%M:%SZ"),
         },
@@ -92,42 +94,95 @@ OPENAPI: dict[str, Any] = {
     "components": {
         "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
         "schemas": {
-            "Error": {"type": "object", "required": ["error", "detail"],
-                      "properties": {"error": {"type": "string"}, "detail": {"type": "string"}}},
-            "Certificate": {"type": "object", "properties": {
-                "serial": {"type": "string"}, "status": {"enum": ["good", "revoked"]},
-                "not_before": {"type": "string"}, "not_after": {"type": "string"},
-                "revocation": {"type": ["object", "null"]}}},
+            "Error": {
+                "type": "object",
+                "required": ["error", "detail"],
+                "properties": {"error": {"type": "string"}, "detail": {"type": "string"}},
+            },
+            "Certificate": {
+                "type": "object",
+                "properties": {
+                    "serial": {"type": "string"},
+                    "status": {"enum": ["good", "revoked"]},
+                    "not_before": {"type": "string"},
+                    "not_after": {"type": "string"},
+                    "revocation": {"type": ["object", "null"]},
+                },
+            },
         },
     },
     "security": [{"bearer": []}],
     "paths": {
-        "/api/v1/certificates": {"post": {
-            "summary": "Issue a server certificate from a CSR",
-            "requestBody": {"content": {"application/json": {"schema": {"type": "object", "required": ["csr"],
-                "properties": {"csr": {"type": "string"}, "dns": {"type": "array", "items": {"type": "string"}},
-                               "days": {"type": "integer"}, "subject": {"type": "string"}}}}}},
-            "responses": {"201": {"description": "issued"}, "400": {"description": "bad request"},
-                          "401": {"description": "no or wrong token"}}}},
-        "/api/v1/certificates/{serial}": {"get": {
-            "summary": "Status of a certificate",
-            "parameters": [{"name": "serial", "in": "path", "required": True, "schema": {"type": "string"}}],
-            "responses": {"200": {"description": "the record"}, "404": {"description": "unknown serial"}}}},
-        "/api/v1/certificates/{serial}/revoke": {"post": {
-            "summary": "Revoke a certificate",
-            "parameters": [{"name": "serial", "in": "path", "required": True, "schema": {"type": "string"}}],
-            "requestBody": {"content": {"application/json": {"schema": {"type": "object",
-                "properties": {"reason": {"type": "string"}}}}}},
-            "responses": {"200": {"description": "revoked"}, "400": {"description": "reason not allowed"},
-                          "404": {"description": "unknown serial"}, "409": {"description": "already revoked"}}}},
-        "/api/v1/key-compromise": {"post": {
-            "summary": "Report a compromised key (policy 4.9.12); open to anyone",
-            "security": [],
-            "requestBody": {"content": {"application/json": {"schema": {"type": "object",
-                "properties": {"private_key": {"type": "string"}, "csr": {"type": "string"}}}}}},
-            "responses": {"200": {"description": "revoked serials"}, "400": {"description": "no valid proof"}}}},
-        "/api/v1/openapi.json": {"get": {"summary": "This document", "security": [],
-                                          "responses": {"200": {"description": "OpenAPI 3.1"}}}},
+        "/api/v1/certificates": {
+            "post": {
+                "summary": "Issue a server certificate from a CSR",
+                "requestBody": {
+                    "content": {
+                        "application/json": {
+                            "schema": {
+                                "type": "object",
+                                "required": ["csr"],
+                                "properties": {
+                                    "csr": {"type": "string"},
+                                    "dns": {"type": "array", "items": {"type": "string"}},
+                                    "days": {"type": "integer"},
+                                    "subject": {"type": "string"},
+                                },
+                            }
+                        }
+                    }
+                },
+                "responses": {
+                    "201": {"description": "issued"},
+                    "400": {"description": "bad request"},
+                    "401": {"description": "no or wrong token"},
+                },
+            }
+        },
+        "/api/v1/certificates/{serial}": {
+            "get": {
+                "summary": "Status of a certificate",
+                "parameters": [{"name": "serial", "in": "path", "required": True, "schema": {"type": "string"}}],
+                "responses": {"200": {"description": "the record"}, "404": {"description": "unknown serial"}},
+            }
+        },
+        "/api/v1/certificates/{serial}/revoke": {
+            "post": {
+                "summary": "Revoke a certificate",
+                "parameters": [{"name": "serial", "in": "path", "required": True, "schema": {"type": "string"}}],
+                "requestBody": {
+                    "content": {
+                        "application/json": {"schema": {"type": "object", "properties": {"reason": {"type": "string"}}}}
+                    }
+                },
+                "responses": {
+                    "200": {"description": "revoked"},
+                    "400": {"description": "reason not allowed"},
+                    "404": {"description": "unknown serial"},
+                    "409": {"description": "already revoked"},
+                },
+            }
+        },
+        "/api/v1/key-compromise": {
+            "post": {
+                "summary": "Report a compromised key (policy 4.9.12); open to anyone",
+                "security": [],
+                "requestBody": {
+                    "content": {
+                        "application/json": {
+                            "schema": {
+                                "type": "object",
+                                "properties": {"private_key": {"type": "string"}, "csr": {"type": "string"}},
+                            }
+                        }
+                    }
+                },
+                "responses": {"200": {"description": "revoked serials"}, "400": {"description": "no valid proof"}},
+            }
+        },
+        "/api/v1/openapi.json": {
+            "get": {"summary": "This document", "security": [], "responses": {"200": {"description": "OpenAPI 3.1"}}}
+        },
     },
 }
 
@@ -160,6 +215,7 @@ def create_app(backend: Backend) -> Starlette:
             except Exception as exc:  # never a traceback to a client; the log keeps the detail
                 log.exception("API %s %s failed", request.method, request.url.path)
                 return error(500, "internal", type(exc).__name__)
+
         return endpoint
 
     async def issue(request: Request) -> Response:
@@ -178,7 +234,8 @@ def create_app(backend: Backend) -> Starlette:
         )
         hierarchy = load_hierarchy(settings)
         body: dict[str, Any] = {
-            "serial": issued.record.serial_hex.upper(), "certificate": pem(issued.certificate),
+            "serial": issued.record.serial_hex.upper(),
+            "certificate": pem(issued.certificate),
             "chain": pem(hierarchy.issuing) + pem(hierarchy.root),
         }
         if issued.warnings:
@@ -198,9 +255,7 @@ def create_app(backend: Backend) -> Starlette:
         reason = data.get("reason", "unspecified")
         if not isinstance(reason, str):
             raise InputError("field 'reason' must be a string")
-        result = await run_in_threadpool(
-            backend.revoker.revoke, serial, reason, by_subscriber=True, requested_by="api"
-        )
+        result = await run_in_threadpool(backend.revoker.revoke, serial, reason, by_subscriber=True, requested_by="api")
         body = record_json(result.record)
         if result.pending:
             body["pending"] = result.pending

@@ -81,10 +81,10 @@ def create_app(settings: Settings, clock: Clock | None = None) -> Starlette:
             return _not_found()
         headers = {"Cache-Control": "public, max-age=86400"}
         if ext == "pem":
-            return _conditional(request, cert.public_bytes(serialization.Encoding.PEM), "application/x-pem-file",
-                                headers)
-        return _conditional(request, cert.public_bytes(serialization.Encoding.DER), "application/pkix-cert",
-                            headers)
+            return _conditional(
+                request, cert.public_bytes(serialization.Encoding.PEM), "application/x-pem-file", headers
+            )
+        return _conditional(request, cert.public_bytes(serialization.Encoding.DER), "application/pkix-cert", headers)
 
     async def document(request: Request) -> Response:
         name = request.path_params["doc"]
