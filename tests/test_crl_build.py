@@ -319,6 +319,7 @@ def test_signer_with_another_key_refused(pki: Pki) -> None:
 # --- outside oracles: OpenSSL and pkilint -------------------------------------------------------
 
 
+@pytest.mark.oracle
 def test_openssl_verifies_the_signature(pki: Pki, tmp_path: Path) -> None:
     (tmp_path / "x.crl").write_bytes(crl_of(pki, ALL_SUBSCRIBER_REASONS))
     (tmp_path / "issuer.pem").write_bytes(cert_pem(pki.issuing.cert))
@@ -327,6 +328,7 @@ def test_openssl_verifies_the_signature(pki: Pki, tmp_path: Path) -> None:
     assert "verify OK" in result.stdout + result.stderr
 
 
+@pytest.mark.oracle
 def test_openssl_rejects_a_tampered_crl(pki: Pki, tmp_path: Path) -> None:
     der = bytearray(crl_of(pki, ALL_SUBSCRIBER_REASONS))
     der[der.index(b"\x02\x01\x10") + 2] = 0x20  # change serial 0x10 to 0x20
@@ -336,6 +338,7 @@ def test_openssl_rejects_a_tampered_crl(pki: Pki, tmp_path: Path) -> None:
     assert "verify OK" not in result.stdout + result.stderr
 
 
+@pytest.mark.oracle
 def test_openssl_verify_sees_revoked_and_good_leaves(pki: Pki, tmp_path: Path) -> None:
     revoked_leaf = pki.leaf(0x5EED01)
     good_leaf = pki.leaf(0x5EED02, "good.example.jp")
@@ -425,6 +428,7 @@ def test_openssl_verify_sees_revoked_and_good_leaves(pki: Pki, tmp_path: Path) -
         ),
     ],
 )
+@pytest.mark.oracle
 def test_pkilint_br_profile_is_clean(
     pki: Pki,
     tmp_path: Path,
@@ -449,6 +453,7 @@ def test_pkilint_br_profile_is_clean(
     assert result.returncode == 0, f"{name}: {result.stdout}{result.stderr}"
 
 
+@pytest.mark.oracle
 def test_pkilint_catches_what_the_builder_refuses(pki: Pki, tmp_path: Path) -> None:
     """The lint runs above can fail: pyca builds a certificateHold entry, pkilint flags it."""
     with pytest.raises(ProhibitedReasonError):

@@ -263,6 +263,7 @@ def test_missing_csr_file(ca: dict[str, str], tmp_path: Path) -> None:
     assert result.stderr.strip() == f"shirushi: error: CSR file {tmp_path / 'nope.pem'}: no such file"
 
 
+@pytest.mark.e2e
 def test_issue_before_init(tmp_path: Path) -> None:
     env = cli_env(tmp_path / "empty")
     path = tmp_path / "req.pem"

@@ -369,6 +369,7 @@ def test_backend_pkcs11(softhsm: SoftHSM) -> None:
     assert isinstance(store, PKCS11KeyStore) and store.settings == softhsm.settings()
 
 
+@pytest.mark.e2e
 def test_backend_file_never_loads_python_pkcs11(tmp_path: Path) -> None:
     settings = Settings(data_dir=str(tmp_path))
     assert isinstance(keystore(settings), FileKeyStore)

@@ -36,7 +36,7 @@ from shirushi.cache import records
 from shirushi.responder import accesslog
 from shirushi.responder.accesslog import AccessLog
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.e2e
 
 LINE = re.compile(
     rb"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ)\t127\.0\.0\.1\t(GET|HEAD|POST|-)\t([0-9A-F]+|-)\t(sha1|sha256|-)\t"

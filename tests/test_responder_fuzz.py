@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from ocsp_pki import PKI, ResponderProcess, build_pki, get_path, ocsp_status, split_responses
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.e2e
 
 SERIAL = 0x5EED
 

@@ -17,7 +17,7 @@ import redis
 
 from ocsp_pki import PKI, ResponderProcess, build_pki, free_port, get_path, http_exchange, ocsp_status, split_responses
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.e2e
 
 # Backend code a keyless responder must never load (architecture.md, hot-path rule 5).
 FORBIDDEN = (

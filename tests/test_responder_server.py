@@ -44,7 +44,7 @@ from shirushi.responder import Options
 LINT = str(Path(sys.executable).with_name("lint_ocsp_response"))
 NONCE_OID = "1.3.6.1.5.5.7.48.1.2"
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.e2e, pytest.mark.oracle]
 
 
 @pytest.fixture(scope="module")

@@ -30,6 +30,8 @@ from cryptography.x509 import ocsp
 from pki import make_csr, make_key, split_pem
 from serving import Site
 
+pytestmark = [pytest.mark.e2e, pytest.mark.oracle]
+
 VENV_BIN = Path(__file__).parents[1] / ".venv" / "bin"
 
 

@@ -11,6 +11,8 @@ import pytest
 
 from pki import make_csr
 
+pytestmark = pytest.mark.e2e
+
 ROOT = Path(__file__).parents[1]
 
 
