@@ -337,6 +337,10 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# The top-level modules of the `backend` extra (pyproject.toml).
+BACKEND_MODULES = frozenset({"starlette", "uvicorn", "pkcs11", "sqlalchemy", "alembic", "pkilint"})
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -352,6 +356,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:
         return 0
     except Exception as exc:
+        if isinstance(exc, ModuleNotFoundError) and (exc.name or "").split(".")[0] in BACKEND_MODULES:
+            # A responder-only install (no `backend` extra) running a command of the CA.
+            print(f"shirushi: error: `{args.command}` needs the CA: pip install 'shirushi[backend]'", file=sys.stderr)
+            return 2
         if os.environ.get("SHIRUSHI_DEBUG"):
             traceback.print_exc()
         print(f"shirushi: internal error: {type(exc).__name__}: {exc}", file=sys.stderr)
