@@ -34,7 +34,8 @@ from shirushi.responder.issuers import load_issuers  # noqa: E402
 from shirushi.responder.lookup import Lookup  # noqa: E402
 from shirushi.responder.request import parse_request  # noqa: E402
 from shirushi.responder.responses import Answer  # noqa: E402
-from shirushi.responder.server import HTTPConnection, Options, Responder  # noqa: E402
+from shirushi.responder.routing import Options, Responder  # noqa: E402
+from shirushi.responder.server import HTTPConnection  # noqa: E402
 
 PLAIN = der_request([der_cert_id(0x1234567890ABCDEF1234)])
 NONCE = der_request(

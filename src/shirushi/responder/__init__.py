@@ -11,7 +11,7 @@ it never imports the signing seam, PKCS#11, the database layer or Starlette (a t
 
 from __future__ import annotations
 
-from shirushi.responder.server import Options
+from shirushi.responder.routing import Options
 from shirushi.responder.supervisor import run
 
 __all__ = ["Options", "run"]

@@ -51,7 +51,7 @@ _FLAGS: Final = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC
 _MODE: Final = 0o640  # the lines hold client addresses: not for every local user
 
 # The middle fields of a line, prebuilt: "METHOD\tSERIAL\tALG" (the route's tag) and
-# "OUTCOME\tSTATUS". See server.Route.
+# "OUTCOME\tSTATUS". See routing.Route.
 NO_CERT_ID: Final = b"-\t-"
 SUCCESSFUL: Final = b"successful\t200"
 NOT_MODIFIED: Final = b"successful\t304"
