@@ -1,4 +1,4 @@
-"""Settings: TOML file, environment overrides, defaults and errors (interface.md, Configuration)."""
+"""Settings: TOML file, environment overrides, defaults and errors (README, Configuration)."""
 
 from __future__ import annotations
 

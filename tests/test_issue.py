@@ -56,7 +56,7 @@ def lint(path: Path, *args: str) -> str:
 
 def non_loopback_errors(report: str) -> list[str]:
     lines = [line for line in report.splitlines() if "(ERROR)" in line or "(FATAL)" in line]
-    # Loopback URLs in the test config are the only tolerated finding (interface.md).
+    # Loopback URLs in the test config are the only tolerated finding (docs/profiles.md, Loopback URLs).
     return [line for line in lines if "internal_domain_name" not in line]
 
 

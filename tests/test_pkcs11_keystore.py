@@ -22,8 +22,8 @@ from shirushi.config import CASettings, Settings
 from shirushi.errors import ConflictError, SignerError, StateError
 from shirushi.signing import SignerKey
 from shirushi.signing.backend import keystore
-from shirushi.signing.pkcs11.cryptoki import CKR_PIN_LOCKED, login_error
 from shirushi.signing.pkcs11 import PKCS11KeyStore, PKCS11Signer
+from shirushi.signing.pkcs11.cryptoki import CKR_PIN_LOCKED, login_error
 from shirushi.signing.software import FileKeyStore
 from softhsm import SPARE_LABEL, SoftHSM, close_all_sessions, logout, write_conf
 

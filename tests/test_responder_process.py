@@ -19,7 +19,7 @@ from ocsp_pki import PKI, ResponderProcess, build_pki, free_port, get_path, http
 
 pytestmark = pytest.mark.e2e
 
-# Backend code a keyless responder must never load (architecture.md, hot-path rule 5).
+# Backend code a keyless responder must never load (docs/standards.md, hot-path rule 5).
 FORBIDDEN = (
     "shirushi.signing",
     "shirushi.store",

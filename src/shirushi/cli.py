@@ -71,7 +71,7 @@ def cmd_issue(settings: Settings, args: argparse.Namespace) -> int:
     hierarchy = load_hierarchy(settings)
     sys.stdout.write(pem(issued.certificate) + pem(hierarchy.issuing))
     # The certificate exists either way; a pending OCSP response is still a failed promise
-    # (interface.md: the response is in Redis before the command returns).
+    # (README, Commands: the response is in Redis before the command returns).
     for warning in issued.warnings:
         print(f"shirushi: error: issued, but {warning}", file=sys.stderr)
     return ServiceError.exit_code if issued.warnings else 0

@@ -1,4 +1,4 @@
-"""The stateless OCSP responder: the hot path (architecture.md).
+"""The stateless OCSP responder: the hot path (hot-path rules: docs/standards.md).
 
 It holds no keys and no database; it needs only Redis (filled by the presigner) and the issuing
 CA certificates. Many can run side by side on one address (SO_REUSEPORT).

@@ -1,6 +1,6 @@
 """The responder's optional access log (CP 5.5.1: OCSP access logs are archived). Does file I/O.
 
-Hot-path rule 1 (architecture.md) forbids logging per request in the ordinary sense, so a request
+Hot-path rule 1 (docs/standards.md) forbids logging per request in the ordinary sense, so a request
 only appends one small tuple to a list in memory (`AccessLog.record`, a fraction of a microsecond);
 the lines are formatted and written in batches: every second, when about 64 KiB are buffered,
 and when the worker stops.

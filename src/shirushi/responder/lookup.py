@@ -1,6 +1,6 @@
 """From a Plan to an answer: the in-process L1 cache, then one Redis GET. Does network I/O.
 
-Outcomes (architecture.md, hot-path rule 3: a miss is a value):
+Outcomes (docs/standards.md, hot-path rule 3: a miss is a value):
 
 * a record -> its `Answer` (DER plus prebuilt caching headers);
 * no record, and the issuer's `complete` marker present -> `unauthorized`: the serial was never
