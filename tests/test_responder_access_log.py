@@ -135,7 +135,7 @@ def test_each_kind_of_request_gives_its_line(pki: PKI, redis_url: str, db: redis
             (post_request(pki.request_der(corrupt)), ("POST", f"{corrupt:016X}", "sha1", "internalError", "200")),
             (b"PUT / HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n", ("-", "-", "-", "-", "405")),
             (
-                b"POST / HTTP/1.1\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n",
+                b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n",
                 ("-", "-", "-", "-", "400"),
             ),
         ]

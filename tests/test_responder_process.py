@@ -72,7 +72,9 @@ def responder(pki: PKI, redis_url: str, directory: Path, **extra: str) -> Respon
 
 
 def good(port: int, pki: PKI) -> bool:
-    raw = http_exchange(port, b"GET %s HTTP/1.1\r\nConnection: close\r\n\r\n" % get_path(pki.request_der(7)).encode())
+    raw = http_exchange(
+        port, b"GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n" % get_path(pki.request_der(7)).encode()
+    )
     return ocsp_status(split_responses(raw)[0][2]) == "SUCCESSFUL/GOOD"
 
 
