@@ -111,7 +111,7 @@ class PKI:
                 x509.AuthorityInformationAccess(
                     [
                         x509.AccessDescription(
-                            x509.AuthorityInformationAccessOID.OCSP,
+                            x509.oid.AuthorityInformationAccessOID.OCSP,
                             x509.UniformResourceIdentifier(self.ocsp_url),
                         )
                     ]
