@@ -31,11 +31,13 @@ def asked(site: Site, serial: str, count: int) -> list[tuple[str, str]]:
     """(method, CertID hash) of each successful request the responder logged for `serial`, once
     there are at least `count` (a bounded wait: the log is written in batches)."""
     log = site.root / "access.log"
+    number = int(serial, 16)
     deadline = time.monotonic() + ACCESS_LOG_DEADLINE
     while True:
         lines = log.read_text().splitlines() if log.exists() else []
         fields = [line.split("\t") for line in lines]
-        mine = [(f[2], f[4]) for f in fields if len(f) == 8 and f[3] == serial and f[5] == "successful"]
+        # The log writes whole octets (a leading 0 where the hex has an odd length).
+        mine = [(f[2], f[4]) for f in fields if len(f) == 8 and f[5] == "successful" and int(f[3], 16) == number]
         if len(mine) >= count:
             return mine
         assert time.monotonic() < deadline, f"{len(mine)} of {count} requests for {serial} logged:\n" + "\n".join(lines)

@@ -25,7 +25,7 @@ from serving import Site
 from stock_clients import asked, revoke, serving_site
 from test_stapling import Leaf
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.e2e, pytest.mark.oracle]
 
 CLIENTS = Path(__file__).parent / "clients"
 VFYCHAIN, CERTUTIL = shutil.which("vfychain"), shutil.which("certutil")

@@ -22,7 +22,7 @@ from serving import Site, free_port, wait_port
 from stock_clients import asked, revoke, serving_site
 from test_stapling import HOST, Leaf, Nginx, s_client, stapled, stop, tls_nginx, wait_for_staple
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.e2e, pytest.mark.oracle]
 
 APACHE = shutil.which("apache2") or shutil.which("httpd") or "/usr/sbin/apache2"
 APACHE_MODULES = Path("/usr/lib/apache2/modules")
