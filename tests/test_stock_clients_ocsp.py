@@ -187,7 +187,7 @@ try:
     from asn1crypto import x509 as asn1_x509
     from pyhanko_certvalidator import CertificateValidator, ValidationContext
     from pyhanko_certvalidator.errors import RevokedError
-    from pyhanko_certvalidator.fetchers.aiohttp_fetchers import (
+    from pyhanko_certvalidator.fetchers.aiohttp_fetchers import (  # type: ignore[attr-defined]
         AIOHttpCertificateFetcher,
         AIOHttpCRLFetcher,
         AIOHttpOCSPFetcher,
@@ -230,7 +230,7 @@ async def pyhanko_verdict(cert: Cert, hash_algorithm: str) -> tuple[str, list[bo
         )
         validator = CertificateValidator(leaf, intermediate_certs=[issuing], validation_context=context)
         try:
-            await validator.async_validate_usage({"digital_signature"}, {"server_auth"})
+            await validator.async_validate_usage({"digital_signature"}, {"server_auth"})  # type: ignore[no-untyped-call]
             verdict = "good"
         except RevokedError as exc:
             verdict = str(exc)
