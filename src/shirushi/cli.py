@@ -273,8 +273,10 @@ def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_responder(settings: Settings, args: argparse.Namespace) -> int:
+    from shirushi.logs import configure
     from shirushi.responder import Options, run
 
+    configure(settings.log.format, settings.log.level)
     return run(settings, options=Options(exit_with_parent=args.exit_with_parent))
 
 
