@@ -114,3 +114,36 @@ def test_headless_run_against_serve_has_no_failures(site: Site, tmp_path: Path) 
     for name in ("GET /{base64}", "POST /", "Aggregated"):
         assert int(rows[name]["Request Count"]) > 0, rows
         assert int(rows[name]["Failure Count"]) == 0, rows
+
+
+def test_readme_command_as_written(tmp_path: Path) -> None:
+    """The README's load-test block, run from the repository against a demo's files.
+
+    Only what must differ on a test machine is replaced: the data directory and port (the test
+    cannot take the demo's fixed ones) and the 60 s run time (5 s).
+    """
+    readme = (ROOT / "README.md").read_text()
+    block = readme.split("With the demo serving, from the repository:", 1)[1].split("```sh\n", 1)[1].split("```", 1)[0]
+    site = Site(tmp_path)
+    demo = site.cli("demo", "--no-serve")
+    assert demo.returncode == 0, demo.stdout + demo.stderr
+    script = (
+        block.replace("scripts/setup --dev\n", "")
+        .replace("var/shirushi/", f"{site.data}/")
+        .replace("http://127.0.0.1:8080", site.ocsp_url.rstrip("/"))
+        .replace("-t 60s", "-t 5s")
+        .replace("req.der", str(tmp_path / "req.der"))
+    )
+    assert "openssl ocsp" in script and ".venv/bin/locust" in script
+    with site.serving():
+        result = subprocess.run(
+            ["bash", "-euc", script.rstrip("\n") + " --csv " + str(tmp_path / "out")],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    assert result.returncode == 0, result.stdout + result.stderr
+    with open(f"{tmp_path / 'out'}_stats.csv", newline="") as fh:
+        total = next(row for row in csv.DictReader(fh) if row["Name"] == "Aggregated")
+    assert int(total["Request Count"]) > 0 and int(total["Failure Count"]) == 0, total
