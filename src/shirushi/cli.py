@@ -196,6 +196,20 @@ def cmd_crl(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_show(settings: Settings, args: argparse.Namespace) -> int:
+    from shirushi.clock import SystemClock
+    from shirushi.inventory import show
+
+    return show(settings, parse_serial(args.serial), SystemClock().now())
+
+
+def cmd_list(settings: Settings, args: argparse.Namespace) -> int:
+    from shirushi.clock import SystemClock
+    from shirushi.inventory import list_certificates
+
+    return list_certificates(settings, SystemClock().now(), revoked=args.revoked, expiring=args.expiring)
+
+
 def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     from shirushi.serve import serve
 
@@ -259,8 +273,10 @@ def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_responder(settings: Settings, args: argparse.Namespace) -> int:
+    from shirushi.logs import configure
     from shirushi.responder import Options, run
 
+    configure(settings.log.format, settings.log.level)
     return run(settings, options=Options(exit_with_parent=args.exit_with_parent))
 
 
@@ -307,6 +323,15 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("crl", help="generate and publish the CRL now")
     p.add_argument("--issuer", choices=["issuing-ca", "root", "all"], default="all")
     p.set_defaults(func=cmd_crl)
+
+    p = sub.add_parser("show", help="one certificate's record and status")
+    p.add_argument("serial", metavar="SERIAL", help="hex serial as `openssl x509 -serial` prints it")
+    p.set_defaults(func=cmd_show)
+
+    p = sub.add_parser("list", help="a table of certificates, soonest expiry first")
+    p.add_argument("--revoked", action="store_true", help="only revoked certificates")
+    p.add_argument("--expiring", metavar="DAYS", help="only good certificates expiring within DAYS days")
+    p.set_defaults(func=cmd_list)
 
     p = sub.add_parser("serve", help="run everything: responder, repository, API, schedules")
     p.set_defaults(func=cmd_serve)

@@ -33,6 +33,8 @@ from shirushi.ca.authority import ISSUING, ROOT, load_hierarchy
 from shirushi.cache.embedded import EmbeddedRedis
 from shirushi.config import Settings, parse_duration, parse_listen
 from shirushi.errors import ShirushiError, StateError
+from shirushi.logs import configure as configure_logging
+from shirushi.logs import say_via
 
 log = logging.getLogger("shirushi.serve")
 
@@ -80,9 +82,9 @@ class Scheduler:
             try:
                 await asyncio.to_thread(job)
             except ShirushiError as exc:
-                log.warning("%s failed: %s", name, exc)
+                log.warning("job failed", extra={"job": name, "error": str(exc)})
             except Exception:
-                log.exception("%s failed", name)
+                log.exception("job failed", extra={"job": name})
 
     async def every(self, name: str, seconds: float, job: Callable[[], object], *, jitter: float = 0.1) -> None:
         while True:
@@ -107,8 +109,7 @@ class Scheduler:
                 self.backend.crls.generate(name, scheduled=True)
 
     def signer_job(self) -> None:
-        if self.backend.authority.renew_ocsp_signer_if_due() is not None:
-            log.warning("OCSP signer certificate renewed")
+        self.backend.authority.renew_ocsp_signer_if_due()  # logs "ocsp signer renewed" itself
 
     def tasks(self) -> list[asyncio.Task[None]]:
         return [
@@ -135,19 +136,20 @@ def start_responders(config_path: str | None, settings: Settings) -> subprocess.
 
 def prepare(backend: Backend, say: Callable[[str], None]) -> None:
     """Steps 2 and 3 of the start-up order."""
+    # Signer renewal, presign runs and CRL publications log their own lines.
     load_hierarchy(backend.settings)
-    if backend.authority.renew_ocsp_signer_if_due() is not None:
-        say("renewed the OCSP signer certificate")
+    log.info("startup", extra={"step": "hierarchy", "data_dir": str(backend.settings.data_path)})
+    backend.authority.renew_ocsp_signer_if_due()
     pending = backend.drain_outbox()
     for item in pending:
         say(f"warning: pending: {item}")
-    count = backend.presigner.ensure_complete()
-    if count is not None:
-        say(f"presigned OCSP responses for {count} certificate(s)")
+    log.info("startup", extra={"step": "outbox", "pending": len(pending)})
+    if backend.presigner.ensure_complete() is None:
+        log.info("startup", extra={"step": "presign", "responses": 0, "cache": "complete"})
     for name in (ISSUING, ROOT):
         if not backend.crls.is_current(name):
-            published = backend.crls.generate(name, scheduled=True)
-            say(f"published {published.path.name} number {published.number}")
+            backend.crls.generate(name, scheduled=True)
+    log.info("startup", extra={"step": "crl", "current": True})
 
 
 async def _main(settings: Settings, backend: Backend, config_path: str | None, say: Callable[[str], None]) -> int:
@@ -158,6 +160,7 @@ async def _main(settings: Settings, backend: Backend, config_path: str | None, s
 
     await asyncio.to_thread(prepare, backend, say)
     responders = start_responders(config_path, settings)
+    log.info("startup", extra={"step": "responders", "responder_pid": responders.pid, "workers": settings.ocsp.workers})
     from shirushi.web.api import create_app as create_api
     from shirushi.web.repository import create_app as create_repository
 
@@ -168,7 +171,14 @@ async def _main(settings: Settings, backend: Backend, config_path: str | None, s
     serving = [asyncio.create_task(s.serve()) for s in servers]
     scheduler = Scheduler(backend)
     tasks = scheduler.tasks()
-    say(f"serving: OCSP {settings.ocsp.url} repository {settings.repository.url} API http://{settings.api.listen}/")
+    log.info(
+        "serving",
+        extra={
+            "ocsp": settings.ocsp.url,
+            "repository": settings.repository.url,
+            "api": f"http://{settings.api.listen}/",
+        },
+    )
     exit_code = 0
     try:
         while not stop.is_set():
@@ -212,8 +222,8 @@ def serve_lock(data_dir: Path) -> Iterator[None]:
 
 
 def serve(settings: Settings, config_path: str | None = None, say: Callable[[str], None] | None = None) -> int:
-    say = say or (lambda line: print(line, flush=True))
-    logging.basicConfig(level=logging.WARNING, format="shirushi: %(message)s")
+    configure_logging(settings.log.format, settings.log.level)
+    say = say or say_via(log)
     with serve_lock(settings.data_path):
         return _serve(settings, config_path, say)
 
@@ -223,6 +233,7 @@ def _serve(settings: Settings, config_path: str | None, say: Callable[[str], Non
     if not settings.redis.url:
         embedded = EmbeddedRedis(settings.redis_socket)
         embedded.start()
+        log.info("startup", extra={"step": "embedded redis", "socket": str(settings.redis_socket)})
     backend = Backend(settings)
     try:
         try:
