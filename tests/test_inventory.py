@@ -89,6 +89,7 @@ def test_errors_are_one_line(env: dict[str, str], args: list[str], code: int, me
     assert result.stderr.count("\n") == 1 and message in result.stderr, result.stderr
 
 
+@pytest.mark.e2e
 def test_not_initialised(tmp_path: Path) -> None:
     result = run_cli(["list"], cli_env(tmp_path / "empty"))
     assert result.returncode == 6 and "run `shirushi init`" in result.stderr

@@ -17,6 +17,8 @@ from cryptography.x509 import ocsp
 from pki import make_csr, split_pem
 from serving import Site
 
+pytestmark = pytest.mark.e2e
+
 ROOT = Path(__file__).parents[1]
 LOCUST = ROOT / ".venv" / "bin" / "locust"
 LOCUSTFILE = ROOT / "bench" / "locustfile.py"

@@ -85,6 +85,7 @@ def _events(site: Site) -> list[dict[str, object]]:
     return records
 
 
+@pytest.mark.e2e
 def test_serve_logs_json_events_without_secrets(tmp_path: Path) -> None:
     site = Site(
         tmp_path,

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.e2e
+
 SCRIPT = Path(__file__).parents[1] / "scripts" / "setup"
 
 # dpkg-query -W -f='${Status}' PKG: "install ok installed" when PKG is in $FAKE_STATE.
