@@ -86,7 +86,7 @@ def run_setup(repo: Path, installed: list[str]) -> list[str]:
 def dev_packages() -> list[str]:
     text = SCRIPT.read_text()
     names: list[str] = []
-    for var in ("runtime_pkgs", "dev_pkgs"):
+    for var in ("runtime_pkgs", "dev_pkgs", "interop_pkgs"):
         line = next(line for line in text.splitlines() if line.startswith(f"{var}=("))
         names += line.split("(", 1)[1].rstrip(")").split()
     return names
