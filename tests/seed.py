@@ -18,6 +18,14 @@ PLACEHOLDER_DER = b"seeded row: no certificate"
 _FORMAT = "%Y-%m-%d %H:%M:%S.%f"  # how the store keeps UTC times in SQLite
 
 
+def _names(i: int) -> tuple[str, str]:
+    return f"CN=s{i}.example.jp", f"s{i}.example.jp"  # subject, dns_names
+
+
+def _key() -> str:
+    return secrets.token_hex(32)  # spki_sha256: every seeded certificate has a key of its own
+
+
 def seed_certificates(data_dir: Path, count: int, *, validity: dt.timedelta = dt.timedelta(days=90)) -> list[int]:
     """Insert `count` good certificates under the issuing CA; returns their serials."""
     now = dt.datetime.now(dt.UTC).replace(microsecond=0)
@@ -30,10 +38,9 @@ def seed_certificates(data_dir: Path, count: int, *, validity: dt.timedelta = dt
             "insert into certificates (issuer_id, serial, der, subject, dns_names, not_before, not_after,"
             " spki_sha256, kind, created_at, status_version, crl_shown_after_expiry)"
             " values (?, ?, ?, ?, ?, ?, ?, ?, 'server', ?, 0, 0)",
-            (
-                (issuer_id, format(s, "x"), PLACEHOLDER_DER, f"CN=s{i}.example.jp", f"s{i}.example.jp", stamp)
-                + (not_after, secrets.token_hex(32), stamp)
+            [
+                (issuer_id, format(s, "x"), PLACEHOLDER_DER, *_names(i), stamp, not_after, _key(), stamp)
                 for i, s in enumerate(serials)
-            ),
+            ],
         )
     return serials

@@ -59,7 +59,8 @@ class Site:
     def cli(self, *args: str, input: bytes | None = None) -> subprocess.CompletedProcess[str]:
         return run_cli(list(args), self.env, input=input)
 
-    def start(self) -> None:
+    def start(self, *, wait: bool = True, timeout: float = 120) -> None:
+        """Start `serve`; with `wait`, return once its three ports accept connections."""
         with open(self.root / "serve.log", "ab") as log:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "shirushi", "serve"],
@@ -68,8 +69,8 @@ class Site:
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
             )
-        for port in (self.repo_port, self.ocsp_port, self.api_port):
-            wait_port(port, self.proc)
+        for port in (self.repo_port, self.ocsp_port, self.api_port) if wait else ():
+            wait_port(port, self.proc, timeout)
 
     def stop(self, sig: int = signal.SIGTERM) -> int:
         """Signal `serve` alone (as an operator or the kernel would) and wait for it."""

@@ -62,11 +62,14 @@ def exec_with_parent_death(signum: int) -> Callable[[], None]:
     return preexec
 
 
-def reset_child_signals() -> None:
-    """In a forked worker: SIGTERM kills again, SIGINT is left to the parent.
+def leave_stop_to_parent() -> None:
+    """In a forked worker: ignore SIGTERM and SIGINT; the parent decides the stop.
 
-    A fork inherits the parent's Python-level handlers (which only set the parent's stop flag),
-    and a Ctrl-C at the terminal reaches the whole process group; the parent decides the stop.
+    A Ctrl-C at the terminal reaches the whole process group, and systemd's default
+    `KillMode=control-group` sends SIGTERM to every process of the unit: the parent then stops
+    its workers between batches, instead of finding them dead. A fork would otherwise also keep
+    the parent's Python-level handlers, which only set the parent's stop flag. The worker still
+    dies with its parent (`die_with_parent`) and by SIGKILL.
     """
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     signal.signal(signal.SIGINT, signal.SIG_IGN)

@@ -30,6 +30,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import Any
 
@@ -214,6 +215,13 @@ async def _main(
     try:
         await asyncio.to_thread(prepare, backend, say, signals.token)
     except Stopped:
+        return 0
+    except (ShirushiError, BrokenProcessPool) as exc:
+        if not signals.token.is_set():
+            raise
+        # Stopped by a signal sent to every process (systemd's KillMode=control-group): Redis
+        # went away under the presign. Nothing is lost; the next start does it again.
+        say(f"start-up interrupted by the stop: {exc}")
         return 0
     if signals.token.is_set():
         return 0

@@ -27,7 +27,7 @@ from shirushi.cache import records
 from shirushi.cache.writer import CacheWriter, Entry
 from shirushi.clock import Clock
 from shirushi.config import Settings, parse_duration
-from shirushi.lifecycle import check_stop, die_with_parent, reset_child_signals
+from shirushi.lifecycle import check_stop, die_with_parent, leave_stop_to_parent
 from shirushi.presign import planner
 from shirushi.signing import Signer
 from shirushi.store.store import StatusRow, Store
@@ -106,7 +106,7 @@ def _worker_init(settings: Settings, parent: int) -> None:
     # waits in `_sign_batches` until the pool is shut down: tying the workers to it is tying
     # them to the process. SIGKILL: a worker holds nothing that needs a clean stop.
     die_with_parent(signal.SIGKILL, parent)
-    reset_child_signals()
+    leave_stop_to_parent()
 
     _worker_signer = keystore(settings).open("ocsp-signer")
 
