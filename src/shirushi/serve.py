@@ -109,9 +109,9 @@ class StopSignal:
 class Scheduler:
     """Periodic jobs, one at a time in a worker thread (single-flight), with jitter."""
 
-    def __init__(self, backend: Backend, stop: threading.Event) -> None:
+    def __init__(self, backend: Backend, stop: threading.Event | None = None) -> None:
         self.backend = backend
-        self.stop = stop
+        self.stop = stop or threading.Event()  # set by `serve` on SIGTERM/SIGINT
         self.settings = backend.settings
         self.lock = asyncio.Lock()
         self.crl_every = parse_duration(self.settings.crl.interval).total_seconds()
@@ -251,6 +251,7 @@ async def _main(
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=0.5)
     finally:
+        signals.token.set()  # a job running in a thread stops at its next batch, on any exit
         for task in tasks:
             task.cancel()
         for s in servers:
