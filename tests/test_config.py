@@ -1,7 +1,8 @@
-"""Settings: TOML file, environment overrides, defaults and errors (interface.md, Configuration)."""
+"""Settings: TOML file, environment overrides, defaults and errors (README, Configuration)."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from pathlib import Path
 
@@ -112,11 +113,11 @@ def test_example_config_documents_every_key() -> None:
     import tomllib
 
     data = tomllib.loads(example.read_text())
-    for field in config.dataclasses.fields(settings):
+    for field in dataclasses.fields(settings):
         assert field.name in data, f"{field.name} missing from the example"
         section = getattr(settings, field.name)
-        if config.dataclasses.is_dataclass(section):
-            for sub in config.dataclasses.fields(section):
+        if dataclasses.is_dataclass(section):
+            for sub in dataclasses.fields(section):
                 assert sub.name in data[field.name], f"{field.name}.{sub.name} missing from the example"
 
 

@@ -19,10 +19,13 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 import redis
 
 from seed import seed_certificates
 from serving import Site, free_port, wait_port
+
+pytestmark = [pytest.mark.e2e, pytest.mark.oracle]
 
 SEEDED = 10_000
 STOP_BOUND = 10.0  # seconds: a generous correctness bound (docker stop waits 10 s)
@@ -119,8 +122,8 @@ def test_sigterm_during_startup_presign(tmp_path: Path) -> None:
         assert code == 0, site.log()
         assert took < STOP_BOUND, f"serve took {took:.1f} s to stop"
         assert site.processes() == ""
-        assert re.search(r"^stopped \d+\.\d\d s after SIGTERM$", site.log(), re.M), site.log()
-        assert "serving:" not in site.log()  # it stopped before opening the ports
+        assert re.search(r"^shirushi: stopped signal=SIGTERM seconds=[\d.]+$", site.log(), re.M), site.log()
+        assert "shirushi: serving" not in site.log()  # it stopped before opening the ports
 
         site.start(timeout=600)  # the next serve signs everything again before the port opens
         issuer = issuer_id(site)
@@ -136,7 +139,7 @@ def test_sigterm_during_startup_presign(tmp_path: Path) -> None:
         assert ": revoked" in out and "Reason: keyCompromise" in out, out
         assert serials[-1] in crl_serials(site, tmp_path)
         assert site.stop(signal.SIGINT) == 0
-        assert re.search(r"^stopped \d+\.\d\d s after SIGINT$", site.log(), re.M), site.log()
+        assert re.search(r"^shirushi: stopped signal=SIGINT seconds=[\d.]+$", site.log(), re.M), site.log()
         assert site.processes() == ""
     finally:
         kill_all(site)

@@ -13,7 +13,7 @@ the other, each `--rounds` times:
   directory of `--small` certificates.
 
 "exit s" is measured from outside (signal sent to process reaped); "logged s" is the line
-`serve` prints (`stopped N s after SIGTERM`). The presign rate seen before the stop gives what a
+`serve` logs (`shirushi: stopped signal=SIGTERM seconds=N`). The presign rate seen before the stop gives what a
 stop that waited for the presign to finish would have cost (N / rate).
 
     .venv/bin/python bench/shutdown/bench_shutdown.py [--certs 100000] [--rounds 3]
@@ -82,7 +82,7 @@ def stop(site: Site, sig: int) -> tuple[float, float | None]:
     site.proc = None
     if sig == signal.SIGTERM and code != 0:
         raise RuntimeError(f"serve exited with {code}:\n{site.log()}")
-    found = re.findall(r"^stopped (\d+\.\d+) s after", site.log(), re.M)
+    found = re.findall(r"^shirushi: stopped signal=\w+ seconds=([\d.]+)$", site.log(), re.M)
     return took, float(found[-1]) if found and sig == signal.SIGTERM else None
 
 

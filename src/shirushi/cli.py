@@ -72,7 +72,7 @@ def cmd_issue(settings: Settings, args: argparse.Namespace) -> int:
     hierarchy = load_hierarchy(settings)
     sys.stdout.write(pem(issued.certificate) + pem(hierarchy.issuing))
     # The certificate exists either way; a pending OCSP response is still a failed promise
-    # (interface.md: the response is in Redis before the command returns).
+    # (README, Commands: the response is in Redis before the command returns).
     for warning in issued.warnings:
         print(f"shirushi: error: issued, but {warning}", file=sys.stderr)
     return ServiceError.exit_code if issued.warnings else 0
@@ -197,6 +197,20 @@ def cmd_crl(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_show(settings: Settings, args: argparse.Namespace) -> int:
+    from shirushi.clock import SystemClock
+    from shirushi.inventory import show
+
+    return show(settings, parse_serial(args.serial), SystemClock().now())
+
+
+def cmd_list(settings: Settings, args: argparse.Namespace) -> int:
+    from shirushi.clock import SystemClock
+    from shirushi.inventory import list_certificates
+
+    return list_certificates(settings, SystemClock().now(), revoked=args.revoked, expiring=args.expiring)
+
+
 def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     from shirushi.serve import serve
 
@@ -261,8 +275,10 @@ def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
 
 def cmd_responder(settings: Settings, args: argparse.Namespace) -> int:
     from shirushi.lifecycle import die_with_parent
+    from shirushi.logs import configure
     from shirushi.responder import Options, run
 
+    configure(settings.log.format, settings.log.level)
     if args.exit_with_parent is not None:
         # A clean stop (SIGTERM) when the starting process dies, even by SIGKILL; with its PID
         # given, also when it died before this line ran.
@@ -314,6 +330,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--issuer", choices=["issuing-ca", "root", "all"], default="all")
     p.set_defaults(func=cmd_crl)
 
+    p = sub.add_parser("show", help="one certificate's record and status")
+    p.add_argument("serial", metavar="SERIAL", help="hex serial as `openssl x509 -serial` prints it")
+    p.set_defaults(func=cmd_show)
+
+    p = sub.add_parser("list", help="a table of certificates, soonest expiry first")
+    p.add_argument("--revoked", action="store_true", help="only revoked certificates")
+    p.add_argument("--expiring", metavar="DAYS", help="only good certificates expiring within DAYS days")
+    p.set_defaults(func=cmd_list)
+
     p = sub.add_parser("serve", help="run everything: responder, repository, API, schedules")
     p.set_defaults(func=cmd_serve)
 
@@ -348,6 +373,10 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# The top-level modules of the `backend` extra (pyproject.toml).
+BACKEND_MODULES = frozenset({"starlette", "uvicorn", "pkcs11", "sqlalchemy", "alembic", "pkilint"})
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -363,6 +392,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:
         return 0
     except Exception as exc:
+        if isinstance(exc, ModuleNotFoundError) and (exc.name or "").split(".")[0] in BACKEND_MODULES:
+            # A responder-only install (no `backend` extra) running a command of the CA.
+            print(f"shirushi: error: `{args.command}` needs the CA: pip install 'shirushi[backend]'", file=sys.stderr)
+            return 2
         if os.environ.get("SHIRUSHI_DEBUG"):
             traceback.print_exc()
         print(f"shirushi: internal error: {type(exc).__name__}: {exc}", file=sys.stderr)

@@ -226,6 +226,19 @@ class PresignSettings:
 
 
 @dataclasses.dataclass(frozen=True)
+class LogSettings:
+    # Operational log of `serve` and `responder` on stderr: "text" or "json" (one object a line).
+    format: str = "text"
+    level: str = "info"
+
+    def validate(self) -> None:
+        if self.format not in ("text", "json"):
+            raise ConfigError(f"log.format must be 'text' or 'json', not {self.format!r}")
+        if self.level not in ("debug", "info", "warning", "error"):
+            raise ConfigError(f"log.level must be debug, info, warning or error, not {self.level!r}")
+
+
+@dataclasses.dataclass(frozen=True)
 class Settings:
     data_dir: str = "var/shirushi"
     ca: CASettings = CASettings()
@@ -237,6 +250,7 @@ class Settings:
     api: APISettings = APISettings()
     crl: CRLSettings = CRLSettings()
     presign: PresignSettings = PresignSettings()
+    log: LogSettings = LogSettings()
 
     @property
     def data_path(self) -> Path:

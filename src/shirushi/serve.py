@@ -42,6 +42,8 @@ from shirushi.cache.embedded import EmbeddedRedis
 from shirushi.config import Settings, parse_duration, parse_listen
 from shirushi.errors import ShirushiError, StateError
 from shirushi.lifecycle import Stopped, check_stop
+from shirushi.logs import configure as configure_logging
+from shirushi.logs import say_via
 
 log = logging.getLogger("shirushi.serve")
 
@@ -101,9 +103,9 @@ class StopSignal:
         for sig in self.SIGNALS:
             signal.signal(sig, self)
 
-    def report(self, say: Callable[[str], None]) -> None:
+    def report(self) -> None:
         if self.at is not None:
-            say(f"stopped {time.monotonic() - self.at:.2f} s after {self.name}")
+            log.info("stopped", extra={"signal": self.name, "seconds": round(time.monotonic() - self.at, 2)})
 
 
 class Scheduler:
@@ -123,9 +125,9 @@ class Scheduler:
             except Stopped:
                 pass  # what is not done is due again at the next start
             except ShirushiError as exc:
-                log.warning("%s failed: %s", name, exc)
+                log.warning("job failed", extra={"job": name, "error": str(exc)})
             except Exception:
-                log.exception("%s failed", name)
+                log.exception("job failed", extra={"job": name})
 
     async def every(self, name: str, seconds: float, job: Callable[[], object], *, jitter: float = 0.1) -> None:
         while True:
@@ -151,8 +153,7 @@ class Scheduler:
                 self.backend.crls.generate(name, scheduled=True)
 
     def signer_job(self) -> None:
-        if self.backend.authority.renew_ocsp_signer_if_due() is not None:
-            log.warning("OCSP signer certificate renewed")
+        self.backend.authority.renew_ocsp_signer_if_due()  # logs "ocsp signer renewed" itself
 
     def tasks(self) -> list[asyncio.Task[None]]:
         return [
@@ -183,21 +184,22 @@ def start_responders(config_path: str | None, settings: Settings) -> subprocess.
 
 def prepare(backend: Backend, say: Callable[[str], None], stop: threading.Event) -> None:
     """Steps 2 and 3 of the start-up order; raises Stopped when `stop` is set meanwhile."""
+    # Signer renewal, presign runs and CRL publications log their own lines.
     load_hierarchy(backend.settings)
-    if backend.authority.renew_ocsp_signer_if_due() is not None:
-        say("renewed the OCSP signer certificate")
+    log.info("startup", extra={"step": "hierarchy", "data_dir": str(backend.settings.data_path)})
+    backend.authority.renew_ocsp_signer_if_due()
     pending = backend.drain_outbox()
     for item in pending:
         say(f"warning: pending: {item}")
+    log.info("startup", extra={"step": "outbox", "pending": len(pending)})
     check_stop(stop)
-    count = backend.presigner.ensure_complete(stop)
-    if count is not None:
-        say(f"presigned OCSP responses for {count} certificate(s)")
+    if backend.presigner.ensure_complete(stop) is None:
+        log.info("startup", extra={"step": "presign", "responses": 0, "cache": "complete"})
     for name in (ISSUING, ROOT):
         check_stop(stop)
         if not backend.crls.is_current(name):
-            published = backend.crls.generate(name, scheduled=True)
-            say(f"published {published.path.name} number {published.number}")
+            backend.crls.generate(name, scheduled=True)
+    log.info("startup", extra={"step": "crl", "current": True})
 
 
 async def _main(
@@ -221,11 +223,12 @@ async def _main(
             raise
         # Stopped by a signal sent to every process (systemd's KillMode=control-group): Redis
         # went away under the presign. Nothing is lost; the next start does it again.
-        say(f"start-up interrupted by the stop: {exc}")
+        log.warning("startup interrupted by the stop", extra={"error": str(exc)})
         return 0
     if signals.token.is_set():
         return 0
     responders = start_responders(config_path, settings)
+    log.info("startup", extra={"step": "responders", "responder_pid": responders.pid, "workers": settings.ocsp.workers})
     from shirushi.web.api import create_app as create_api
     from shirushi.web.repository import create_app as create_repository
 
@@ -236,7 +239,14 @@ async def _main(
     serving = [asyncio.create_task(s.serve()) for s in servers]
     scheduler = Scheduler(backend, signals.token)
     tasks = scheduler.tasks()
-    say(f"serving: OCSP {settings.ocsp.url} repository {settings.repository.url} API http://{settings.api.listen}/")
+    log.info(
+        "serving",
+        extra={
+            "ocsp": settings.ocsp.url,
+            "repository": settings.repository.url,
+            "api": f"http://{settings.api.listen}/",
+        },
+    )
     exit_code = 0
     try:
         while not stop.is_set():
@@ -281,15 +291,15 @@ def serve_lock(data_dir: Path) -> Iterator[None]:
 
 
 def serve(settings: Settings, config_path: str | None = None, say: Callable[[str], None] | None = None) -> int:
-    say = say or (lambda line: print(line, flush=True))
-    logging.basicConfig(level=logging.WARNING, format="shirushi: %(message)s")
+    configure_logging(settings.log.format, settings.log.level)
+    say = say or say_via(log)
     signals = StopSignal()
     signals.install()
     try:
         with serve_lock(settings.data_path):
             return _serve(settings, config_path, say, signals)
     finally:
-        signals.report(say)
+        signals.report()
 
 
 def _serve(settings: Settings, config_path: str | None, say: Callable[[str], None], signals: StopSignal) -> int:
@@ -298,6 +308,7 @@ def _serve(settings: Settings, config_path: str | None, say: Callable[[str], Non
         # Started before any other thread exists: it is tied to this process in a preexec_fn.
         embedded = EmbeddedRedis(settings.redis_socket)
         embedded.start()
+        log.info("startup", extra={"step": "embedded redis", "socket": str(settings.redis_socket)})
     backend = Backend(settings)
     try:
         if signals.token.is_set():

@@ -14,9 +14,11 @@ from __future__ import annotations
 import concurrent.futures
 import dataclasses
 import datetime as dt
+import logging
 import os
 import signal
 import threading
+import time
 from collections.abc import Iterator, Sequence
 
 from cryptography import x509
@@ -31,6 +33,8 @@ from shirushi.lifecycle import check_stop, die_with_parent, leave_stop_to_parent
 from shirushi.presign import planner
 from shirushi.signing import Signer
 from shirushi.store.store import StatusRow, Store
+
+log = logging.getLogger("shirushi.presign")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -192,9 +196,11 @@ class Presigner:
         """Sign every unexpired certificate, then mark the issuer's cache complete."""
         ctx = self.context()
         now = self.clock.now()
+        started = time.monotonic()
         rows = self.store.statuses(ctx.issuer_id, valid_at=now, batch=self.batch)
         count = self._sign_batches(ctx, rows, stop)
         self.writer.mark_complete(ctx.issuer_id, int(now.timestamp()))
+        log.info("presign run", extra={"run": "full", "responses": count, "seconds": _since(started)})
         return count
 
     def ensure_complete(self, stop: threading.Event | None = None) -> int | None:
@@ -208,11 +214,15 @@ class Presigner:
         """Re-sign every response whose due time has come (policy 4.9.9, BR 4.9.10)."""
         ctx = self.context()
         now = self.clock.now()
+        started = time.monotonic()
         total = 0
         while True:
             check_stop(stop)
             serials = self.writer.due(ctx.issuer_id, int(now.timestamp()), self.batch * max(1, self.workers))
             if not serials:
+                # Checked every minute under `serve`: only runs that signed something are news.
+                level = logging.INFO if total else logging.DEBUG
+                log.log(level, "presign run", extra={"run": "due", "responses": total, "seconds": _since(started)})
                 return total
             rows = self.store.statuses_of(ctx.issuer_id, serials)
             live = [r for r in rows if r.not_after > now]
@@ -221,3 +231,7 @@ class Presigner:
             if live:
                 chunks = (live[i : i + self.batch] for i in range(0, len(live), self.batch))
                 total += self._sign_batches(ctx, chunks, stop)
+
+
+def _since(started: float) -> float:
+    return round(time.monotonic() - started, 3)

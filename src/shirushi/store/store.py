@@ -217,6 +217,26 @@ class Store:
         with self.engine.connect() as conn:
             return [CertificateRecord.from_row(r) for r in conn.execute(query)]
 
+    def listing(
+        self, *, revoked: bool = False, expiring_before: dt.datetime | None = None, now: dt.datetime | None = None
+    ) -> Iterator[CertificateRecord]:
+        """Certificates for an operator's table, soonest expiry first, streamed.
+
+        `revoked`: only revoked ones; `expiring_before` (with `now`): only unrevoked ones still
+        valid at `now` whose notAfter comes before it.
+        """
+        c = schema.certificates
+        query = sa.select(c).order_by(c.c.not_after, c.c.id)
+        if revoked:
+            query = query.where(c.c.revoked_at.is_not(None))
+        if expiring_before is not None:
+            query = query.where(c.c.revoked_at.is_(None), c.c.not_after <= _utc(expiring_before))
+            if now is not None:
+                query = query.where(c.c.not_after > _utc(now))
+        with self.engine.connect() as conn:
+            for row in conn.execution_options(yield_per=1000).execute(query):
+                yield CertificateRecord.from_row(row)
+
     def count_certificates(self, issuer_id: str) -> int:
         query = (
             sa.select(sa.func.count())
