@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import os
+import signal
 import sys
 import traceback
 from collections.abc import Callable, Sequence
@@ -273,11 +274,16 @@ def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_responder(settings: Settings, args: argparse.Namespace) -> int:
+    from shirushi.lifecycle import die_with_parent
     from shirushi.logs import configure
     from shirushi.responder import Options, run
 
     configure(settings.log.format, settings.log.level)
-    return run(settings, options=Options(exit_with_parent=args.exit_with_parent))
+    if args.exit_with_parent is not None:
+        # A clean stop (SIGTERM) when the starting process dies, even by SIGKILL; with its PID
+        # given, also when it died before this line ran.
+        die_with_parent(signal.SIGTERM, args.exit_with_parent or os.getppid())
+    return run(settings, options=Options(exit_with_parent=args.exit_with_parent is not None))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -356,7 +362,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("responder", help="run only the OCSP responder (no keys, no database)")
     p.add_argument(
-        "--exit-with-parent", action="store_true", help="stop when the process that started it exits (used by serve)"
+        "--exit-with-parent",
+        nargs="?",
+        type=int,
+        const=0,
+        metavar="PID",
+        help="stop when the process that started it (PID, if given) exits (used by serve)",
     )
     p.set_defaults(func=cmd_responder)
     return parser

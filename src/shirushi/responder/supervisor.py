@@ -87,13 +87,14 @@ class _Supervisor:
         read_fd, write_fd = os.pipe()
         sys.stdout.flush()
         sys.stderr.flush()
+        parent = os.getpid()
         pid = os.fork()
         if pid == 0:  # the worker
             code = 1
             try:
                 os.close(read_fd)
                 os.close(self.reserve_fd)
-                code = worker_main(self.settings, self.issuers, self.options, self.port, write_fd)
+                code = worker_main(self.settings, self.issuers, self.options, self.port, write_fd, parent)
             finally:
                 sys.stdout.flush()
                 sys.stderr.flush()
