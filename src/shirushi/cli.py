@@ -157,7 +157,12 @@ def cmd_revoke(settings: Settings, args: argparse.Namespace) -> int:
         backend.close()
     for result in results:
         rec = result.record
-        print(f"revoked {rec.serial_hex.upper()} reason={rec.revocation_reason} at={rec.revoked_at:%Y-%m-%dT%H:%M:%SZ}")
+        # BR 6.1.1.3: say that the key can no longer be certified.
+        blocked = " key=blocked" if result.key_blocked else ""
+        print(
+            f"revoked {rec.serial_hex.upper()} reason={rec.revocation_reason} "
+            f"at={rec.revoked_at:%Y-%m-%dT%H:%M:%SZ}{blocked}"
+        )
     pending = results[-1].pending if results else []
     for item in pending:
         print(f"shirushi: error: revoked, but {item}; `serve` finishes it", file=sys.stderr)

@@ -156,7 +156,10 @@ OPENAPI: dict[str, Any] = {
                     }
                 },
                 "responses": {
-                    "200": {"description": "revoked"},
+                    "200": {
+                        "description": "revoked: the record, with key_blocked true when the reason "
+                        "(keyCompromise) blocked the key from future issuance (BR 6.1.1.3)"
+                    },
                     "400": {"description": "reason not allowed"},
                     "404": {"description": "unknown serial"},
                     "409": {"description": "already revoked"},
@@ -257,6 +260,7 @@ def create_app(backend: Backend) -> Starlette:
             raise InputError("field 'reason' must be a string")
         result = await run_in_threadpool(backend.revoker.revoke, serial, reason, by_subscriber=True, requested_by="api")
         body = record_json(result.record)
+        body["key_blocked"] = result.key_blocked  # BR 6.1.1.3: keyCompromise blocks the key
         if result.pending:
             body["pending"] = result.pending
         return JSONResponse(body)
