@@ -15,6 +15,7 @@ import pytest
 from pki import cli_env, make_csr, make_key, run_cli, split_pem
 from shirushi import config
 from shirushi.backend import Backend
+from shirushi.ca.csr import spki_sha256
 from shirushi.errors import PolicyError
 
 
@@ -48,6 +49,7 @@ def test_revoke_by_serial_with_key_compromise_blocks_the_key(env: dict[str, str]
     assert result.stdout.startswith(f"revoked {serial} reason=keyCompromise at=")
     assert result.stdout.rstrip().endswith(" key=blocked"), result.stdout
     [(spki, reason)] = blocked_keys(env)
+    assert spki == spki_sha256(key.public_key())
     assert reason == f"keyCompromise revocation of {serial.lower()}"
     code, err = issue(env, tmp_path / "b.pem", make_csr(["b.example.jp"], key=key))
     assert code == 3, err
