@@ -9,7 +9,11 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from serving import Site
+
+pytestmark = [pytest.mark.e2e, pytest.mark.oracle]
 
 
 def test_demo_prints_checks_that_pass(tmp_path: Path) -> None:

@@ -19,6 +19,8 @@ from cryptography.x509.oid import SignatureAlgorithmOID
 from pki import cli_env, make_csr, run_cli, split_pem
 from test_issue import BIN, non_loopback_errors
 
+pytestmark = [pytest.mark.e2e, pytest.mark.oracle]
+
 CURVES = {"ecdsa-p256": ec.SECP256R1(), "ecdsa-p384": ec.SECP384R1()}
 
 

@@ -18,6 +18,8 @@ from shirushi.backend import Backend
 from shirushi.ca.csr import spki_sha256
 from shirushi.errors import PolicyError
 
+pytestmark = pytest.mark.e2e
+
 
 @pytest.fixture
 def env(tmp_path: Path, redis_url: str) -> dict[str, str]:

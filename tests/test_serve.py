@@ -21,6 +21,7 @@ import urllib.request
 from collections.abc import Iterator
 from email.message import Message
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cryptography import x509
@@ -29,6 +30,8 @@ from cryptography.x509 import ocsp
 
 from pki import make_csr, make_key, split_pem
 from serving import Site
+
+pytestmark = [pytest.mark.e2e, pytest.mark.oracle]
 
 VENV_BIN = Path(__file__).parents[1] / ".venv" / "bin"
 
@@ -108,7 +111,9 @@ def get(url: str, headers: dict[str, str] | None = None) -> tuple[int, Message, 
         return exc.code, exc.headers, exc.read()
 
 
-def api(site: Site, method: str, path: str, body: object = None, token: str | None = "test-token") -> tuple[int, dict]:
+def api(
+    site: Site, method: str, path: str, body: object = None, token: str | None = "test-token"
+) -> tuple[int, dict[str, Any]]:
     data = json.dumps(body).encode() if body is not None else None
     headers = {"Content-Type": "application/json"}
     if token:

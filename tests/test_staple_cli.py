@@ -7,7 +7,11 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from pki import cli_env, make_csr, run_cli
+
+pytestmark = pytest.mark.e2e
 
 
 def test_unreachable_responder_is_one_line(tmp_path: Path) -> None:

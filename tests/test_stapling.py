@@ -31,7 +31,7 @@ from cryptography.x509 import ocsp
 from pki import make_csr, make_key, run_cli, split_pem
 from serving import Site, free_port, wait_port
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.e2e, pytest.mark.oracle]
 
 HOST = "www.example.jp"
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"

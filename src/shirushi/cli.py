@@ -71,7 +71,7 @@ def cmd_issue(settings: Settings, args: argparse.Namespace) -> int:
     hierarchy = load_hierarchy(settings)
     sys.stdout.write(pem(issued.certificate) + pem(hierarchy.issuing))
     # The certificate exists either way; a pending OCSP response is still a failed promise
-    # (interface.md: the response is in Redis before the command returns).
+    # (README, Commands: the response is in Redis before the command returns).
     for warning in issued.warnings:
         print(f"shirushi: error: issued, but {warning}", file=sys.stderr)
     return ServiceError.exit_code if issued.warnings else 0
@@ -349,6 +349,10 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# The top-level modules of the `backend` extra (pyproject.toml).
+BACKEND_MODULES = frozenset({"starlette", "uvicorn", "pkcs11", "sqlalchemy", "alembic", "pkilint"})
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -364,6 +368,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:
         return 0
     except Exception as exc:
+        if isinstance(exc, ModuleNotFoundError) and (exc.name or "").split(".")[0] in BACKEND_MODULES:
+            # A responder-only install (no `backend` extra) running a command of the CA.
+            print(f"shirushi: error: `{args.command}` needs the CA: pip install 'shirushi[backend]'", file=sys.stderr)
+            return 2
         if os.environ.get("SHIRUSHI_DEBUG"):
             traceback.print_exc()
         print(f"shirushi: internal error: {type(exc).__name__}: {exc}", file=sys.stderr)

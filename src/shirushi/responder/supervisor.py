@@ -28,7 +28,7 @@ from shirushi.errors import ServiceError
 from shirushi.responder.accesslog import access_log_path, check_writable
 from shirushi.responder.issuers import IssuerMap, issuers_path, load_issuers
 from shirushi.responder.resp import Address
-from shirushi.responder.server import Options
+from shirushi.responder.routing import Options
 from shirushi.responder.worker import listen_socket, worker_main
 
 log = logging.getLogger("shirushi.responder")

@@ -27,7 +27,8 @@ from shirushi.responder.issuers import IssuerMap
 from shirushi.responder.lookup import Lookup
 from shirushi.responder.request import path_prefix
 from shirushi.responder.resp import Address
-from shirushi.responder.server import HTTPConnection, Options, Responder
+from shirushi.responder.routing import Options, Responder
+from shirushi.responder.server import HTTPConnection
 
 log = logging.getLogger("shirushi.responder")
 
