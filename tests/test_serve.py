@@ -433,6 +433,7 @@ def test_api_issue_show_revoke(site: Site) -> None:
     assert status == 200 and record["status"] == "good" and record["revocation"] is None
     status, record = api(site, "POST", f"/api/v1/certificates/{body['serial']}/revoke", {"reason": "superseded"})
     assert status == 200 and record["status"] == "revoked" and record["revocation"]["reason"] == "superseded"
+    assert record["key_blocked"] is False
     status, err = api(site, "POST", f"/api/v1/certificates/{body['serial']}/revoke", {"reason": "superseded"})
     assert status == 409 and err["error"] == "conflict"
     status, err = api(site, "POST", "/api/v1/certificates/ABCDEF/revoke", {"reason": "superseded"})
@@ -482,6 +483,18 @@ def test_key_compromise_report_revokes_and_blocks(site: Site) -> None:
         assert record["revocation"]["reason"] == "keyCompromise"
     status, err = api(site, "POST", "/api/v1/certificates", {"csr": make_csr(key=key).decode()})
     assert status == 400 and "blocked" in err["detail"]
+
+
+def test_api_revoke_with_key_compromise_blocks_the_key(site: Site) -> None:
+    """BR 6.1.1.3: the subscriber's keyCompromise revocation blocks the key; the answer says so."""
+    key = make_key()
+    status, body = api(site, "POST", "/api/v1/certificates", {"csr": make_csr(["kc.example.jp"], key=key).decode()})
+    assert status == 201, body
+    status, record = api(site, "POST", f"/api/v1/certificates/{body['serial']}/revoke", {"reason": "keyCompromise"})
+    assert status == 200, record
+    assert record["revocation"]["reason"] == "keyCompromise" and record["key_blocked"] is True
+    status, err = api(site, "POST", "/api/v1/certificates", {"csr": make_csr(["kc2.example.jp"], key=key).decode()})
+    assert status == 400 and "blocked" in err["detail"], err
 
 
 # -- restarts -------------------------------------------------------------------------------

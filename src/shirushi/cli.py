@@ -158,7 +158,12 @@ def cmd_revoke(settings: Settings, args: argparse.Namespace) -> int:
         backend.close()
     for result in results:
         rec = result.record
-        print(f"revoked {rec.serial_hex.upper()} reason={rec.revocation_reason} at={rec.revoked_at:%Y-%m-%dT%H:%M:%SZ}")
+        # BR 6.1.1.3: say that the key can no longer be certified.
+        blocked = " key=blocked" if result.key_blocked else ""
+        print(
+            f"revoked {rec.serial_hex.upper()} reason={rec.revocation_reason} "
+            f"at={rec.revoked_at:%Y-%m-%dT%H:%M:%SZ}{blocked}"
+        )
     pending = results[-1].pending if results else []
     for item in pending:
         print(f"shirushi: error: revoked, but {item}; `serve` finishes it", file=sys.stderr)
@@ -230,14 +235,17 @@ def cmd_staple(settings: Settings, args: argparse.Namespace) -> int:
         raise InputError("--cert needs --out FILE")
 
     def once() -> int:
+        # A leaf without its chain: the local CA's certificates are tried before the AIA URL.
+        local = staple.local_ca_issuers(settings)
         if args.dir:
-            return staple.staple_dir(Path(args.dir), url=args.url, now=clock.now, say=print)
+            return staple.staple_dir(Path(args.dir), url=args.url, now=clock.now, say=print, local_issuers=local)
         result = staple.staple_one(
             Path(args.cert),
             Path(args.out),
             issuer_path=Path(args.issuer) if args.issuer else None,
             url=args.url,
             now=clock.now,
+            local_issuers=local,
         )
         print(f"{result.path}: {result.status}, nextUpdate {result.next_update:%Y-%m-%dT%H:%M:%SZ}")
         return 0
@@ -345,7 +353,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("staple", help="write the current OCSP response of a certificate for stapling")
     p.add_argument("--cert", metavar="FILE", help="certificate (PEM, optionally followed by its chain)")
     p.add_argument("--out", metavar="FILE", help="where to write the DER response")
-    p.add_argument("--issuer", metavar="FILE", help="issuer certificate, if not in --cert")
+    p.add_argument(
+        "--issuer",
+        metavar="FILE",
+        help="issuer certificate, if not in --cert (default: the local CA's, else the AIA caIssuers URL)",
+    )
     p.add_argument("--dir", metavar="DIR", help="every NAME.pem in DIR gets NAME.pem.ocsp (HAProxy naming)")
     p.add_argument("--url", metavar="URL", help="OCSP responder (default: the certificate's AIA)")
     p.add_argument("--every", metavar="DURATION", help="keep running, refreshing this often (e.g. 1h)")

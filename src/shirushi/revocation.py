@@ -62,6 +62,11 @@ class Revoked:
     record: CertificateRecord
     pending: list[str]  # follow-up steps that failed; the outbox retries them
 
+    @property
+    def key_blocked(self) -> bool:
+        """Every keyCompromise revocation blocks the key in its own transaction (BR 6.1.1.3)."""
+        return self.record.revocation_reason == "keyCompromise"
+
 
 class Revoker:
     """The revoke use case over the store and a follow-up step (re-sign OCSP, publish the CRL)."""
@@ -163,7 +168,15 @@ class Revoker:
             "revocation_date": revoked_at.isoformat(),
             "previous_reason": record.revocation_reason,
         }
-        revoked = self.store.revoke(record, reason=reason, revoked_at=revoked_at, at=now, audit=audit, replace=replace)
+        revoked = self.store.revoke(
+            record,
+            reason=reason,
+            revoked_at=revoked_at,
+            at=now,
+            audit=audit,
+            replace=replace,
+            block_key=reason == "keyCompromise",  # BR 6.1.1.3: a compromised key is never certified again
+        )
         log.info(
             "certificate revoked",
             extra={
@@ -172,6 +185,7 @@ class Revoker:
                 "revoked_at": revoked_at,
                 "requested_by": requested_by,
                 "updated": replace,
+                "key_blocked": reason == "keyCompromise",
             },
         )
         return revoked

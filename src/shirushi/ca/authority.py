@@ -17,7 +17,7 @@ from pathlib import Path
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from shirushi.asn1.keys import public_key_bits
 from shirushi.ca import csr as csr_rules
@@ -228,7 +228,7 @@ class Authority:
         presign: bool = True,
     ) -> CertificateRecord:
         key = cert.public_key()
-        assert isinstance(key, rsa.RSAPublicKey)
+        assert isinstance(key, rsa.RSAPublicKey | ec.EllipticCurvePublicKey)
         try:
             san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
             dns = tuple(san.get_values_for_type(x509.DNSName))
@@ -310,6 +310,7 @@ class Authority:
             csr_rules.load_csr(csr_data),
             dns_names=dns_names,
             subject=names.parse_name(subject) if subject else None,
+            key_types=self.settings.ca.subscriber_key_types,
         )
         if self.store.is_key_blocked(request.spki_sha256):
             raise PolicyError("key refused: it was reported compromised and is blocked (BR 6.1.1.3)")

@@ -292,11 +292,14 @@ class Store:
         at: dt.datetime,
         audit: dict[str, Any],
         replace: bool = False,
+        block_key: bool = False,
     ) -> CertificateRecord:
         """Record a revocation durably, with its outbox work and audit entry, in one transaction.
 
         `replace` allows changing an existing revocation (BR 7.2.2: a later key compromise
         finding updates reason and date); otherwise an existing revocation is a ConflictError.
+        `block_key` adds the certificate's key to the block list in the same transaction
+        (BR 6.1.1.3), so a key-compromise revocation never stands without its block.
         """
         c = schema.certificates
         condition = [c.c.issuer_id == record.issuer_id, c.c.serial == record.serial_hex]
@@ -313,18 +316,23 @@ class Store:
             self._outbox(conn, "ocsp", record.issuer_id, record.serial_hex, at)
             self._outbox(conn, "crl", record.issuer_id, None, at)
             self._audit(conn, at, "revoke", record.issuer_id, record.serial_hex, audit)
+            if block_key:
+                self._block_key(conn, record.spki_sha256, f"keyCompromise revocation of {record.serial_hex}", at)
         return dataclasses.replace(record, revoked_at=revoked_at, revocation_reason=reason)
 
     def block_key(self, spki_sha256: str, reason: str, at: dt.datetime) -> None:
         with self._begin() as conn:
-            exists = conn.execute(
-                sa.select(schema.blocked_keys.c.spki_sha256).where(schema.blocked_keys.c.spki_sha256 == spki_sha256)
-            ).first()
-            if exists is None:
-                conn.execute(
-                    schema.blocked_keys.insert().values(spki_sha256=spki_sha256, reason=reason, blocked_at=_utc(at))
-                )
-                self._audit(conn, at, "block-key", None, None, {"spki_sha256": spki_sha256, "reason": reason})
+            self._block_key(conn, spki_sha256, reason, at)
+
+    def _block_key(self, conn: Connection, spki_sha256: str, reason: str, at: dt.datetime) -> None:
+        exists = conn.execute(
+            sa.select(schema.blocked_keys.c.spki_sha256).where(schema.blocked_keys.c.spki_sha256 == spki_sha256)
+        ).first()
+        if exists is None:
+            conn.execute(
+                schema.blocked_keys.insert().values(spki_sha256=spki_sha256, reason=reason, blocked_at=_utc(at))
+            )
+            self._audit(conn, at, "block-key", None, None, {"spki_sha256": spki_sha256, "reason": reason})
 
     def revoked_entries(self, issuer_id: str) -> Iterator[tuple[str, dt.datetime, str, dt.datetime]]:
         """(serial hex, revoked_at, reason, not_after) of revocations still owed a CRL entry; streamed."""
