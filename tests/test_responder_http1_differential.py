@@ -108,7 +108,8 @@ def origin_form(target: bytes) -> bytes:
     return target[match.end() :] or b"/"
 
 
-@settings(max_examples=3000, deadline=None)
+@settings(max_examples=3000, deadline=None, derandomize=True)  # the same heads every run: CI never flakes
+@example(b"GET", b"/", b"HTTP/1.1", [(b"Host", b"\x0b")], b"\r\n")  # VT: whitespace to h11
 @given(methods, targets, versions, fields, line_ends)
 @example(b"GET", b"/", b"HTTP/1.1", [], b"\r\n")  # no Host in HTTP/1.1
 @example(b"POST", b"/", b"HTTP/1.1", [(b"Host", b" x"), (b"Content-Length", b" 5"), (b"X", b" a\rb")], b"\r\n")

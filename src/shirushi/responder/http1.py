@@ -23,9 +23,9 @@ _BAD_TARGET: Final = re.compile(rb"[\x00-\x20\x7f-\xff]")
 _TOKEN: Final = re.compile(rb"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 _HEXDIGITS: Final = re.compile(rb"[0-9A-Fa-f]{1,8}")
 # The whole header block in one match (RFC 9110 5.1, 5.5; RFC 9112 5): field-name is a token, no
-# whitespace before the colon, no obs-fold, no CR, LF or NUL in a value (MUST reject or replace;
-# other control characters MAY be retained, and are, as h11 does).
-_FIELD_VALUE: Final = rb"[^\x00\r\n]*"
+# whitespace before the colon, no obs-fold, no CR, LF or NUL in a value (MUST reject or replace),
+# nor VT or FF (whitespace to some parsers, as to h11); other control characters MAY be retained.
+_FIELD_VALUE: Final = rb"[^\x00\r\n\x0b\x0c]*"
 _FIELD_BLOCK: Final = re.compile(
     rb"[!#$%&'*+.^_`|~0-9A-Za-z-]+:" + _FIELD_VALUE + rb"(?:\r\n[!#$%&'*+.^_`|~0-9A-Za-z-]+:" + _FIELD_VALUE + rb")*"
 )
