@@ -154,6 +154,40 @@ def build_crl(
     of range, an issuer without subjectKeyIdentifier or without the cRLSign key usage, or a signer
     whose key is not the issuer's.
     """
+    this_update, next_update = _check_crl(issuer, signer, number, this_update, next_update, arl=arl)
+    revoked = _encode_entries(entries, this_update, arl=arl)
+    return _sign(issuer, signer, number, this_update, next_update, revoked)
+
+
+def sign_crl(
+    *,
+    issuer: x509.Certificate,
+    signer: Signer,
+    number: int,
+    this_update: dt.datetime,
+    next_update: dt.datetime,
+    revoked: bytes | bytearray,
+    arl: bool = False,
+) -> bytes:
+    """Sign a CRL whose revokedCertificates content (the entries' DER, concatenated) is given.
+
+    For callers that keep each entry's DER between CRLs (`encode_entry`): they answer for what
+    `build_crl` checks per entry (no serial twice, revocation times not after `this_update`,
+    reasons allowed on this kind of CRL); the CRL-level checks are made here as there.
+    """
+    this_update, next_update = _check_crl(issuer, signer, number, this_update, next_update, arl=arl)
+    return _sign(issuer, signer, number, this_update, next_update, revoked)
+
+
+def _check_crl(
+    issuer: x509.Certificate,
+    signer: Signer,
+    number: int,
+    this_update: dt.datetime,
+    next_update: dt.datetime,
+    *,
+    arl: bool,
+) -> tuple[dt.datetime, dt.datetime]:
     this_update = _utc("this_update", this_update)
     next_update = _utc("next_update", next_update)
     if next_update <= this_update:
@@ -169,13 +203,21 @@ def build_crl(
         )
     if isinstance(number, bool) or not 0 <= number < MAX_CRL_NUMBER:
         raise CrlError(f"CRL number {number} is out of range", rule="BR 7.2.2: 0 <= cRLNumber < 2^159")
-
-    issuer_name = subject_der(issuer)
-    key_id = _subject_key_identifier(issuer)
     _check_crl_sign(issuer)
     _check_signer(issuer, signer)
+    return this_update, next_update
 
-    revoked = _encode_entries(entries, this_update, arl=arl)
+
+def _sign(
+    issuer: x509.Certificate,
+    signer: Signer,
+    number: int,
+    this_update: dt.datetime,
+    next_update: dt.datetime,
+    revoked: bytes | bytearray,
+) -> bytes:
+    issuer_name = subject_der(issuer)
+    key_id = _subject_key_identifier(issuer)
 
     extensions = _tlv(
         0xA0,
@@ -369,6 +411,11 @@ def _encode_entries(entries: Iterable[EntryLike], this_update: dt.datetime, *, a
     if len(seen) != count:
         raise DuplicateSerialError(_first_duplicate(out))
     return out
+
+
+def encode_entry(entry: EntryLike, *, arl: bool = False) -> bytes:
+    """The DER of one revokedCertificates entry, as `build_crl` encodes it (for `sign_crl`)."""
+    return bytes(_encode_entries((entry,), _utc("revoked_at", entry.revoked_at), arl=arl))
 
 
 def _reason_error(serial: int, reason: str, *, arl: bool) -> CrlError:

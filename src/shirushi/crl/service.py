@@ -12,6 +12,7 @@ import dataclasses
 import datetime as dt
 import fcntl
 import hashlib
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,12 +21,14 @@ from cryptography import x509
 from shirushi.ca.authority import ISSUING, ROOT, CertificatePaths
 from shirushi.clock import Clock
 from shirushi.config import Settings, parse_duration
-from shirushi.crl.build import build_crl
+from shirushi.crl.build import sign_crl
+from shirushi.crl.entries import EntrySet
+from shirushi.crl.group import GroupCommit
 from shirushi.crl.publish import publish
-from shirushi.crl.selection import Revocation, select_entries
 from shirushi.errors import StateError
 from shirushi.signing import KeyStore
 from shirushi.store import Store
+from shirushi.store.revoked import RevokedReader
 
 # The root's ARL: CA certificates change rarely; BR 4.9.7 asks for one at least every 12 months.
 ARL_VALIDITY = dt.timedelta(days=30)
@@ -39,6 +42,7 @@ class Published:
     next_update: dt.datetime
     entries: int
     path: Path
+    rows_read: int = 0  # full rows read from the store; the other entries came from memory
 
 
 def repository_dir(settings: Settings) -> Path:
@@ -57,6 +61,10 @@ class CRLService:
         self.keys = keys
         self.clock = clock
         self.paths = CertificatePaths(settings.data_path)
+        self._reader = RevokedReader(store.engine)
+        self._guard = threading.Lock()  # over the two dicts below
+        self._entries: dict[str, EntrySet] = {}
+        self._groups: dict[str, GroupCommit[Published]] = {}
 
     def issuer_name(self, issuer_id: str) -> str:
         for row in self.store.issuers():
@@ -74,6 +82,25 @@ class CRLService:
         with _exclusive(repository_dir(self.settings) / f".{issuer_name}.lock"):
             return self._generate(issuer_name, scheduled=scheduled)
 
+    def after_revocation(self, issuer_name: str) -> Published:
+        """A CRL listing every revocation committed before this call (group commit, `group.py`).
+
+        Concurrent callers in this process share one generation; the outbox rows asking for a
+        CRL of this issuer are marked done by whichever generation covers them.
+        """
+        with self._guard:
+            group = self._groups.get(issuer_name)
+            if group is None:
+                group = self._groups[issuer_name] = GroupCommit(lambda: self.generate(issuer_name, scheduled=False))
+        return group.request()
+
+    def _entry_set(self, issuer_name: str) -> EntrySet:
+        with self._guard:
+            entries = self._entries.get(issuer_name)
+            if entries is None:
+                entries = self._entries[issuer_name] = EntrySet(arl=issuer_name == ROOT)
+            return entries
+
     def _generate(self, issuer_name: str, *, scheduled: bool) -> Published:
         row = self.store.issuer(issuer_name)
         cert = self.paths.load(issuer_name)
@@ -84,21 +111,29 @@ class CRLService:
         this_update = self.clock.now()
         validity = ARL_VALIDITY if arl else parse_duration(self.settings.crl.validity)
         next_update = this_update + validity
-        revocations = [
-            Revocation(int(serial, 16), revoked_at, reason or "unspecified", not_after, False)
-            for serial, revoked_at, reason, not_after in self.store.revoked_entries(row.id)
-        ]
-        selection = select_entries(revocations, this_update=this_update, scheduled=scheduled)
+        # Read before the entries: every revocation these rows stand for is committed (same
+        # transaction), so the entries read next include it and this CRL discharges them.
+        work = self._reader.pending_crl_work(row.id)
+        entries = self._entry_set(issuer_name)
+        if scheduled:
+            # The daily CRL reads everything afresh, so the memo can never drift for long.
+            entries.clear()
+        listing = entries.refresh(
+            self._reader.versions(row.id),
+            lambda serials: self._reader.entries(row.id, serials),
+            this_update=this_update,
+            scheduled=scheduled,
+        )
         number = self.store.allocate_crl_number(
             row.id, this_update=this_update, next_update=next_update, scheduled=scheduled
         )
-        der = build_crl(
+        der = sign_crl(
             issuer=cert,
             signer=signer,
             number=number,
             this_update=this_update,
             next_update=next_update,
-            entries=selection.entries,
+            revoked=listing.revoked,
             arl=arl,
         )
         path = crl_path(self.settings, issuer_name)
@@ -106,12 +141,15 @@ class CRLService:
         self.store.crl_published(
             row.id,
             number,
-            entries=len(selection.entries),
+            entries=listing.entries,
             sha256=hashlib.sha256(der).hexdigest(),
             at=self.clock.now(),
-            shown_after_expiry=[format(s, "x") for s in selection.first_shown_after_expiry],
+            shown_after_expiry=list(listing.first_shown_after_expiry),
+            outbox_done=work,
         )
-        return Published(issuer_name, number, this_update, next_update, len(selection.entries), path)
+        return Published(
+            issuer_name, number, this_update, next_update, listing.entries, path, rows_read=listing.rows_read
+        )
 
     def is_current(self, issuer_name: str) -> bool:
         """True when a scheduled CRL was published within `crl.interval` (so `serve` needs none now)."""

@@ -258,7 +258,7 @@ def create_app(backend: Backend) -> Starlette:
         result = await run_in_threadpool(backend.revoker.revoke, serial, reason, by_subscriber=True, requested_by="api")
         body = record_json(result.record)
         if result.pending:
-            body["pending"] = result.pending
+            body["pending"] = result.pending.messages()
         return JSONResponse(body)
 
     async def key_compromise(request: Request) -> Response:
