@@ -414,8 +414,41 @@ def _encode_entries(entries: Iterable[EntryLike], this_update: dt.datetime, *, a
 
 
 def encode_entry(entry: EntryLike, *, arl: bool = False) -> bytes:
-    """The DER of one revokedCertificates entry, as `build_crl` encodes it (for `sign_crl`)."""
-    return bytes(_encode_entries((entry,), _utc("revoked_at", entry.revoked_at), arl=arl))
+    """The DER of one revokedCertificates entry, exactly as `build_crl` encodes it.
+
+    For callers that keep entries between CRLs (`entries.EntrySet`) and pass them to `sign_crl`;
+    checks the serial and the reason as `build_crl` does, not the time against thisUpdate.
+    """
+    serial = entry.serial
+    size = (serial.bit_length() + 8) >> 3
+    if serial <= 0 or size > 20:
+        raise CrlError(
+            f"serial {serial} cannot belong to a certificate", rule="RFC 5280 4.1.2.2: positive, at most 20 octets"
+        )
+    t = entry.revoked_at
+    if t.tzinfo is not UTC:
+        t = _utc("revoked_at", t)
+    day = t.toordinal()
+    prefix = _DAY_PREFIXES.get(day)
+    if prefix is None:
+        prefix = _DAY_PREFIXES[day] = _day_prefix(t)
+    extension = _REASON_EXTENSIONS[arl].get(entry.reason)
+    if extension is None:
+        raise _reason_error(serial, entry.reason, arl=arl)
+    second = t.hour * 3600 + t.minute * 60 + t.second
+    return b"".join(
+        (
+            _ENTRY_HEADERS[size][len(prefix) + len(extension)],
+            serial.to_bytes(size, "big"),
+            prefix,
+            _SECONDS_OF_DAY[second],
+            extension,
+        )
+    )
+
+
+# Day prefixes for `encode_entry` (one per distinct revocation day; a few thousand at most).
+_DAY_PREFIXES: dict[int, bytes] = {}
 
 
 def _reason_error(serial: int, reason: str, *, arl: bool) -> CrlError:

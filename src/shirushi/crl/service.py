@@ -13,7 +13,7 @@ import datetime as dt
 import fcntl
 import hashlib
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from cryptography import x509
@@ -26,9 +26,9 @@ from shirushi.crl.entries import EntrySet
 from shirushi.crl.group import GroupCommit
 from shirushi.crl.publish import publish
 from shirushi.errors import StateError
-from shirushi.signing import KeyStore
+from shirushi.signing import KeyStore, Signer
 from shirushi.store import Store
-from shirushi.store.revoked import RevokedReader
+from shirushi.store.revoked import RevokedReader, RevokedRow
 
 # The root's ARL: CA certificates change rarely; BR 4.9.7 asks for one at least every 12 months.
 ARL_VALIDITY = dt.timedelta(days=30)
@@ -65,6 +65,7 @@ class CRLService:
         self._guard = threading.Lock()  # over the two dicts below
         self._entries: dict[str, EntrySet] = {}
         self._groups: dict[str, GroupCommit[Published]] = {}
+        self._signers: dict[str, Signer] = {}
 
     def issuer_name(self, issuer_id: str) -> str:
         for row in self.store.issuers():
@@ -94,6 +95,14 @@ class CRLService:
                 group = self._groups[issuer_name] = GroupCommit(lambda: self.generate(issuer_name, scheduled=False))
         return group.request()
 
+    def _signer(self, issuer_name: str) -> Signer:
+        # Opened once: loading the key costs more than signing a CRL.
+        with self._guard:
+            signer = self._signers.get(issuer_name)
+            if signer is None:
+                signer = self._signers[issuer_name] = self.keys.open(issuer_name)
+            return signer
+
     def _entry_set(self, issuer_name: str) -> EntrySet:
         with self._guard:
             entries = self._entries.get(issuer_name)
@@ -106,24 +115,29 @@ class CRLService:
         cert = self.paths.load(issuer_name)
         if row is None or cert is None:
             raise StateError(f"the CA is not initialised in {self.settings.data_path}: run `shirushi init`")
-        signer = self.keys.open(issuer_name)
+        signer = self._signer(issuer_name)
         arl = issuer_name == ROOT
+
+        def read(serials: Sequence[str] | None) -> list[RevokedRow]:
+            return self._reader.entries(row.id, serials)
+
         this_update = self.clock.now()
         validity = ARL_VALIDITY if arl else parse_duration(self.settings.crl.validity)
         next_update = this_update + validity
         # Read before the entries: every revocation these rows stand for is committed (same
         # transaction), so the entries read next include it and this CRL discharges them.
+        owed = self._reader.owed_count(row.id)
         work = self._reader.pending_crl_work(row.id)
         entries = self._entry_set(issuer_name)
-        if scheduled:
-            # The daily CRL reads everything afresh, so the memo can never drift for long.
-            entries.clear()
-        listing = entries.refresh(
-            self._reader.versions(row.id),
-            lambda serials: self._reader.entries(row.id, serials),
-            this_update=this_update,
-            scheduled=scheduled,
-        )
+        changed: list[str] | None = sorted({serial for _, serial in work if serial is not None})
+        if scheduled or any(serial is None for _, serial in work):
+            changed = None  # the daily CRL reads everything, so the memo cannot drift for long
+        elif entries.last_number != self._reader.latest_crl_number(row.id):
+            changed = None  # another process made a CRL: it may have discharged changes we missed
+        listing = entries.refresh(changed, read, this_update=this_update, scheduled=scheduled)
+        if changed is not None and len(entries) < owed:
+            # Owed entries that came without outbox rows (rows inserted directly): read them all.
+            listing = entries.refresh(None, read, this_update=this_update, scheduled=scheduled)
         number = self.store.allocate_crl_number(
             row.id, this_update=this_update, next_update=next_update, scheduled=scheduled
         )
@@ -145,8 +159,10 @@ class CRLService:
             sha256=hashlib.sha256(der).hexdigest(),
             at=self.clock.now(),
             shown_after_expiry=list(listing.first_shown_after_expiry),
-            outbox_done=work,
+            outbox_done=[work_id for work_id, _ in work],
         )
+        entries.forget(listing.first_shown_after_expiry)
+        entries.last_number = number
         return Published(
             issuer_name, number, this_update, next_update, listing.entries, path, rows_read=listing.rows_read
         )

@@ -15,6 +15,8 @@ from typing import Any
 
 from sqlalchemy.engine import Engine
 
+from shirushi.store.schema import OWED
+
 UTC = dt.UTC
 
 # Enough for SQLite's and PostgreSQL's parameter limits with room to spare.
@@ -29,7 +31,6 @@ class RevokedRow:
     revoked_at: dt.datetime
     reason: str
     not_after: dt.datetime
-    status_version: int
 
 
 def _time(value: Any) -> dt.datetime:
@@ -59,16 +60,17 @@ class RevokedReader:
             finally:
                 cursor.close()
 
-    _OWED = "issuer_id = ? AND revoked_at IS NOT NULL AND NOT crl_shown_after_expiry"
+    # The predicate of the partial index ix_certificates_owed (schema.OWED), spelled the same so
+    # both databases use the index.
+    _OWED = f"issuer_id = ? AND {OWED}"
 
-    def versions(self, issuer_id: str) -> dict[str, int]:
-        """serial hex -> status_version of every revocation still owed a CRL entry."""
-        sql = f"SELECT serial, status_version FROM certificates WHERE {self._OWED}"
-        return dict(self._rows(sql, (issuer_id,)))  # type: ignore[arg-type]
+    def owed_count(self, issuer_id: str) -> int:
+        """How many revocations of this issuer are still owed a CRL entry."""
+        return int(self._rows(f"SELECT count(*) FROM certificates WHERE {self._OWED}", (issuer_id,))[0][0])
 
     def entries(self, issuer_id: str, serials: Sequence[str] | None = None) -> list[RevokedRow]:
         """The named revocations still owed an entry (all of them when `serials` is None)."""
-        columns = "serial, revoked_at, revocation_reason, not_after, status_version"
+        columns = "serial, revoked_at, revocation_reason, not_after"
         sql = f"SELECT {columns} FROM certificates WHERE {self._OWED}"
         raw: list[tuple[Any, ...]] = []
         if serials is None:
@@ -79,11 +81,19 @@ class RevokedReader:
                 marks = ", ".join("?" * len(chunk))
                 raw += self._rows(f"{sql} AND serial IN ({marks})", (issuer_id, *chunk))
         return [
-            RevokedRow(serial, _time(revoked_at), reason or "unspecified", _time(not_after), int(version))
-            for serial, revoked_at, reason, not_after, version in raw
+            RevokedRow(serial, _time(revoked_at), reason or "unspecified", _time(not_after))
+            for serial, revoked_at, reason, not_after in raw
         ]
 
-    def pending_crl_work(self, issuer_id: str) -> list[int]:
-        """Ids of the outbox rows asking for a new CRL of this issuer, not yet done."""
-        sql = "SELECT id FROM outbox WHERE kind = 'crl' AND issuer_id = ? AND done_at IS NULL"
-        return [int(r[0]) for r in self._rows(sql, (issuer_id,))]
+    def pending_crl_work(self, issuer_id: str) -> list[tuple[int, str | None]]:
+        """(id, serial hex) of the outbox rows asking for a new CRL of this issuer, not yet done.
+
+        The serial is the revoked certificate; rows written by 0.1.0 have none.
+        """
+        sql = "SELECT id, serial FROM outbox WHERE kind = 'crl' AND issuer_id = ? AND done_at IS NULL"
+        return [(int(r[0]), r[1]) for r in self._rows(sql, (issuer_id,))]
+
+    def latest_crl_number(self, issuer_id: str) -> int:
+        """The highest CRL number reserved for this issuer (0 before the first)."""
+        rows = self._rows("SELECT max(number) FROM crls WHERE issuer_id = ?", (issuer_id,))
+        return int(rows[0][0] or 0)

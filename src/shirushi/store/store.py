@@ -304,7 +304,7 @@ class Store:
             if result.rowcount != 1:
                 raise ConflictError(f"certificate {record.serial_hex} is already revoked")
             self._outbox(conn, "ocsp", record.issuer_id, record.serial_hex, at)
-            self._outbox(conn, "crl", record.issuer_id, None, at)
+            self._outbox(conn, "crl", record.issuer_id, record.serial_hex, at)
             self._audit(conn, at, "revoke", record.issuer_id, record.serial_hex, audit)
         return dataclasses.replace(record, revoked_at=revoked_at, revocation_reason=reason)
 
