@@ -1,6 +1,7 @@
 """Test helper run as its own process: revoke the given serials from many threads at once.
 
     python tests/revoke_worker.py THREADS SERIAL_HEX...
+    python tests/revoke_worker.py bulk SERIAL_HEX...     (one bulk revocation of them all)
 
 Settings come from the SHIRUSHI_* environment. Prints one line per finished revocation
 (`revoked HEX` or `pending HEX`), flushed, so a test can kill it part-way.
@@ -16,9 +17,14 @@ from shirushi.backend import Backend
 
 
 def main() -> int:
-    threads = int(sys.argv[1])
     serials = [int(s, 16) for s in sys.argv[2:]]
     backend = Backend(config.load(None))
+    if sys.argv[1] == "bulk":
+        result = backend.bulk_revoker.revoke(serials, "superseded", requested_by="test")
+        print(f"revoked {len(result.revoked)} pending {bool(result.pending)}", flush=True)
+        backend.close()
+        return 0
+    threads = int(sys.argv[1])
 
     def one(serial: int) -> str:
         result = backend.revoker.revoke(serial, "superseded")

@@ -7,6 +7,7 @@ database, `issue` opens no worker pool). Does I/O through the objects it builds.
 from __future__ import annotations
 
 import functools
+from typing import TYPE_CHECKING
 
 import redis
 
@@ -21,6 +22,9 @@ from shirushi.presign.presigner import Presigner
 from shirushi.revocation import Revoker
 from shirushi.signing import KeyStore
 from shirushi.store import CertificateRecord, Store
+
+if TYPE_CHECKING:
+    from shirushi.bulkrevoke import BulkRevoker
 
 
 class Backend:
@@ -75,6 +79,12 @@ class Backend:
     @functools.cached_property
     def revoker(self) -> Revoker:
         return Revoker(self.store, self.clock, self.followup)
+
+    @functools.cached_property
+    def bulk_revoker(self) -> BulkRevoker:
+        from shirushi.bulkrevoke import BulkRevoker
+
+        return BulkRevoker(self.store, self.clock, self.followup)
 
     def _presign_issued(self, record: CertificateRecord) -> None:
         """BR 4.9.10: an authoritative response within 15 minutes of issuance; we do it at once."""

@@ -131,19 +131,24 @@ class Presigner:
         return SigningContext.create(hierarchy.issuing, hierarchy.ocsp_signer, self.settings)
 
     def presign(self, rows: Sequence[StatusRow], *, announce: bool = False) -> None:
-        """Sign and store responses for these rows now, in this process (small jobs)."""
+        """Sign and store responses for these rows now: in this process for a small job, over the
+        worker processes for more than one batch (a bulk revocation)."""
         ctx = self.context()
+        if len(rows) > self.batch and self.workers > 1:
+            chunks = (list(rows[i : i + self.batch]) for i in range(0, len(rows), self.batch))
+            self._sign_batches(ctx, chunks, announce=announce)
+            return
         entries, due = sign_rows(rows, ctx, self.signer, self.clock.now())
         self.writer.put(ctx.issuer_id, entries, due, announce=announce)
 
-    def _sign_batches(self, ctx: SigningContext, batches: Iterator[list[StatusRow]]) -> int:
+    def _sign_batches(self, ctx: SigningContext, batches: Iterator[list[StatusRow]], *, announce: bool = False) -> int:
         """Sign batches over the worker processes, writing each result as it arrives."""
         count = 0
         now = self.clock.now()
         if self.workers <= 1:
             for rows in batches:
                 entries, due = sign_rows(rows, ctx, self.signer, now)
-                self.writer.put(ctx.issuer_id, entries, due)
+                self.writer.put(ctx.issuer_id, entries, due, announce=announce)
                 count += len(rows)
             return count
         with concurrent.futures.ProcessPoolExecutor(
@@ -157,9 +162,9 @@ class Presigner:
                 if len(pending) >= self.workers * 2:
                     done, pending = concurrent.futures.wait(pending, return_when=concurrent.futures.FIRST_COMPLETED)
                     for future in done:
-                        self.writer.put(ctx.issuer_id, *future.result())
+                        self.writer.put(ctx.issuer_id, *future.result(), announce=announce)
             for future in concurrent.futures.as_completed(pending):
-                self.writer.put(ctx.issuer_id, *future.result())
+                self.writer.put(ctx.issuer_id, *future.result(), announce=announce)
         return count
 
     def full_load(self) -> int:
