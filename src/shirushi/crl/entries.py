@@ -7,10 +7,10 @@ next CRL costs a read of the rows that changed and one `bytes.join`.
 The set is a memo of the store, and the caller says what changed: the serials named by the
 pending "crl" outbox rows (every revocation, and every key-compromise update of one, writes such
 a row in its own transaction), or None for "read everything". The caller must pass None when it
-cannot be sure the set saw every earlier change: on the first CRL, on scheduled CRLs, when
-another process made a CRL since (`last_number`), and when the store holds more owed entries
-than the set. After a refresh the listing is exactly what `select_entries` (`selection.py`)
-selects from a full read:
+cannot be sure the set saw every earlier change: on the first CRL, on scheduled CRLs, and when
+another process made a CRL since (`last_number`); and it must add the serials of revoked rows
+that arrived without an outbox row (rows above `last_certificate_id`). After a refresh the
+listing is exactly what `select_entries` (`selection.py`) selects from a full read:
 - a changed serial is read again; one the store no longer owes an entry leaves the set;
 - a revocation dated after this CRL's thisUpdate is held back ("late") for a later CRL;
 - serials shown after expiry on a published scheduled CRL leave through `forget`.
@@ -47,6 +47,7 @@ class EntrySet:
     def __init__(self, *, arl: bool) -> None:
         self.arl = arl
         self.last_number = 0  # the CRL number last built from this set (0: none)
+        self.last_certificate_id = 0  # certificate rows above this id were not yet looked at
         self._not_after: dict[str, dt.datetime] = {}  # every owed entry, listed or late
         self._der: dict[str, bytes] = {}  # listable entries
         self._late: dict[str, Revocation] = {}  # dated after the last thisUpdate
@@ -57,6 +58,7 @@ class EntrySet:
 
     def clear(self) -> None:
         self.last_number = 0
+        self.last_certificate_id = 0
         self._not_after.clear()
         self._der.clear()
         self._late.clear()

@@ -30,6 +30,9 @@ from shirushi.signing import KeyStore, Signer
 from shirushi.store import Store
 from shirushi.store.revoked import RevokedReader, RevokedRow
 
+# More changed rows than this and a full read is cheaper than reading them by serial.
+FULL_READ_ABOVE = 20_000
+
 # The root's ARL: CA certificates change rarely; BR 4.9.7 asks for one at least every 12 months.
 ARL_VALIDITY = dt.timedelta(days=30)
 
@@ -103,6 +106,20 @@ class CRLService:
                 signer = self._signers[issuer_name] = self.keys.open(issuer_name)
             return signer
 
+    def _changed(
+        self, entries: EntrySet, issuer_id: str, work: list[tuple[int, str | None]], *, scheduled: bool
+    ) -> list[str] | None:
+        """The serials whose entries may differ from the memo's; None when all must be read."""
+        if scheduled or not entries.last_number or any(serial is None for _, serial in work):
+            return None  # the daily CRL reads everything, so the memo cannot drift for long
+        if entries.last_number != self._reader.latest_crl_number(issuer_id):
+            return None  # another process made a CRL: it may have discharged changes we missed
+        # Revoked rows that came without outbox rows (inserted directly into the table).
+        inserted = self._reader.owed_since(issuer_id, entries.last_certificate_id, FULL_READ_ABOVE)
+        if inserted is None:
+            return None
+        return sorted({serial for _, serial in work if serial is not None} | set(inserted))
+
     def _entry_set(self, issuer_name: str) -> EntrySet:
         with self._guard:
             entries = self._entries.get(issuer_name)
@@ -126,18 +143,11 @@ class CRLService:
         next_update = this_update + validity
         # Read before the entries: every revocation these rows stand for is committed (same
         # transaction), so the entries read next include it and this CRL discharges them.
-        owed = self._reader.owed_count(row.id)
         work = self._reader.pending_crl_work(row.id)
+        top = self._reader.last_certificate_id()
         entries = self._entry_set(issuer_name)
-        changed: list[str] | None = sorted({serial for _, serial in work if serial is not None})
-        if scheduled or any(serial is None for _, serial in work):
-            changed = None  # the daily CRL reads everything, so the memo cannot drift for long
-        elif entries.last_number != self._reader.latest_crl_number(row.id):
-            changed = None  # another process made a CRL: it may have discharged changes we missed
+        changed = self._changed(entries, row.id, work, scheduled=scheduled)
         listing = entries.refresh(changed, read, this_update=this_update, scheduled=scheduled)
-        if changed is not None and len(entries) < owed:
-            # Owed entries that came without outbox rows (rows inserted directly): read them all.
-            listing = entries.refresh(None, read, this_update=this_update, scheduled=scheduled)
         number = self.store.allocate_crl_number(
             row.id, this_update=this_update, next_update=next_update, scheduled=scheduled
         )
@@ -162,7 +172,7 @@ class CRLService:
             outbox_done=[work_id for work_id, _ in work],
         )
         entries.forget(listing.first_shown_after_expiry)
-        entries.last_number = number
+        entries.last_number, entries.last_certificate_id = number, top
         return Published(
             issuer_name, number, this_update, next_update, listing.entries, path, rows_read=listing.rows_read
         )

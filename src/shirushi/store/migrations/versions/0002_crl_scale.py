@@ -1,10 +1,10 @@
-"""CRLs at scale: a partial, covering index over the revocations still owed a CRL entry.
+"""Revocation at scale: an index on serials, and one over the revocations owed a CRL entry.
 
-The CRL service counts those entries on every revocation-driven CRL (to check its in-memory
-entry set) and reads them all for scheduled CRLs; with the index both walk only the owed
-entries' index rows instead of visiting each table row (measured: 30 ms against 460 ms for the
-count at 100,000 entries on SQLite). Its leading columns match the older ix_certificates_revoked
-so SQLite's planner prefers it for these queries.
+- ix_certificates_serial: revocation and the API look certificates up by serial alone (the
+  unique index leads with issuer_id), which scanned the table: 56 ms at 100,000 rows.
+- ix_certificates_owed: partial and covering, over the revocations still owed a CRL entry;
+  scheduled CRLs read them all by it without visiting table rows. Its leading columns match the
+  older ix_certificates_revoked so SQLite's planner prefers it for that query.
 
 Revision ID: 0002
 Revises: 0001
@@ -20,6 +20,7 @@ OWED = "revoked_at IS NOT NULL AND NOT crl_shown_after_expiry"
 
 
 def upgrade() -> None:
+    op.create_index("ix_certificates_serial", "certificates", ["serial"])
     op.create_index(
         "ix_certificates_owed",
         "certificates",
@@ -31,3 +32,4 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_index("ix_certificates_owed", "certificates")
+    op.drop_index("ix_certificates_serial", "certificates")
