@@ -13,6 +13,11 @@ exactly N + all revoked here, and Redis must hold a revoked response for a sampl
 
     .venv/bin/python bench/revocation/bench_revocation.py [--entries 100000] [--clients 50]
         [--sequential 50] [--concurrent 1000] [--json]
+
+With --bulk STORE:REVOKE instead: a store of STORE unrevoked certificates, REVOKE of them revoked
+through `POST /api/v1/revocations` in calls of 10,000 (presign workers: --workers), timed to the
+last answer (all in Redis and on the CRL); next to it, as the reference, the presigner signing
+the same number of responses over the same workers.
 """
 
 from __future__ import annotations
@@ -190,6 +195,74 @@ def run_size(entries: int, args: argparse.Namespace, root: Path) -> dict[str, An
     }
 
 
+def run_bulk(store_size: int, revoke: int, workers: int, root: Path) -> dict[str, Any]:
+    rng = random.Random(store_size)
+    data = root / "ca-bulk"
+    with RedisProcess(root / "redis-bulk") as redis_server:
+        settings = config.load(
+            None,
+            environ={
+                "SHIRUSHI_DATA_DIR": str(data),
+                "SHIRUSHI_REDIS__URL": redis_server.url,
+                "SHIRUSHI_API__TOKEN": TOKEN,
+                "SHIRUSHI_PRESIGN__WORKERS": str(workers),
+            },
+        )
+        backend = Backend(settings)
+        backend.init()
+        issuer = backend.store.issuer("issuing-ca")
+        assert issuer is not None
+        good = seed(data / "shirushi.db", issuer.id, 0, store_size, rng)
+        backend.crls.generate("issuing-ca", scheduled=True)
+        targets = good[:revoke]
+        # Reference: the presigner alone signing as many responses over the same workers.
+        rows = backend.store.statuses_of(issuer.id, good[revoke : revoke * 2] or good[:revoke])
+        start = time.perf_counter()
+        backend.presigner.presign(rows)
+        sign_s = time.perf_counter() - start
+        port = free_port()
+        server = uvicorn.Server(
+            uvicorn.Config(create_app(backend), host="127.0.0.1", port=port, log_level="warning", lifespan="off")
+        )
+        thread = threading.Thread(target=server.run, daemon=True)
+        thread.start()
+        while not server.started:
+            time.sleep(0.05)
+        calls = []
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=600)
+            headers = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"}
+            start = time.perf_counter()
+            for i in range(0, len(targets), 10_000):
+                chunk = [format(s, "X") for s in targets[i : i + 10_000]]
+                t = time.perf_counter()
+                conn.request(
+                    "POST", "/api/v1/revocations", json.dumps({"serials": chunk, "reason": "superseded"}), headers
+                )
+                response = conn.getresponse()
+                body = json.loads(response.read())
+                calls.append(time.perf_counter() - t)
+                if response.status != 200 or len(body["revoked"]) != len(chunk) or "pending" in body:
+                    raise RuntimeError(f"bulk call answered {response.status}: {str(body)[:300]}")
+            wall = time.perf_counter() - start
+        finally:
+            server.should_exit = True
+            thread.join(30)
+        crl = x509.load_der_x509_crl((data / "repository" / "issuing-ca.crl").read_bytes())
+        assert len(crl) == len(targets), (len(crl), len(targets))
+        backend.close()
+    return {
+        "store": store_size,
+        "revoked": len(targets),
+        "workers": workers,
+        "bulk_wall_s": round(wall, 1),
+        "bulk_per_s": round(len(targets) / wall),
+        "call_s_median": round(statistics.median(calls), 1),
+        "presign_alone_per_s": round(len(rows) / sign_s),
+        "bulk_vs_presign": round((len(targets) / wall) / (len(rows) / sign_s), 2),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--entries", type=int, default=100_000)
@@ -197,7 +270,15 @@ def main() -> None:
     parser.add_argument("--sequential", type=int, default=50)
     parser.add_argument("--concurrent", type=int, default=1000)
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--bulk", metavar="STORE:REVOKE", help="the bulk revocation benchmark instead")
+    parser.add_argument("--workers", type=int, default=2, help="presign workers for --bulk")
     args = parser.parse_args()
+    if args.bulk:
+        store_size, revoke = (int(x) for x in args.bulk.split(":"))
+        with tempfile.TemporaryDirectory(prefix="shirushi-bench-bulk-") as tmp:
+            result = run_bulk(store_size, revoke, args.workers, Path(tmp))
+        print(json.dumps({**result, "load": os.getloadavg()[0]}))
+        return
     results = []
     with tempfile.TemporaryDirectory(prefix="shirushi-bench-revocation-") as tmp:
         for entries in (0, args.entries):
