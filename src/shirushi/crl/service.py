@@ -12,6 +12,7 @@ import dataclasses
 import datetime as dt
 import fcntl
 import hashlib
+import logging
 import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -32,6 +33,8 @@ from shirushi.store.revoked import RevokedReader, RevokedRow
 
 # More changed rows than this and a full read is cheaper than reading them by serial.
 FULL_READ_ABOVE = 20_000
+
+log = logging.getLogger("shirushi.crl")
 
 # The root's ARL: CA certificates change rarely; BR 4.9.7 asks for one at least every 12 months.
 ARL_VALIDITY = dt.timedelta(days=30)
@@ -173,6 +176,19 @@ class CRLService:
         )
         entries.forget(listing.first_shown_after_expiry)
         entries.last_number, entries.last_certificate_id = number, top
+        log.info(
+            "crl published",
+            extra={
+                "issuer": issuer_name,
+                "number": number,
+                "entries": listing.entries,
+                "rows_read": listing.rows_read,
+                "this_update": this_update,
+                "next_update": next_update,
+                "scheduled": scheduled,
+                "path": str(path),
+            },
+        )
         return Published(
             issuer_name, number, this_update, next_update, listing.entries, path, rows_read=listing.rows_read
         )
