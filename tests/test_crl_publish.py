@@ -138,3 +138,23 @@ def test_readers_never_see_a_partial_crl(tmp_path: Path) -> None:
     for data in reads:
         assert hashlib.sha256(data).digest() in digests, f"partial CRL of {len(data)} bytes"
     assert len(x509.load_der_x509_crl(path.read_bytes())) == 20_000
+
+
+@pytest.mark.parametrize(("number", "entries"), [(1, 0), (127, 1), (128, 300), (40_000, 40_000)])
+def test_crl_number_walk_agrees_with_pyca(number: int, entries: int) -> None:
+    from shirushi.crl.publish import crl_number
+
+    der = make_crl(number, entries=entries)
+    parsed = x509.load_der_x509_crl(der).extensions.get_extension_for_class(x509.CRLNumber).value
+    assert crl_number(der) == parsed.crl_number == number
+
+
+@pytest.mark.parametrize("cut", [1, 2, 10, 200, -300, -1])
+def test_crl_number_of_damaged_der_is_an_input_error(cut: int) -> None:
+    from shirushi.crl.publish import crl_number
+
+    der = make_crl(9, entries=5)
+    with pytest.raises(InputError):
+        crl_number(der[:cut])
+    with pytest.raises(InputError):
+        crl_number(b"\x30\x03\x02\x01\x01")

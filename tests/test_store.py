@@ -12,6 +12,7 @@ import sqlalchemy as sa
 
 from shirushi.errors import ConflictError
 from shirushi.store import CertificateRecord, Store
+from shirushi.store.revoked import RevokedReader
 
 T0 = dt.datetime(2026, 11, 29, 9, 0, tzinfo=dt.UTC)
 ISSUER = "00112233aabbccdd"
@@ -77,7 +78,7 @@ def test_revocation_is_one_transaction_with_outbox_and_audit(store: Store) -> No
     assert kinds == ["crl", "ocsp", "ocsp"]  # issuance's OCSP work, then the revocation's two
     with pytest.raises(ConflictError, match="already revoked"):
         store.revoke(rec, reason="superseded", revoked_at=T0, at=T0, audit={})
-    assert [(serial, reason) for serial, _, reason, _ in store.revoked_entries(ISSUER)] == [("9", "keyCompromise")]
+    assert [(r.serial, r.reason) for r in RevokedReader(store.engine).entries(ISSUER)] == [("9", "keyCompromise")]
     assert [a["action"] for a in store.audit_entries()] == ["issue", "revoke"]
 
 

@@ -6,8 +6,8 @@ database, `issue` opens no worker pool). Does I/O through the objects it builds.
 
 from __future__ import annotations
 
-import datetime as dt
 import functools
+from typing import TYPE_CHECKING
 
 import redis
 
@@ -16,11 +16,15 @@ from shirushi.cache.writer import CacheWriter, connect
 from shirushi.clock import Clock, SystemClock
 from shirushi.config import Settings
 from shirushi.crl.service import CRLService
-from shirushi.errors import ServiceError, ShirushiError
+from shirushi.errors import ServiceError
+from shirushi.followup import FollowUp
 from shirushi.presign.presigner import Presigner
 from shirushi.revocation import Revoker
 from shirushi.signing import KeyStore
 from shirushi.store import CertificateRecord, Store
+
+if TYPE_CHECKING:
+    from shirushi.bulkrevoke import BulkRevoker
 
 
 class Backend:
@@ -69,55 +73,28 @@ class Backend:
         return CRLService(self.settings, self.store, self.keys, self.clock)
 
     @functools.cached_property
+    def followup(self) -> FollowUp:
+        return FollowUp(self.store, self.clock, lambda: self.presigner, self.crls)
+
+    @functools.cached_property
     def revoker(self) -> Revoker:
-        return Revoker(self.store, self.clock, lambda record: self.drain_outbox())
+        return Revoker(self.store, self.clock, self.followup)
+
+    @functools.cached_property
+    def bulk_revoker(self) -> BulkRevoker:
+        from shirushi.bulkrevoke import BulkRevoker
+
+        return BulkRevoker(self.store, self.clock, self.followup)
 
     def _presign_issued(self, record: CertificateRecord) -> None:
         """BR 4.9.10: an authoritative response within 15 minutes of issuance; we do it at once."""
-        pending = self.drain_outbox(serial=record.serial_hex)
+        pending = self.followup.issued(record)
         if pending:
-            raise ServiceError(f"{'; '.join(pending)}; `serve` finishes it when it runs")
+            raise ServiceError(f"{'; '.join(pending.messages())}; `serve` finishes it when it runs")
 
-    def drain_outbox(self, *, serial: str | None = None, min_age: float = 0.0) -> list[str]:
-        """Do the follow-up work committed with issuances and revocations; say what failed.
-
-        OCSP work is grouped per issuer into one signing batch (announced to responders so any
-        in-process copy is dropped), CRL work into one new CRL per issuer. Work that fails stays
-        in the outbox for the next drain (every few seconds under `serve`, at start at the latest).
-        """
-        work = self.store.pending_outbox(older_than=self.clock.now() - dt.timedelta(seconds=min_age))
-        if serial is not None:
-            work = [w for w in work if w[1] == "ocsp" and w[3] == serial]
-        pending: list[str] = []
-        done: list[int] = []
-        ocsp: dict[str, list[tuple[int, str]]] = {}
-        crl: dict[str, list[int]] = {}
-        for work_id, kind, issuer, item in work:
-            if kind == "ocsp" and item is not None:
-                ocsp.setdefault(issuer, []).append((work_id, item))
-            elif kind == "crl":
-                crl.setdefault(issuer, []).append(work_id)
-        for issuer, items in ocsp.items():
-            if issuer != self.presigner.context().issuer_id:
-                # Only the issuing CA runs an OCSP service; the root's certificates are covered
-                # by its CRL (the ARL).
-                done += [work_id for work_id, _ in items]
-                continue
-            rows = self.store.statuses_of(issuer, [int(s, 16) for _, s in items])
-            try:
-                if rows:
-                    self.presigner.presign(rows, announce=True)
-                done += [work_id for work_id, _ in items]
-            except ShirushiError as exc:
-                pending.append(f"OCSP response not yet in Redis ({exc})")
-        for issuer, ids in crl.items():
-            try:
-                self.crls.generate(self.crls.issuer_name(issuer), scheduled=False)
-                done += ids
-            except ShirushiError as exc:
-                pending.append(f"CRL not yet published ({exc})")
-        self.store.outbox_done(done, self.clock.now())
-        return pending
+    def drain_outbox(self, *, min_age: float = 0.0) -> list[str]:
+        """Do all follow-up work still pending (`FollowUp.drain`); say what failed."""
+        return self.followup.drain(min_age=min_age).messages()
 
     def close(self) -> None:
         if "redis" in self.__dict__:

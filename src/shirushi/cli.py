@@ -164,7 +164,7 @@ def cmd_revoke(settings: Settings, args: argparse.Namespace) -> int:
             f"revoked {rec.serial_hex.upper()} reason={rec.revocation_reason} "
             f"at={rec.revoked_at:%Y-%m-%dT%H:%M:%SZ}{blocked}"
         )
-    pending = results[-1].pending if results else []
+    pending = results[-1].pending.messages() if results else []
     for item in pending:
         print(f"shirushi: error: revoked, but {item}; `serve` finishes it", file=sys.stderr)
     if not results:

@@ -12,12 +12,15 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import logging
-from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from shirushi.clock import Clock
 from shirushi.crl.build import REASON_CODES, SUBSCRIBER_REASONS
 from shirushi.errors import NotFoundError, PolicyError
 from shirushi.store import CertificateRecord, Store
+
+if TYPE_CHECKING:
+    from shirushi.followup import FollowUp, Pending
 
 log = logging.getLogger("shirushi.revocation")
 
@@ -60,7 +63,7 @@ def check_reason(reason: str, *, by_subscriber: bool) -> str:
 @dataclasses.dataclass(frozen=True)
 class Revoked:
     record: CertificateRecord
-    pending: list[str]  # follow-up steps that failed; the outbox retries them
+    pending: Pending  # follow-up steps that failed; the outbox retries them
 
     @property
     def key_blocked(self) -> bool:
@@ -69,12 +72,12 @@ class Revoked:
 
 
 class Revoker:
-    """The revoke use case over the store and a follow-up step (re-sign OCSP, publish the CRL)."""
+    """The revoke use case over the store and its follow-up (re-sign OCSP, publish the CRL)."""
 
-    def __init__(self, store: Store, clock: Clock, follow_up: Callable[[CertificateRecord], list[str]]) -> None:
+    def __init__(self, store: Store, clock: Clock, followup: FollowUp) -> None:
         self.store = store
         self.clock = clock
-        self._follow_up = follow_up
+        self.followup = followup
 
     def revoke(
         self,
@@ -89,7 +92,7 @@ class Revoker:
         record = self._commit(
             serial, reason, at=at, by_subscriber=by_subscriber, requested_by=requested_by, issuer_id=issuer_id
         )
-        return Revoked(record, self._follow_up(record))
+        return Revoked(record, self.followup.revoked([record]))
 
     def revoke_many(self, records: list[CertificateRecord], reason: str, *, requested_by: str) -> list[Revoked]:
         """Bulk revocation (policy 5.8 CA termination; every certificate with a compromised key).
@@ -115,7 +118,7 @@ class Revoker:
                     issuer_id=record.issuer_id,
                 )
             )
-        pending = self._follow_up(done[-1]) if done else []
+        pending = self.followup.revoked(done)
         return [Revoked(r, pending) for r in done]
 
     def _commit(

@@ -154,6 +154,40 @@ def build_crl(
     of range, an issuer without subjectKeyIdentifier or without the cRLSign key usage, or a signer
     whose key is not the issuer's.
     """
+    this_update, next_update = _check_crl(issuer, signer, number, this_update, next_update, arl=arl)
+    revoked = _encode_entries(entries, this_update, arl=arl)
+    return _sign(issuer, signer, number, this_update, next_update, revoked)
+
+
+def sign_crl(
+    *,
+    issuer: x509.Certificate,
+    signer: Signer,
+    number: int,
+    this_update: dt.datetime,
+    next_update: dt.datetime,
+    revoked: bytes | bytearray,
+    arl: bool = False,
+) -> bytes:
+    """Sign a CRL whose revokedCertificates content (the entries' DER, concatenated) is given.
+
+    For callers that keep each entry's DER between CRLs (`encode_entry`): they answer for what
+    `build_crl` checks per entry (no serial twice, revocation times not after `this_update`,
+    reasons allowed on this kind of CRL); the CRL-level checks are made here as there.
+    """
+    this_update, next_update = _check_crl(issuer, signer, number, this_update, next_update, arl=arl)
+    return _sign(issuer, signer, number, this_update, next_update, revoked)
+
+
+def _check_crl(
+    issuer: x509.Certificate,
+    signer: Signer,
+    number: int,
+    this_update: dt.datetime,
+    next_update: dt.datetime,
+    *,
+    arl: bool,
+) -> tuple[dt.datetime, dt.datetime]:
     this_update = _utc("this_update", this_update)
     next_update = _utc("next_update", next_update)
     if next_update <= this_update:
@@ -169,13 +203,21 @@ def build_crl(
         )
     if isinstance(number, bool) or not 0 <= number < MAX_CRL_NUMBER:
         raise CrlError(f"CRL number {number} is out of range", rule="BR 7.2.2: 0 <= cRLNumber < 2^159")
-
-    issuer_name = subject_der(issuer)
-    key_id = _subject_key_identifier(issuer)
     _check_crl_sign(issuer)
     _check_signer(issuer, signer)
+    return this_update, next_update
 
-    revoked = _encode_entries(entries, this_update, arl=arl)
+
+def _sign(
+    issuer: x509.Certificate,
+    signer: Signer,
+    number: int,
+    this_update: dt.datetime,
+    next_update: dt.datetime,
+    revoked: bytes | bytearray,
+) -> bytes:
+    issuer_name = subject_der(issuer)
+    key_id = _subject_key_identifier(issuer)
 
     extensions = _tlv(
         0xA0,
@@ -369,6 +411,44 @@ def _encode_entries(entries: Iterable[EntryLike], this_update: dt.datetime, *, a
     if len(seen) != count:
         raise DuplicateSerialError(_first_duplicate(out))
     return out
+
+
+def encode_entry(entry: EntryLike, *, arl: bool = False) -> bytes:
+    """The DER of one revokedCertificates entry, exactly as `build_crl` encodes it.
+
+    For callers that keep entries between CRLs (`entries.EntrySet`) and pass them to `sign_crl`;
+    checks the serial and the reason as `build_crl` does, not the time against thisUpdate.
+    """
+    serial = entry.serial
+    size = (serial.bit_length() + 8) >> 3
+    if serial <= 0 or size > 20:
+        raise CrlError(
+            f"serial {serial} cannot belong to a certificate", rule="RFC 5280 4.1.2.2: positive, at most 20 octets"
+        )
+    t = entry.revoked_at
+    if t.tzinfo is not UTC:
+        t = _utc("revoked_at", t)
+    day = t.toordinal()
+    prefix = _DAY_PREFIXES.get(day)
+    if prefix is None:
+        prefix = _DAY_PREFIXES[day] = _day_prefix(t)
+    extension = _REASON_EXTENSIONS[arl].get(entry.reason)
+    if extension is None:
+        raise _reason_error(serial, entry.reason, arl=arl)
+    second = t.hour * 3600 + t.minute * 60 + t.second
+    return b"".join(
+        (
+            _ENTRY_HEADERS[size][len(prefix) + len(extension)],
+            serial.to_bytes(size, "big"),
+            prefix,
+            _SECONDS_OF_DAY[second],
+            extension,
+        )
+    )
+
+
+# Day prefixes for `encode_entry` (one per distinct revocation day; a few thousand at most).
+_DAY_PREFIXES: dict[int, bytes] = {}
 
 
 def _reason_error(serial: int, reason: str, *, arl: bool) -> CrlError:

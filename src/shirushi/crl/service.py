@@ -13,7 +13,8 @@ import datetime as dt
 import fcntl
 import hashlib
 import logging
-from collections.abc import Iterator
+import threading
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from cryptography import x509
@@ -21,12 +22,17 @@ from cryptography import x509
 from shirushi.ca.authority import ISSUING, ROOT, CertificatePaths
 from shirushi.clock import Clock
 from shirushi.config import Settings, parse_duration
-from shirushi.crl.build import build_crl
+from shirushi.crl.build import sign_crl
+from shirushi.crl.entries import EntrySet
+from shirushi.crl.group import GroupCommit
 from shirushi.crl.publish import publish
-from shirushi.crl.selection import Revocation, select_entries
 from shirushi.errors import StateError
-from shirushi.signing import KeyStore
+from shirushi.signing import KeyStore, Signer
 from shirushi.store import Store
+from shirushi.store.revoked import RevokedReader, RevokedRow
+
+# More changed rows than this and a full read is cheaper than reading them by serial.
+FULL_READ_ABOVE = 20_000
 
 log = logging.getLogger("shirushi.crl")
 
@@ -42,6 +48,7 @@ class Published:
     next_update: dt.datetime
     entries: int
     path: Path
+    rows_read: int = 0  # full rows read from the store; the other entries came from memory
 
 
 def repository_dir(settings: Settings) -> Path:
@@ -60,6 +67,11 @@ class CRLService:
         self.keys = keys
         self.clock = clock
         self.paths = CertificatePaths(settings.data_path)
+        self._reader = RevokedReader(store.engine)
+        self._guard = threading.Lock()  # over the two dicts below
+        self._entries: dict[str, EntrySet] = {}
+        self._groups: dict[str, GroupCommit[Published]] = {}
+        self._signers: dict[str, Signer] = {}
 
     def issuer_name(self, issuer_id: str) -> str:
         for row in self.store.issuers():
@@ -77,31 +89,78 @@ class CRLService:
         with _exclusive(repository_dir(self.settings) / f".{issuer_name}.lock"):
             return self._generate(issuer_name, scheduled=scheduled)
 
+    def after_revocation(self, issuer_name: str) -> Published:
+        """A CRL listing every revocation committed before this call (group commit, `group.py`).
+
+        Concurrent callers in this process share one generation; the outbox rows asking for a
+        CRL of this issuer are marked done by whichever generation covers them.
+        """
+        with self._guard:
+            group = self._groups.get(issuer_name)
+            if group is None:
+                group = self._groups[issuer_name] = GroupCommit(lambda: self.generate(issuer_name, scheduled=False))
+        return group.request()
+
+    def _signer(self, issuer_name: str) -> Signer:
+        # Opened once: loading the key costs more than signing a CRL.
+        with self._guard:
+            signer = self._signers.get(issuer_name)
+            if signer is None:
+                signer = self._signers[issuer_name] = self.keys.open(issuer_name)
+            return signer
+
+    def _changed(
+        self, entries: EntrySet, issuer_id: str, work: list[tuple[int, str | None]], *, scheduled: bool
+    ) -> list[str] | None:
+        """The serials whose entries may differ from the memo's; None when all must be read."""
+        if scheduled or not entries.last_number or any(serial is None for _, serial in work):
+            return None  # the daily CRL reads everything, so the memo cannot drift for long
+        if entries.last_number != self._reader.latest_crl_number(issuer_id):
+            return None  # another process made a CRL: it may have discharged changes we missed
+        # Revoked rows that came without outbox rows (inserted directly into the table).
+        inserted = self._reader.owed_since(issuer_id, entries.last_certificate_id, FULL_READ_ABOVE)
+        if inserted is None:
+            return None
+        return sorted({serial for _, serial in work if serial is not None} | set(inserted))
+
+    def _entry_set(self, issuer_name: str) -> EntrySet:
+        with self._guard:
+            entries = self._entries.get(issuer_name)
+            if entries is None:
+                entries = self._entries[issuer_name] = EntrySet(arl=issuer_name == ROOT)
+            return entries
+
     def _generate(self, issuer_name: str, *, scheduled: bool) -> Published:
         row = self.store.issuer(issuer_name)
         cert = self.paths.load(issuer_name)
         if row is None or cert is None:
             raise StateError(f"the CA is not initialised in {self.settings.data_path}: run `shirushi init`")
-        signer = self.keys.open(issuer_name)
+        signer = self._signer(issuer_name)
         arl = issuer_name == ROOT
+
+        def read(serials: Sequence[str] | None) -> list[RevokedRow]:
+            return self._reader.entries(row.id, serials)
+
         this_update = self.clock.now()
         validity = ARL_VALIDITY if arl else parse_duration(self.settings.crl.validity)
         next_update = this_update + validity
-        revocations = [
-            Revocation(int(serial, 16), revoked_at, reason or "unspecified", not_after, False)
-            for serial, revoked_at, reason, not_after in self.store.revoked_entries(row.id)
-        ]
-        selection = select_entries(revocations, this_update=this_update, scheduled=scheduled)
+        # Read before the entries: every revocation these rows stand for is committed (same
+        # transaction), so the entries read next include it and this CRL discharges them.
+        work = self._reader.pending_crl_work(row.id)
+        top = self._reader.last_certificate_id()
+        entries = self._entry_set(issuer_name)
+        changed = self._changed(entries, row.id, work, scheduled=scheduled)
+        listing = entries.refresh(changed, read, this_update=this_update, scheduled=scheduled)
         number = self.store.allocate_crl_number(
             row.id, this_update=this_update, next_update=next_update, scheduled=scheduled
         )
-        der = build_crl(
+        der = sign_crl(
             issuer=cert,
             signer=signer,
             number=number,
             this_update=this_update,
             next_update=next_update,
-            entries=selection.entries,
+            revoked=listing.revoked,
             arl=arl,
         )
         path = crl_path(self.settings, issuer_name)
@@ -109,24 +168,30 @@ class CRLService:
         self.store.crl_published(
             row.id,
             number,
-            entries=len(selection.entries),
+            entries=listing.entries,
             sha256=hashlib.sha256(der).hexdigest(),
             at=self.clock.now(),
-            shown_after_expiry=[format(s, "x") for s in selection.first_shown_after_expiry],
+            shown_after_expiry=list(listing.first_shown_after_expiry),
+            outbox_done=[work_id for work_id, _ in work],
         )
+        entries.forget(listing.first_shown_after_expiry)
+        entries.last_number, entries.last_certificate_id = number, top
         log.info(
             "crl published",
             extra={
                 "issuer": issuer_name,
                 "number": number,
-                "entries": len(selection.entries),
+                "entries": listing.entries,
+                "rows_read": listing.rows_read,
                 "this_update": this_update,
                 "next_update": next_update,
                 "scheduled": scheduled,
                 "path": str(path),
             },
         )
-        return Published(issuer_name, number, this_update, next_update, len(selection.entries), path)
+        return Published(
+            issuer_name, number, this_update, next_update, listing.entries, path, rows_read=listing.rows_read
+        )
 
     def is_current(self, issuer_name: str) -> bool:
         """True when a scheduled CRL was published within `crl.interval` (so `serve` needs none now)."""

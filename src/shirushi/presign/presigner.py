@@ -146,13 +146,23 @@ class Presigner:
         return SigningContext.create(hierarchy.issuing, hierarchy.ocsp_signer, self.settings)
 
     def presign(self, rows: Sequence[StatusRow], *, announce: bool = False) -> None:
-        """Sign and store responses for these rows now, in this process (small jobs)."""
+        """Sign and store responses for these rows now: in this process for a small job, over the
+        worker processes for more than one batch (a bulk revocation)."""
         ctx = self.context()
+        if len(rows) > self.batch and self.workers > 1:
+            chunks = (list(rows[i : i + self.batch]) for i in range(0, len(rows), self.batch))
+            self._sign_batches(ctx, chunks, None, announce=announce)
+            return
         entries, due = sign_rows(rows, ctx, self.signer, self.clock.now())
         self.writer.put(ctx.issuer_id, entries, due, announce=announce)
 
     def _sign_batches(
-        self, ctx: SigningContext, batches: Iterator[list[StatusRow]], stop: threading.Event | None
+        self,
+        ctx: SigningContext,
+        batches: Iterator[list[StatusRow]],
+        stop: threading.Event | None,
+        *,
+        announce: bool = False,
     ) -> int:
         """Sign batches over the worker processes, writing each result as it arrives.
 
@@ -165,7 +175,7 @@ class Presigner:
             for rows in batches:
                 check_stop(stop)
                 entries, due = sign_rows(rows, ctx, self.signer, now)
-                self.writer.put(ctx.issuer_id, entries, due)
+                self.writer.put(ctx.issuer_id, entries, due, announce=announce)
                 count += len(rows)
             return count
         with concurrent.futures.ProcessPoolExecutor(
@@ -181,12 +191,12 @@ class Presigner:
                     if len(pending) >= self.workers * 2:
                         done, pending = concurrent.futures.wait(pending, return_when=concurrent.futures.FIRST_COMPLETED)
                         for future in done:
-                            self.writer.put(ctx.issuer_id, *future.result())
+                            self.writer.put(ctx.issuer_id, *future.result(), announce=announce)
                 while pending:
                     check_stop(stop)
                     done, pending = concurrent.futures.wait(pending, return_when=concurrent.futures.FIRST_COMPLETED)
                     for future in done:
-                        self.writer.put(ctx.issuer_id, *future.result())
+                        self.writer.put(ctx.issuer_id, *future.result(), announce=announce)
             except BaseException:
                 pool.shutdown(wait=False, cancel_futures=True)
                 raise

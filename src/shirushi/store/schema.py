@@ -51,6 +51,9 @@ certificates = sa.Table(
 sa.Index("ix_certificates_spki", certificates.c.spki_sha256)
 sa.Index("ix_certificates_not_after", certificates.c.not_after)
 sa.Index("ix_certificates_revoked", certificates.c.issuer_id, certificates.c.revoked_at)
+# Revocations still owed a CRL entry (migration 0002): counted on every revocation-driven CRL.
+OWED = "revoked_at IS NOT NULL AND NOT crl_shown_after_expiry"
+sa.Index("ix_certificates_owed", certificates.c.issuer_id, sqlite_where=sa.text(OWED), postgresql_where=sa.text(OWED))
 
 crls = sa.Table(
     "crls",
@@ -78,6 +81,8 @@ outbox = sa.Table(
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
     sa.Column("kind", sa.String(16), nullable=False),  # "ocsp" | "crl"
     sa.Column("issuer_id", sa.String(32), nullable=False),
+    # The certificate concerned; on "crl" rows the revoked one (empty on rows written by 0.1.0),
+    # which tells the CRL service which entries changed.
     sa.Column("serial", sa.String(42)),
     sa.Column("created_at", UTCDateTime, nullable=False),
     sa.Column("done_at", UTCDateTime),

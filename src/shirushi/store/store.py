@@ -10,9 +10,9 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, NamedTuple
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
@@ -80,6 +80,19 @@ class StatusRow:
     revoked_at: dt.datetime | None
     reason: str | None
     status_version: int = 0
+
+
+class OutboxRow(NamedTuple):
+    """One piece of follow-up work (see `schema.outbox`)."""
+
+    id: int
+    kind: Literal["ocsp", "crl"]
+    issuer_id: str
+    serial: int | None  # the certificate, for OCSP work
+
+
+def _outbox_row(r: Any) -> OutboxRow:
+    return OutboxRow(int(r.id), r.kind, r.issuer_id, None if r.serial is None else int(r.serial, 16))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -314,7 +327,7 @@ class Store:
             if result.rowcount != 1:
                 raise ConflictError(f"certificate {record.serial_hex} is already revoked")
             self._outbox(conn, "ocsp", record.issuer_id, record.serial_hex, at)
-            self._outbox(conn, "crl", record.issuer_id, None, at)
+            self._outbox(conn, "crl", record.issuer_id, record.serial_hex, at)
             self._audit(conn, at, "revoke", record.issuer_id, record.serial_hex, audit)
             if block_key:
                 self._block_key(conn, record.spki_sha256, f"keyCompromise revocation of {record.serial_hex}", at)
@@ -334,32 +347,33 @@ class Store:
             )
             self._audit(conn, at, "block-key", None, None, {"spki_sha256": spki_sha256, "reason": reason})
 
-    def revoked_entries(self, issuer_id: str) -> Iterator[tuple[str, dt.datetime, str, dt.datetime]]:
-        """(serial hex, revoked_at, reason, not_after) of revocations still owed a CRL entry; streamed."""
-        c = schema.certificates
-        query = (
-            sa.select(c.c.serial, c.c.revoked_at, c.c.revocation_reason, c.c.not_after)
-            .where(c.c.issuer_id == issuer_id, c.c.revoked_at.is_not(None), c.c.crl_shown_after_expiry.is_(False))
-            .execution_options(yield_per=10000)
-        )
-        with self.engine.connect() as conn:
-            for r in conn.execute(query):
-                yield r.serial, _aware(r.revoked_at), r.revocation_reason, _aware(r.not_after)  # type: ignore[misc]
-
     # -- outbox ---------------------------------------------------------------------------
 
     @staticmethod
     def _outbox(conn: Connection, kind: str, issuer_id: str, serial: str | None, at: dt.datetime) -> None:
         conn.execute(schema.outbox.insert().values(kind=kind, issuer_id=issuer_id, serial=serial, created_at=_utc(at)))
 
-    def pending_outbox(self, older_than: dt.datetime | None = None) -> list[tuple[int, str, str, str | None]]:
-        """(id, kind, issuer_id, serial hex) of work not yet done, oldest first."""
+    def pending_outbox(self, older_than: dt.datetime | None = None) -> list[OutboxRow]:
+        """Work not yet done, oldest first."""
         o = schema.outbox
         query = sa.select(o.c.id, o.c.kind, o.c.issuer_id, o.c.serial).where(o.c.done_at.is_(None)).order_by(o.c.id)
         if older_than is not None:
             query = query.where(o.c.created_at <= _utc(older_than))
         with self.engine.connect() as conn:
-            return [(r.id, r.kind, r.issuer_id, r.serial) for r in conn.execute(query)]
+            return [_outbox_row(r) for r in conn.execute(query)]
+
+    def pending_ocsp(self, issuer_id: str, serials: Sequence[int]) -> list[OutboxRow]:
+        """The OCSP work not yet done for these serials."""
+        o = schema.outbox
+        out: list[OutboxRow] = []
+        with self.engine.connect() as conn:
+            for i in range(0, len(serials), 500):
+                chunk = [serial_hex(s) for s in serials[i : i + 500]]
+                query = sa.select(o.c.id, o.c.kind, o.c.issuer_id, o.c.serial).where(
+                    o.c.done_at.is_(None), o.c.kind == "ocsp", o.c.issuer_id == issuer_id, o.c.serial.in_(chunk)
+                )
+                out.extend(_outbox_row(r) for r in conn.execute(query))
+        return out
 
     def outbox_done(self, ids: list[int], at: dt.datetime) -> None:
         if ids:
@@ -398,10 +412,25 @@ class Store:
         raise ServiceError("could not allocate a CRL number: too much contention")
 
     def crl_published(
-        self, issuer_id: str, number: int, *, entries: int, sha256: str, at: dt.datetime, shown_after_expiry: list[str]
+        self,
+        issuer_id: str,
+        number: int,
+        *,
+        entries: int,
+        sha256: str,
+        at: dt.datetime,
+        shown_after_expiry: list[str],
+        outbox_done: Sequence[int] = (),
     ) -> None:
+        """Record a published CRL, the entries it showed after expiry and the CRL work it did."""
         k, c = schema.crls, schema.certificates
         with self._begin() as conn:
+            for i in range(0, len(outbox_done), 500):
+                conn.execute(
+                    schema.outbox.update()
+                    .where(schema.outbox.c.id.in_(list(outbox_done[i : i + 500])))
+                    .values(done_at=_utc(at))
+                )
             conn.execute(
                 k.update()
                 .where(k.c.issuer_id == issuer_id, k.c.number == number)

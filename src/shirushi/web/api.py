@@ -23,6 +23,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from shirushi.backend import Backend
+from shirushi.bulkrevoke import MAX_SERIALS
 from shirushi.ca.authority import load_hierarchy, pem
 from shirushi.ca.csr import SubscriberKey, load_csr, spki_sha256
 from shirushi.errors import InputError, NotFoundError, PolicyError, ShirushiError
@@ -30,6 +31,8 @@ from shirushi.store import CertificateRecord
 
 log = logging.getLogger("shirushi.api")
 MAX_BODY = 64 * 1024
+# A bulk revocation: MAX_SERIALS serials of up to 40 hex digits (with colons, quotes, commas).
+MAX_BULK_BODY = MAX_SERIALS * 64 + 4096
 # The largest RSA key the CA certifies is bounded only by what subscribers send; proofs for
 # keys beyond this are refused before the (costly) private-key validation.
 MAX_PROOF_KEY_BITS = 8192
@@ -54,12 +57,12 @@ def record_json(rec: CertificateRecord) -> dict[str, Any]:
     }
 
 
-async def _json_body(request: Request) -> dict[str, Any]:
+async def _json_body(request: Request, limit: int = MAX_BODY) -> dict[str, Any]:
     body = b""
     async for chunk in request.stream():
         body += chunk
-        if len(body) > MAX_BODY:
-            raise InputError(f"request body over {MAX_BODY} bytes")
+        if len(body) > limit:
+            raise InputError(f"request body over {limit} bytes")
     try:
         data = json.loads(body)
     except (ValueError, UnicodeDecodeError, RecursionError):
@@ -183,6 +186,32 @@ OPENAPI: dict[str, Any] = {
                 "responses": {"200": {"description": "revoked serials"}, "400": {"description": "no valid proof"}},
             }
         },
+        "/api/v1/revocations": {
+            "post": {
+                "summary": f"Revoke up to {MAX_SERIALS} certificates by serial (mass revocation, BR 4.9.1.1)",
+                "requestBody": {
+                    "content": {
+                        "application/json": {
+                            "schema": {
+                                "type": "object",
+                                "required": ["serials", "reason"],
+                                "properties": {
+                                    "serials": {"type": "array", "items": {"type": "string"}, "maxItems": MAX_SERIALS},
+                                    "reason": {"type": "string"},
+                                },
+                            }
+                        }
+                    }
+                },
+                "responses": {
+                    "200": {
+                        "description": "what happened to each serial: revoked, already_revoked, unknown, invalid "
+                        "(not a serial), refused (serial -> why); OCSP and CRLs are updated before the answer"
+                    },
+                    "400": {"description": "malformed request or reason not allowed"},
+                },
+            }
+        },
         "/api/v1/openapi.json": {
             "get": {"summary": "This document", "security": [], "responses": {"200": {"description": "OpenAPI 3.1"}}}
         },
@@ -262,7 +291,7 @@ def create_app(backend: Backend) -> Starlette:
         body = record_json(result.record)
         body["key_blocked"] = result.key_blocked  # BR 6.1.1.3: keyCompromise blocks the key
         if result.pending:
-            body["pending"] = result.pending
+            body["pending"] = result.pending.messages()
         return JSONResponse(body)
 
     async def key_compromise(request: Request) -> Response:
@@ -281,6 +310,38 @@ def create_app(backend: Backend) -> Starlette:
         revoked = await run_in_threadpool(work)
         return JSONResponse({"revoked": revoked})
 
+    async def bulk_revoke(request: Request) -> Response:
+        data = await _json_body(request, MAX_BULK_BODY)
+        serials = data.get("serials")
+        if not isinstance(serials, list) or not all(isinstance(s, str) for s in serials):
+            raise InputError("field 'serials' must be a list of hexadecimal strings")
+        if not 1 <= len(serials) <= MAX_SERIALS:
+            raise InputError(f"field 'serials' must hold 1 to {MAX_SERIALS} serials, not {len(serials)}")
+        reason = _string(data, "reason")
+        assert reason is not None
+        parsed: list[int] = []
+        invalid: list[str] = []
+        for text in serials:
+            try:
+                serial = _serial(text)
+            except InputError:
+                serial = 0
+            if serial <= 0 or serial.bit_length() > 160:  # RFC 5280 4.1.2.2: at most 20 octets
+                invalid.append(text[:64])  # reported, not fatal to the batch
+            else:
+                parsed.append(serial)
+        result = await run_in_threadpool(backend.bulk_revoker.revoke, parsed, reason, requested_by="api (bulk)")
+        body: dict[str, Any] = {
+            "revoked": [r.serial_hex.upper() for r in result.revoked],
+            "already_revoked": [format(s, "X") for s in result.already_revoked],
+            "unknown": [format(s, "X") for s in result.unknown],
+            "invalid": invalid,
+            "refused": {format(s, "X"): why for s, why in result.refused.items()},
+        }
+        if result.pending:
+            body["pending"] = result.pending.messages()
+        return JSONResponse(body)
+
     async def openapi(request: Request) -> Response:
         return JSONResponse(OPENAPI)
 
@@ -296,6 +357,7 @@ def create_app(backend: Backend) -> Starlette:
             Route("/api/v1/certificates/{serial}", guarded(show), methods=["GET"]),
             Route("/api/v1/certificates/{serial}/revoke", guarded(revoke), methods=["POST"]),
             Route("/api/v1/key-compromise", guarded(key_compromise, public=True), methods=["POST"]),
+            Route("/api/v1/revocations", guarded(bulk_revoke), methods=["POST"]),
             Route("/api/v1/openapi.json", guarded(openapi, public=True), methods=["GET"]),
         ],
         exception_handlers={404: not_found, 405: not_allowed},
