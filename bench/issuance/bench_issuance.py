@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures
+import contextlib
 import http.client
 import json
 import multiprocessing
@@ -111,6 +112,34 @@ class Server:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.terminate()
             self.proc.wait(30)
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of one process so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def process_tree(pid: int) -> dict[int, str]:
+    """`pid` and its descendants, each with its command line's last word (what it runs)."""
+    found = {pid: "serve"}
+    todo = [pid]
+    while todo:
+        parent = todo.pop()
+        for task in Path(f"/proc/{parent}/task").iterdir():
+            for child in (task / "children").read_text().split():
+                cmd = Path(f"/proc/{child}/cmdline").read_bytes().split(b"\0")
+                found[int(child)] = "responder" if b"responder" in cmd else "lint worker"
+                todo.append(int(child))
+    return found
+
+
+def cpu_by_role(pid: int) -> dict[str, float]:
+    totals: dict[str, float] = {}
+    for child, role in process_tree(pid).items():
+        with contextlib.suppress(FileNotFoundError):
+            totals[role] = totals.get(role, 0.0) + cpu_seconds(child)
+    return totals
 
 
 def issue_all(port: int, csrs: list[bytes], clients: int) -> tuple[float, list[float], list[bytes]]:
@@ -219,6 +248,7 @@ def main() -> int:
         future.result()
     api: list[tuple[float, list[float]]] = []
     alone: list[float] = []
+    cpu_ms: list[dict[str, float]] = []
     with tempfile.TemporaryDirectory(prefix="shirushi-bench-issuance-") as tmp:
         server = Server(Path(tmp))
         print("starting shirushi serve ...", file=sys.stderr)
@@ -226,7 +256,13 @@ def main() -> int:
         try:
             issue_all(server.api_port, csrs[: args.clients * 2], args.clients)  # warm-up, not counted
             for round_ in range(args.rounds):
+                assert server.proc is not None
+                before, client_before = cpu_by_role(server.proc.pid), time.process_time()
                 seconds, latencies, ders = issue_all(server.api_port, csrs, args.clients)
+                after, client_after = cpu_by_role(server.proc.pid), time.process_time()
+                cpu = {role: after[role] - before.get(role, 0.0) for role in after}
+                cpu["bench clients"] = client_after - client_before
+                cpu_ms.append({role: 1000 * value / args.count for role, value in cpu.items()})
                 api.append((seconds, latencies))
                 alone.append(lint_all(pool, ders))
                 print(
@@ -256,6 +292,10 @@ def main() -> int:
     )
     print()
     print(f"ratio API / pkilint alone: {api_rate / lint_rate:.2f}")
+    print()
+    print("CPU per issued certificate during the API rounds (ms, median over rounds):")
+    for role in sorted(cpu_ms[0]):
+        print(f"- {role}: {statistics.median(c.get(role, 0.0) for c in cpu_ms):.1f}")
     return 0
 
 

@@ -136,6 +136,8 @@ def start_responders(config_path: str | None, settings: Settings) -> subprocess.
 def prepare(backend: Backend, say: Callable[[str], None]) -> None:
     """Steps 2 and 3 of the start-up order."""
     load_hierarchy(backend.settings)
+    # Lint workers start (and build pkilint's validators) once, before the API opens.
+    backend.use_lint_pool()
     if backend.authority.renew_ocsp_signer_if_due() is not None:
         say("renewed the OCSP signer certificate")
     pending = backend.drain_outbox()

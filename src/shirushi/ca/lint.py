@@ -11,10 +11,15 @@ pkilint's validator is built once per process and certificate type (it costs 40 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
+import importlib
+import sys
 import threading
-from collections.abc import Callable
+import types
+from collections.abc import Callable, Iterator
+from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -45,6 +50,53 @@ def _throwaway_key() -> rsa.RSAPrivateKey:
     return rsa.generate_private_key(public_exponent=65537, key_size=2048)
 
 
+class _OnFirstUse(types.ModuleType):
+    """Stands in for a module until one of its attributes is used, then imports it."""
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__"):
+            raise AttributeError(name)
+        del sys.modules[self.__name__]
+        real = importlib.import_module(self.__name__)
+        self.__dict__.update(real.__dict__)
+        return getattr(real, name)
+
+
+def _defer_language_tables() -> None:
+    """Import `iso639` (ISO 639 tables parsed from text at import) only if a lint needs it.
+
+    pkilint imports it for the ETSI QC-statement language check, which no certificate of ours
+    reaches; parsing its tables is a third of pkilint's import time, paid by every `issue`.
+    """
+    if "iso639" not in sys.modules:
+        sys.modules["iso639"] = _OnFirstUse("iso639")
+
+
+@contextlib.contextmanager
+def _one_public_suffix_list() -> Iterator[None]:
+    """Let pkilint's name validators share one parsed public suffix list.
+
+    Each of them parses its own copy (five per validator, 50 ms to 200 ms each); the list is
+    only read after parsing, so one copy answers the same for all.
+    """
+    import publicsuffixlist
+
+    made: dict[tuple[tuple[str, Any], ...], Any] = {}
+    original = publicsuffixlist.PublicSuffixList
+
+    def shared(**options: Any) -> Any:
+        key = tuple(sorted(options.items()))
+        if key not in made:
+            made[key] = original(**options)
+        return made[key]
+
+    setattr(publicsuffixlist, "PublicSuffixList", shared)  # noqa: B010 (a class swapped for a function)
+    try:
+        yield
+    finally:
+        setattr(publicsuffixlist, "PublicSuffixList", original)  # noqa: B010
+
+
 class _Linter:
     """pkilint's validator and finding filters for one certificate type, built once.
 
@@ -55,14 +107,16 @@ class _Linter:
     """
 
     def __init__(self, cert_type: str) -> None:
+        _defer_language_tables()
         from pkilint.cabf import serverauth
         from pkilint.cabf.serverauth import serverauth_constants
         from pkilint.pkix import certificate
 
         kind = serverauth_constants.CertificateType.from_option_str(cert_type)
-        self.validator = certificate.create_pkix_certificate_validator_container(
-            serverauth.create_decoding_validators(), serverauth.create_validators(kind)
-        )
+        with _one_public_suffix_list():
+            self.validator = certificate.create_pkix_certificate_validator_container(
+                serverauth.create_decoding_validators(), serverauth.create_validators(kind)
+            )
         self.filters = serverauth.create_serverauth_finding_filters(kind)
         self.lock = threading.Lock()
 
@@ -88,6 +142,7 @@ class _Linter:
 
 
 _linters: dict[str, _Linter] = {}
+# Held while a linter is built: also keeps the public suffix list swap above to one thread.
 _linters_lock = threading.Lock()
 
 

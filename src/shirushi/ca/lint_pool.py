@@ -68,7 +68,7 @@ class LintPool:
     def pids(self) -> set[int]:
         """The worker processes' ids (for tests and diagnostics)."""
         executor = self._executor
-        return set() if executor is None else {p.pid for p in executor._processes.values()}
+        return set() if executor is None else {p.pid for p in executor._processes.values() if p.pid is not None}
 
     def lint_der(self, der: bytes, cert_type: str) -> list[lint.Finding]:
         """Every finding pkilint reports for `der`; blocks the calling thread only."""

@@ -128,7 +128,13 @@ class Store:
         self.engine.dispose()
 
     def migrate(self) -> None:
-        """Bring the schema to the newest revision (Alembic, scripts inside the package)."""
+        """Bring the schema to the newest revision (Alembic, scripts inside the package).
+
+        A database already at `schema.REVISION` is left alone without loading Alembic (a
+        second of imports on a small machine, paid by every CLI command otherwise).
+        """
+        if self.revision() == schema.REVISION:
+            return
         from alembic import command
         from alembic.config import Config
 
@@ -140,6 +146,19 @@ class Store:
                 command.upgrade(config, "head")
         except sa.exc.OperationalError as exc:
             raise ServiceError(f"database unreachable: {exc.orig}") from None
+
+    def revision(self) -> str | None:
+        """The Alembic revision the database is at (None when it has none yet)."""
+        version = sa.table("alembic_version", sa.column("version_num"))
+        try:
+            with self.engine.connect() as conn:
+                if not sa.inspect(conn).has_table("alembic_version"):
+                    return None
+                rows = conn.execute(sa.select(version.c.version_num)).all()
+        except sa.exc.OperationalError as exc:
+            raise ServiceError(f"database unreachable: {exc.orig}") from None
+        # Several rows would mean branches: let Alembic sort that out.
+        return str(rows[0].version_num) if len(rows) == 1 else None
 
     def _begin(self) -> Any:
         return self.engine.begin()
@@ -332,6 +351,15 @@ class Store:
             query = query.where(o.c.created_at <= _utc(older_than))
         with self.engine.connect() as conn:
             return [(r.id, r.kind, r.issuer_id, r.serial) for r in conn.execute(query)]
+
+    def pending_work(self, kind: str, issuer_id: str, serial: str) -> list[int]:
+        """Ids of the work of `kind` not yet done for one certificate (serial hex)."""
+        o = schema.outbox
+        query = sa.select(o.c.id).where(
+            o.c.done_at.is_(None), o.c.kind == kind, o.c.issuer_id == issuer_id, o.c.serial == serial
+        )
+        with self.engine.connect() as conn:
+            return [r.id for r in conn.execute(query)]
 
     def outbox_done(self, ids: list[int], at: dt.datetime) -> None:
         if ids:
