@@ -39,10 +39,12 @@ class Backend:
         self.clock = clock or SystemClock()
         self._initialising = False
         self._lint_pool: LintPool | None = None
-        # Outbox rows whose work is done but not yet marked so: marked in one statement by the
-        # next drain or at close, off the issuance path (doing them again is harmless).
+        # Outbox rows whose work is done but not yet marked so. Concurrent issuances mark theirs
+        # in one statement (whoever finds no flush running does it for all queued); ids queued
+        # during a flush go with the next one, a drain, or close (redoing them is harmless).
         self._done_later: list[int] = []
         self._done_lock = threading.Lock()
+        self._flushing = threading.Lock()
 
     def use_lint_pool(self) -> None:
         """Lint issuance in worker processes, one per core (for the long-running `serve`)."""
@@ -108,10 +110,12 @@ class Backend:
     def _presign_issued(self, record: CertificateRecord) -> None:
         """BR 4.9.10: an authoritative response within 15 minutes of issuance; we do it at once.
 
-        Only this certificate's outbox work is read (not the whole outbox), and marking it done
-        waits for the next drain: the certificate is durable and its response in Redis already.
+        Only this certificate's outbox work is read (not the whole outbox); marking it done is
+        grouped with concurrent issuances (one commit for many).
         """
         work = self.store.pending_work("ocsp", record.issuer_id, record.serial_hex)
+        if not work:
+            return  # another drain did it already
         try:
             # Read after the work ids: a revocation committed since is in the status read here.
             rows = self.store.statuses_of(record.issuer_id, [record.serial])
@@ -121,6 +125,13 @@ class Backend:
             raise ServiceError(f"OCSP response not yet in Redis ({exc}); `serve` finishes it when it runs") from None
         with self._done_lock:
             self._done_later.extend(work)
+        if self._flushing.acquire(blocking=False):
+            try:
+                self._flush_done()
+            except Exception as exc:  # the response is in Redis; at worst it is signed again
+                log.warning("could not mark finished outbox work done: %s", exc)
+            finally:
+                self._flushing.release()
 
     def _flush_done(self) -> None:
         with self._done_lock:
