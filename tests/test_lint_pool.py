@@ -14,6 +14,7 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -172,3 +173,29 @@ def test_lint_error_refuses_issuance_through_the_pool(tmp_path: Path, redis_url:
     finally:
         bad.close()
         good.close()
+
+
+def test_workers_end_with_a_killed_parent(tmp_path: Path) -> None:
+    """kill -9 of the process that owns the pool (as of `serve`) leaves no lint worker behind."""
+    script = "import sys, time\nfrom shirushi.ca.lint_pool import LintPool\np = LintPool(2)\n"
+    script += "print(*p.pids, flush=True)\ntime.sleep(120)\n"
+    owner = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    try:
+        assert owner.stdout is not None
+        pids = [int(p) for p in owner.stdout.readline().split()]
+        assert len(pids) == 2
+    finally:
+        owner.kill()
+        owner.communicate()
+    deadline = time.monotonic() + 30
+    while any(running(pid) for pid in pids) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not [pid for pid in pids if running(pid)]
+
+
+def running(pid: int) -> bool:
+    """Alive and not a zombie (an orphan's exit status may wait for a reaper)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False

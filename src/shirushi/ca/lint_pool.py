@@ -14,7 +14,9 @@ import concurrent.futures
 import logging
 import multiprocessing
 import os
+import signal
 import threading
+import time
 from concurrent.futures.process import BrokenProcessPool
 
 from shirushi.ca import lint
@@ -23,6 +25,7 @@ log = logging.getLogger("shirushi.lint")
 
 # What the CA lints after start-up: every issuance is a subscriber certificate.
 WARM_TYPES = ("OV-FINAL-CERTIFICATE",)
+PARENT_CHECK_EVERY = 1.0  # seconds
 
 
 def available_cores() -> int:
@@ -35,6 +38,21 @@ def available_cores() -> int:
 
 def _ready() -> int:
     return os.getpid()
+
+
+def _worker_start(warm_types: tuple[str, ...], parent: int) -> None:
+    """In each worker: leave Ctrl-C to the parent, end with the parent, build the linters."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent stops the pool on SIGINT/SIGTERM
+    threading.Thread(target=_exit_with, args=(parent,), name="exit-with-parent", daemon=True).start()
+    lint.warm(warm_types)
+
+
+def _exit_with(parent: int) -> None:
+    # A parent killed with SIGKILL cannot stop its pool, and a worker waiting for work never
+    # sees it go (it holds both ends of the task queue): check, so no worker is left behind.
+    while os.getppid() == parent:
+        time.sleep(PARENT_CHECK_EVERY)
+    os._exit(0)
 
 
 class LintPool:
@@ -55,8 +73,8 @@ class LintPool:
         executor = concurrent.futures.ProcessPoolExecutor(
             max_workers=self.processes,
             mp_context=multiprocessing.get_context("spawn"),
-            initializer=lint.warm,
-            initargs=(self._warm_types,),
+            initializer=_worker_start,
+            initargs=(self._warm_types, os.getpid()),
         )
         # Start (and warm) every worker now rather than on the first issuances: each pending
         # task without an idle worker spawns one, and a worker is idle only once warmed.
