@@ -19,7 +19,8 @@ RUN apt-get update \
  && rm -rf /var/lib/apt/lists/* \
  && useradd --system --home-dir /var/lib/shirushi --create-home shirushi
 COPY --from=build /wheels /wheels
-RUN pip install --no-cache-dir /wheels/*.whl "psycopg[binary]>=3.1" && rm -rf /wheels
+# The whole CA (backend extra) plus the PostgreSQL driver; a responder-only image needs neither.
+RUN pip install --no-cache-dir "$(ls /wheels/shirushi-*.whl)[backend,postgres]" && rm -rf /wheels
 USER shirushi
 WORKDIR /var/lib/shirushi
 ENV SHIRUSHI_DATA_DIR=/var/lib/shirushi \

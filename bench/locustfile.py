@@ -5,18 +5,21 @@ Give it DER OCSP requests for certificates the responder knows, made with stock 
     openssl ocsp -issuer issuing.pem -cert leaf.pem -no_nonce -reqout req1.der
     openssl ocsp -issuer issuing.pem -sha256 -cert leaf.pem -no_nonce -reqout req2.der
 
-Run headless, bounded in time (the only way this file should be run against anything that is
-not yours: ask first, and never point it at a public responder):
+`scripts/setup --dev` installs locust into `.venv`; `scripts/demo` prints a ready command for its
+sample certificate. Run headless, bounded in time (the only way this file should be run against
+anything that is not yours: ask first, and never point it at a public responder):
 
     .venv/bin/locust -f bench/locustfile.py --headless -u 50 -r 10 -t 60s \\
         --host http://127.0.0.1:8080 --ocsp-requests req1.der,req2.der [--post-share 0.2] \\
         [--csv out/ocsp]
 
-Each GET uses the RFC 6960 A.1 form (URL-encoded base64 under the host's path); one in ten goes
-through the `//` form HAProxy produces. A reply counts as a success only when it is HTTP 200 with
+Each GET uses the RFC 6960 A.1 / RFC 5019 form: one '/' then the URL-encoded base64 of the DER
+request ('/', '+' and '=' percent-encoded), so the path never starts with '//' (which HTTP
+clients, locust's among them, take for a host). A reply counts as a success only when it is HTTP 200 with
 `Content-Type: application/ocsp-response` and a *successful* OCSPResponse; tryLater,
 unauthorized and the other error statuses are reported as failures by name.
-`--ocsp-requests` may also come from the OCSP_REQUESTS environment variable.
+`--ocsp-requests` may also come from the OCSP_REQUESTS environment variable. A missing,
+unreadable or invalid request file stops the run with one line and exit status 2.
 """
 
 from __future__ import annotations
@@ -24,10 +27,12 @@ from __future__ import annotations
 import base64
 import os
 import random
+import sys
 import urllib.parse
 from pathlib import Path
 from typing import Any
 
+from cryptography.x509 import ocsp
 from locust import events, task
 from locust.contrib.fasthttp import FastHttpUser
 
@@ -40,6 +45,7 @@ _STATUS = {
     6: "unauthorized",
 }
 _requests: list[bytes] = []
+MAX_REQUEST_BYTES = 8192  # the responder's default ocsp.max_request_bytes
 
 
 @events.init_command_line_parser.add_listener
@@ -54,10 +60,42 @@ def _arguments(parser: Any) -> None:
 
 @events.init.add_listener
 def _load(environment: Any, **_: Any) -> None:
-    names = [n for n in (environment.parsed_options.ocsp_requests or "").split(",") if n.strip()]
-    if not names:
-        raise SystemExit("give --ocsp-requests FILE[,FILE...] (DER requests from `openssl ocsp -reqout`)")
-    _requests.extend(Path(n.strip()).read_bytes() for n in names)
+    names = [n.strip() for n in (environment.parsed_options.ocsp_requests or "").split(",") if n.strip()]
+    try:
+        if not names:
+            raise ValueError("give --ocsp-requests FILE[,FILE...] (DER requests from `openssl ocsp -reqout`)")
+        _requests.extend(read_request(Path(n)) for n in names)
+    except ValueError as exc:
+        # One line and a non-zero exit, not a traceback per user (locust logs handler errors).
+        print(f"locustfile: error: {exc}", file=sys.stderr, flush=True)
+        raise SystemExit(2) from None
+
+
+def read_request(path: Path) -> bytes:
+    """A DER OCSP request from `path`, checked, or ValueError saying what is wrong."""
+    try:
+        with path.open("rb") as fh:
+            data = fh.read(MAX_REQUEST_BYTES + 1)
+    except FileNotFoundError:
+        raise ValueError(f"--ocsp-requests {path}: no such file") from None
+    except IsADirectoryError:
+        raise ValueError(f"--ocsp-requests {path} is a directory") from None
+    except OSError as exc:
+        raise ValueError(f"cannot read --ocsp-requests {path}: {exc.strerror}") from None
+    if len(data) > MAX_REQUEST_BYTES:
+        raise ValueError(f"--ocsp-requests {path} is larger than {MAX_REQUEST_BYTES} bytes")
+    try:
+        ocsp.load_der_ocsp_request(data)
+    except ValueError:
+        raise ValueError(
+            f"--ocsp-requests {path} is not a DER OCSP request (make one with `openssl ocsp -reqout`)"
+        ) from None
+    return data
+
+
+def get_path(request: bytes) -> str:
+    """RFC 6960 A.1 / RFC 5019 GET path: '/' + URL-encoded base64 (never '//')."""
+    return "/" + urllib.parse.quote(base64.b64encode(request).decode(), safe="")
 
 
 def response_status(body: bytes) -> int | None:
@@ -98,7 +136,5 @@ class OCSPClient(FastHttpUser):
             ) as response:
                 self._check(response)
             return
-        path = urllib.parse.quote(base64.b64encode(request).decode(), safe="")
-        slash = "//" if random.random() < 0.1 else "/"
-        with self.client.get(slash + path, name="GET /{base64}", catch_response=True) as response:
+        with self.client.get(get_path(request), name="GET /{base64}", catch_response=True) as response:
             self._check(response)

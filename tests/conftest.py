@@ -1,4 +1,11 @@
-"""Shared fixtures: a real redis-server and a real PostgreSQL server per test session."""
+"""Shared fixtures (a real redis-server and a real PostgreSQL server per test session) and markers.
+
+Markers say what a test needs beyond the interpreter: `redis`, `postgres` and `hsm` come from the
+fixtures it uses (set here), `oracle` (openssl, ocsptool, nginx, haproxy and other outside
+programs) and `e2e` (`shirushi` processes) are set in the test modules. `scripts/test --fast`
+deselects all five; under it, a test that starts a process without saying so fails, so the fast
+subset stays pure and in-process.
+"""
 
 from __future__ import annotations
 
@@ -16,6 +23,40 @@ import redis
 from ocsp_pki import RedisProcess
 
 pytest_plugins = ["softhsm"]  # the real SoftHSM2 token fixture (tests/softhsm.py)
+
+FIXTURE_MARKS = {
+    "redis_server": "redis",
+    "postgres_server": "postgres",
+    "softhsm": "hsm",
+}
+FAST = os.environ.get("SHIRUSHI_TEST_FAST") == "1"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        needs = {FIXTURE_MARKS[name] for name in getattr(item, "fixturenames", ()) if name in FIXTURE_MARKS}
+        for mark in sorted(needs):
+            item.add_marker(mark)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    """In CI (CI=true) a skip is a failure: every tool a test needs is installed by scripts/setup."""
+    outcome = yield
+    report = outcome.get_result()  # type: ignore[attr-defined]
+    if report.skipped and os.environ.get("CI") == "true" and not hasattr(report, "wasxfail"):
+        report.outcome = "failed"
+        report.longrepr = f"skipped in CI, where nothing may be: {report.longrepr}"
+
+
+@pytest.fixture(autouse=FAST)
+def _no_processes_in_fast_subset(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Under `scripts/test --fast`: starting a process is an error naming the missing marker."""
+
+    def refuse(self: subprocess.Popen[bytes], args: object, *rest: object, **kwargs: object) -> None:
+        raise AssertionError(f"this test starts {args!r}: mark it `oracle` or `e2e` (tests/conftest.py)")
+
+    monkeypatch.setattr(subprocess.Popen, "__init__", refuse)
 
 
 @pytest.fixture(scope="session")

@@ -37,7 +37,7 @@ from shirushi.asn1.ocsp import IssuerHashes, Status, build_response
 from shirushi.cache import records
 from shirushi.config import Settings, parse_listen
 from shirushi.responder.issuers import issuers_path, load_issuers
-from shirushi.responder.server import Options
+from shirushi.responder.routing import Options
 from shirushi.responder.worker import serve
 from shirushi.signing.software import SoftwareSigner
 
@@ -111,7 +111,7 @@ class PKI:
                 x509.AuthorityInformationAccess(
                     [
                         x509.AccessDescription(
-                            x509.AuthorityInformationAccessOID.OCSP,
+                            x509.oid.AuthorityInformationAccessOID.OCSP,
                             x509.UniformResourceIdentifier(self.ocsp_url),
                         )
                     ]

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.x509.oid import NameOID
 
 SUBJECT = {"C": "JP", "ST": "Tokyo", "L": "Chiyoda-ku", "O": "Example KK"}
@@ -30,7 +30,7 @@ def make_key(bits: int = 2048) -> rsa.RSAPrivateKey:
 def make_csr(
     dns: list[str] | None = None,
     *,
-    key: rsa.RSAPrivateKey | None = None,
+    key: rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey | None = None,
     subject: dict[str, str] | None = None,
     cn: str | None = None,
 ) -> bytes:
@@ -44,7 +44,8 @@ def make_csr(
     builder = x509.CertificateSigningRequestBuilder().subject_name(name)
     if dns:
         builder = builder.add_extension(x509.SubjectAlternativeName([x509.DNSName(d) for d in dns]), False)
-    return builder.sign(key, hashes.SHA256()).public_bytes(serialization.Encoding.PEM)
+    digest = None if isinstance(key, ed25519.Ed25519PrivateKey) else hashes.SHA256()
+    return builder.sign(key, digest).public_bytes(serialization.Encoding.PEM)
 
 
 def cli_env(data_dir: Path, **extra: str) -> dict[str, str]:

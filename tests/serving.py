@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 import socket
 import subprocess
@@ -58,7 +59,8 @@ class Site:
     def cli(self, *args: str, input: bytes | None = None) -> subprocess.CompletedProcess[str]:
         return run_cli(list(args), self.env, input=input)
 
-    def start(self) -> None:
+    def start(self, *, wait: bool = True, timeout: float = 120) -> None:
+        """Start `serve`; with `wait`, return once its three ports accept connections."""
         with open(self.root / "serve.log", "ab") as log:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "shirushi", "serve"],
@@ -67,8 +69,8 @@ class Site:
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
             )
-        for port in (self.repo_port, self.ocsp_port, self.api_port):
-            wait_port(port, self.proc)
+        for port in (self.repo_port, self.ocsp_port, self.api_port) if wait else ():
+            wait_port(port, self.proc, timeout)
 
     def stop(self, sig: int = signal.SIGTERM) -> int:
         """Signal `serve` alone (as an operator or the kernel would) and wait for it."""
@@ -80,18 +82,23 @@ class Site:
         return code
 
     def processes(self) -> str:
-        """Processes still running on this site's data directory or OCSP port."""
-        out = subprocess.run(["pgrep", "-af", f"{self.data}|shirushi responder"], capture_output=True, text=True).stdout
-        mine = [line for line in out.splitlines() if str(self.data) in line or self._is_mine(line)]
-        return "\n".join(mine)
-
-    def _is_mine(self, line: str) -> bool:
-        pid = line.split()[0]
-        try:
-            environ = Path(f"/proc/{pid}/environ").read_bytes()
-        except OSError:
-            return False
-        return f"SHIRUSHI_DATA_DIR={self.data}".encode() in environ
+        """Processes still running on this site's data directory: redis-server, responders,
+        signing workers (found by command line or by SHIRUSHI_DATA_DIR in their environment)."""
+        mine = []
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit() or int(entry.name) == os.getpid():
+                continue
+            try:
+                cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
+                environ = (entry / "environ").read_bytes()
+                state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
+            except OSError:
+                continue  # gone meanwhile, or a kernel thread
+            if state == "Z":
+                continue  # exited, not yet reaped by its parent
+            if str(self.data) in cmdline or f"SHIRUSHI_DATA_DIR={self.data}".encode() in environ.split(b"\0"):
+                mine.append(f"{entry.name} {cmdline}")
+        return "\n".join(sorted(mine))
 
     def log(self) -> str:
         path = self.root / "serve.log"

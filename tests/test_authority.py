@@ -109,6 +109,7 @@ def test_bulk_revocation_by_key_and_termination(tmp_path: Path, redis_url: str) 
     assert done.stdout.count("revoked ") == 1
 
 
+@pytest.mark.e2e
 def test_commands_on_an_empty_data_dir_create_nothing(tmp_path: Path) -> None:
     env = cli_env(tmp_path / "nothing")
     result = run_cli(["revoke", "ABCDEF", "--reason", "superseded"], env)
@@ -116,6 +117,7 @@ def test_commands_on_an_empty_data_dir_create_nothing(tmp_path: Path) -> None:
     assert not (tmp_path / "nothing").exists()
 
 
+@pytest.mark.e2e
 def test_csr_from_an_endless_file_is_refused(tmp_path: Path) -> None:
     env = cli_env(tmp_path / "d")
     result = run_cli(["issue", "--csr", "/dev/zero"], env)
@@ -123,6 +125,7 @@ def test_csr_from_an_endless_file_is_refused(tmp_path: Path) -> None:
     assert result.stderr.strip() == "shirushi: error: CSR file /dev/zero is larger than 65536 bytes"
 
 
+@pytest.mark.e2e
 def test_revoke_with_redis_down_says_what_is_pending(tmp_path: Path) -> None:
     env = cli_env(tmp_path / "d", SHIRUSHI_REDIS__URL=f"unix://{tmp_path}/none.sock", SHIRUSHI_REDIS__TIMEOUT="0.5")
     assert run_cli(["init"], env).returncode == 0

@@ -1,7 +1,8 @@
-"""Settings: TOML file, environment overrides, defaults and errors (interface.md, Configuration)."""
+"""Settings: TOML file, environment overrides, defaults and errors (README, Configuration)."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from pathlib import Path
 
@@ -112,11 +113,11 @@ def test_example_config_documents_every_key() -> None:
     import tomllib
 
     data = tomllib.loads(example.read_text())
-    for field in config.dataclasses.fields(settings):
+    for field in dataclasses.fields(settings):
         assert field.name in data, f"{field.name} missing from the example"
         section = getattr(settings, field.name)
-        if config.dataclasses.is_dataclass(section):
-            for sub in config.dataclasses.fields(section):
+        if dataclasses.is_dataclass(section):
+            for sub in dataclasses.fields(section):
                 assert sub.name in data[field.name], f"{field.name}.{sub.name} missing from the example"
 
 
@@ -142,3 +143,69 @@ def test_a_mistyped_secret_is_not_echoed(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as info:
         config.load(write(tmp_path, "[pkcs11]\nuser_pin = 98765\n"), environ={})
     assert "98765" not in str(info.value) and "pkcs11.user_pin" in str(info.value)
+
+
+def test_relative_paths_in_a_file_are_relative_to_the_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    conf = tmp_path / "etc" / "shirushi.toml"
+    conf.parent.mkdir()
+    conf.write_text(
+        'data_dir = "ca-data"\n'
+        '[database]\nurl = "sqlite:///db/x.db"\n'
+        '[ocsp]\nissuers = "certs/issuers.pem"\naccess_log = "/var/log/ocsp.log"\n'
+        '[repository]\ndocuments = "../docs"\n'
+    )
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    settings = config.load("../etc/shirushi.toml", environ={})  # relative to the current directory
+    etc = tmp_path / "etc"
+    assert settings.data_path == etc / "ca-data"
+    assert settings.database_url == f"sqlite:///{etc}/db/x.db"
+    assert settings.ocsp.issuers == str(etc / "certs/issuers.pem")
+    assert settings.ocsp.access_log == "/var/log/ocsp.log"  # absolute: kept
+    assert Path(settings.repository.documents).resolve() == tmp_path / "docs"
+    # The environment's relative values stay relative to the current directory.
+    env = config.load(conf, environ={"SHIRUSHI_DATA_DIR": "here", "SHIRUSHI_OCSP__ISSUERS": "i.pem"})
+    assert env.data_path == elsewhere / "here"
+    assert env.ocsp.issuers == "i.pem"
+    # Keys not set in the file keep the default, relative to the current directory.
+    assert config.load(write(tmp_path, ""), environ={}).data_path == elsewhere / "var/shirushi"
+
+
+@pytest.mark.e2e
+def test_config_file_from_another_directory_finds_the_same_ca(tmp_path: Path) -> None:
+    """`shirushi --config /abs/ca.toml ...` run from anywhere uses the data_dir beside the file."""
+    from pki import cli_env, run_cli
+
+    conf = tmp_path / "site" / "ca.toml"
+    conf.parent.mkdir()
+    conf.write_text('data_dir = "data"\n')
+    env = {k: v for k, v in cli_env(tmp_path).items() if k != "SHIRUSHI_DATA_DIR"}
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    init = run_cli(["--config", str(conf), "init"], env, cwd=tmp_path / "a")
+    assert init.returncode == 0, init.stderr
+    assert (tmp_path / "site" / "data" / "shirushi.db").exists()
+    assert not (tmp_path / "a" / "data").exists()
+    certs = run_cli(["--config", str(conf), "ca-certs"], env, cwd=tmp_path / "b")
+    assert certs.returncode == 0, certs.stderr
+    assert certs.stdout.startswith("-----BEGIN CERTIFICATE-----")
+    # A relative --config is taken from the current directory, its paths from the file's.
+    relative = run_cli(["--config", "../site/ca.toml", "ca-certs"], env, cwd=tmp_path / "b")
+    assert relative.returncode == 0 and relative.stdout == certs.stdout, relative.stderr
+
+
+def test_subscriber_key_types(tmp_path: Path) -> None:
+    assert config.load(write(tmp_path, ""), environ={}).ca.subscriber_key_types == ("rsa",)
+    both = config.load(write(tmp_path, '[ca]\nsubscriber_key_types = ["rsa", "ecdsa-p256"]\n'), environ={})
+    assert both.ca.subscriber_key_types == ("rsa", "ecdsa-p256")
+    env = config.load(None, environ={"SHIRUSHI_CA__SUBSCRIBER_KEY_TYPES": "ecdsa-p384, rsa"})
+    assert env.ca.subscriber_key_types == ("ecdsa-p384", "rsa")
+    for text, message in [
+        ('[ca]\nsubscriber_key_types = ["dsa"]\n', "ca.subscriber_key_types ['dsa'] must list"),
+        ("[ca]\nsubscriber_key_types = []\n", "must list one or more"),
+        ('[ca]\nsubscriber_key_types = ["rsa", "rsa"]\n', "distinct"),
+        ("[ca]\nsubscriber_key_types = [1]\n", "expected a list of strings"),
+    ]:
+        with pytest.raises(ConfigError, match=message.replace("[", r"\[")):
+            config.load(write(tmp_path, text), environ={})

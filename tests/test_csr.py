@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.x509.oid import NameOID
 
 from pki import SUBJECT, make_csr, make_key
@@ -49,17 +48,40 @@ def test_1024_bit_key_refused() -> None:
         check(make_csr(key=make_key(1024)))
 
 
-def test_non_rsa_key_refused() -> None:
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "www.example.jp")])
-    pem = (
-        x509.CertificateSigningRequestBuilder()
-        .subject_name(name)
-        .sign(key, hashes.SHA256())
-        .public_bytes(serialization.Encoding.PEM)
+def test_ecdsa_key_refused_by_default_naming_the_option() -> None:
+    """RSA is the policy's profile; ECDSA is refused unless ca.subscriber_key_types enables it."""
+    with pytest.raises(PolicyError) as refused:
+        check(make_csr(key=ec.generate_private_key(ec.SECP256R1())))
+    assert str(refused.value) == (
+        "key refused: ECDSA P-256 subscriber keys are not enabled on this CA (accepted: RSA); "
+        "add 'ecdsa-p256' to ca.subscriber_key_types to accept them (BR 6.1.5)"
     )
-    with pytest.raises(PolicyError, match="only RSA"):
-        check(pem)
+
+
+@pytest.mark.parametrize(("curve", "kind"), [(ec.SECP256R1(), "ecdsa-p256"), (ec.SECP384R1(), "ecdsa-p384")])
+def test_ecdsa_keys_accepted_when_enabled(curve: ec.EllipticCurve, kind: str) -> None:
+    key = ec.generate_private_key(curve)
+    req = check(make_csr(key=key), key_types=("rsa", kind))
+    assert isinstance(req.public_key, ec.EllipticCurvePublicKey) and req.public_key.curve.name == curve.name
+    # The other curve stays refused.
+    other = ec.SECP384R1() if kind == "ecdsa-p256" else ec.SECP256R1()
+    with pytest.raises(PolicyError, match="not enabled"):
+        check(make_csr(key=ec.generate_private_key(other)), key_types=("rsa", kind))
+
+
+def test_rsa_refused_when_not_listed() -> None:
+    with pytest.raises(PolicyError, match=r"RSA subscriber keys are not enabled.*add 'rsa'"):
+        check(make_csr(), key_types=("ecdsa-p256",))
+
+
+def test_other_curves_and_key_types_refused() -> None:
+    every = ("rsa", "ecdsa-p256", "ecdsa-p384")
+    with pytest.raises(PolicyError, match="curve secp521r1 is not accepted; only P-256 and P-384"):
+        check(make_csr(key=ec.generate_private_key(ec.SECP521R1())), key_types=every)
+    with pytest.raises(PolicyError, match="curve secp256k1 is not accepted"):
+        check(make_csr(key=ec.generate_private_key(ec.SECP256K1())), key_types=every)
+    with pytest.raises(PolicyError, match="Ed25519PublicKey keys are not accepted"):
+        check(make_csr(key=ed25519.Ed25519PrivateKey.generate()), key_types=every)
 
 
 def test_small_exponent_refused() -> None:

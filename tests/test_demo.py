@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import os
 import signal
 import subprocess
@@ -9,7 +10,16 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from serving import Site
+
+pytestmark = [pytest.mark.e2e, pytest.mark.oracle]
+
+
+def csv_rows(prefix: Path) -> list[dict[str, str]]:
+    with open(f"{prefix}_stats.csv", newline="") as fh:
+        return list(csv.DictReader(fh))
 
 
 def test_demo_prints_checks_that_pass(tmp_path: Path) -> None:
@@ -36,8 +46,8 @@ def test_demo_prints_checks_that_pass(tmp_path: Path) -> None:
         output = "".join(lines)
         assert "Serving; press Ctrl-C" in output, output
         commands = [line.strip() for line in lines if line.startswith("  ") and not line.strip().startswith("#")]
-        assert len(commands) == 9, commands
-        verify, ocsp, reqout, curl_get, respin, curl_crl, show_crl, revoke, ocsp_again = commands
+        assert len(commands) == 10, commands
+        verify, ocsp, reqout, curl_get, respin, curl_crl, show_crl, revoke, ocsp_again, locust = commands
         assert ocsp == ocsp_again
         # Pasted into a plain shell elsewhere: no SHIRUSHI_* variables, another directory.
         env = {k: v for k, v in os.environ.items() if not k.startswith("SHIRUSHI_")}
@@ -55,6 +65,21 @@ def test_demo_prints_checks_that_pass(tmp_path: Path) -> None:
         assert "Certificate Revocation List" in shell(f"{curl_crl} && {show_crl}")
         assert "revoked" in shell(revoke)
         assert ": revoked" in shell(ocsp)
+        # The load test as printed (20 s, headless); locust exits 1 on any failed request.
+        stats = tmp_path / "locust"
+        run = subprocess.run(
+            f"{locust} --csv {stats} --only-summary",
+            shell=True,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            cwd=tmp_path,
+        )
+        assert run.returncode == 0, run.stdout + run.stderr
+        assert "Traceback" not in run.stdout + run.stderr
+        total = next(row for row in csv_rows(stats) if row["Name"] == "Aggregated")
+        assert int(total["Request Count"]) > 0 and int(total["Failure Count"]) == 0, total
     finally:
         os.killpg(proc.pid, signal.SIGINT)
         proc.wait(timeout=60)
@@ -77,3 +102,54 @@ def test_demo_is_idempotent(tmp_path: Path) -> None:
         assert result.returncode == 0, result.stdout + result.stderr
         assert "Issued a sample certificate for www.example.jp" in result.stdout
     assert len(list((site.data / "keys").iterdir())) == 3
+
+
+def test_second_demo_on_the_same_data_refuses_before_touching_anything(tmp_path: Path) -> None:
+    site = Site(tmp_path)
+    first = subprocess.Popen(
+        [sys.executable, "-m", "shirushi", "demo"],
+        env=site.env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        assert first.stdout is not None
+        seen = ""
+        deadline = time.monotonic() + 180
+        while "Serving; press Ctrl-C" not in seen and time.monotonic() < deadline:
+            line = first.stdout.readline()
+            if not line:
+                break
+            seen += line
+        assert "Serving; press Ctrl-C" in seen, seen
+        demo_dir = site.data / "demo"
+        before = {p.name: p.read_bytes() for p in demo_dir.iterdir()}
+        for args in (["demo"], ["demo", "--no-serve"]):
+            second = subprocess.run(
+                [sys.executable, "-m", "shirushi", *args], env=site.env, capture_output=True, text=True, timeout=120
+            )
+            assert second.returncode == 6, second.stdout + second.stderr
+            assert second.stdout == ""
+            assert second.stderr.count("\n") == 1 and "is running on" in second.stderr, second.stderr
+            assert {p.name: p.read_bytes() for p in demo_dir.iterdir()} == before
+        # The first demo is unharmed: it still answers for its own sample.
+        ocsp = subprocess.run(
+            [
+                "openssl", "ocsp", "-issuer", str(demo_dir / "issuing-ca.pem"), "-cert", str(demo_dir / "sample.pem"),
+                "-url", site.ocsp_url, "-CAfile", str(demo_dir / "root.pem"), "-no_nonce",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )  # fmt: skip
+        assert "Response verify OK" in ocsp.stdout + ocsp.stderr and ": good" in ocsp.stdout, ocsp.stdout + ocsp.stderr
+        assert first.poll() is None
+    finally:
+        os.killpg(first.pid, signal.SIGINT)
+        first.wait(timeout=60)
+        if first.stdout is not None:
+            first.stdout.close()
+    assert first.returncode == 0
+    assert site.processes() == ""

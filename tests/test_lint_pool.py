@@ -30,6 +30,8 @@ from shirushi.ca.lint_pool import LintPool
 from shirushi.clock import FrozenClock
 from shirushi.errors import LintError
 
+pytestmark = [pytest.mark.e2e, pytest.mark.oracle]  # worker processes, pkilint's command line
+
 BIN = Path(
     shutil.which("lint_cabf_serverauth_cert") or Path(__file__).parents[1] / ".venv/bin/lint_cabf_serverauth_cert"
 )

@@ -18,6 +18,8 @@ from pki import make_csr, split_pem
 from serving import Site
 from softhsm import LABEL, SoftHSM, make_tokens
 
+pytestmark = [pytest.mark.e2e, pytest.mark.oracle]
+
 
 @pytest.fixture(scope="module")
 def hsm(tmp_path_factory: pytest.TempPathFactory) -> SoftHSM:

@@ -22,8 +22,8 @@ from shirushi.config import CASettings, Settings
 from shirushi.errors import ConflictError, SignerError, StateError
 from shirushi.signing import SignerKey
 from shirushi.signing.backend import keystore
-from shirushi.signing.cryptoki import CKR_PIN_LOCKED, login_error
 from shirushi.signing.pkcs11 import PKCS11KeyStore, PKCS11Signer
+from shirushi.signing.pkcs11.cryptoki import CKR_PIN_LOCKED, login_error
 from shirushi.signing.software import FileKeyStore
 from softhsm import SPARE_LABEL, SoftHSM, close_all_sessions, logout, write_conf
 
@@ -369,6 +369,7 @@ def test_backend_pkcs11(softhsm: SoftHSM) -> None:
     assert isinstance(store, PKCS11KeyStore) and store.settings == softhsm.settings()
 
 
+@pytest.mark.e2e
 def test_backend_file_never_loads_python_pkcs11(tmp_path: Path) -> None:
     settings = Settings(data_dir=str(tmp_path))
     assert isinstance(keystore(settings), FileKeyStore)

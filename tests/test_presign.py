@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import redis
 from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.x509 import ocsp
 
 from pki import make_csr
@@ -24,7 +26,7 @@ H = dt.timedelta(hours=1)
 
 
 @pytest.fixture
-def backend(tmp_path: Path, redis_url: str) -> Backend:
+def backend(tmp_path: Path, redis_url: str) -> Iterator[Backend]:
     settings = config.load(
         None,
         environ={
@@ -162,11 +164,10 @@ def test_parallel_signing_matches(tmp_path: Path, redis_url: str) -> None:
     signer = x509.load_pem_x509_certificate((settings.data_path / "certs" / "ocsp-signer.pem").read_bytes())
     for serial in serials:
         response = ocsp.load_der_ocsp_response(stored(b, serial, "sha256").der)
-        signer.public_key().verify(  # type: ignore[call-arg,union-attr]
-            response.signature,
-            response.tbs_response_bytes,
-            __import__("cryptography.hazmat.primitives.asymmetric.padding", fromlist=["PKCS1v15"]).PKCS1v15(),
-            response.signature_hash_algorithm,
+        public = signer.public_key()
+        assert isinstance(public, rsa.RSAPublicKey) and response.signature_hash_algorithm is not None
+        public.verify(
+            response.signature, response.tbs_response_bytes, padding.PKCS1v15(), response.signature_hash_algorithm
         )
     b.close()
 

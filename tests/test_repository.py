@@ -78,3 +78,55 @@ def test_certificates_and_documents(tmp_path: Path) -> None:
     assert client.get("/../keys/root.key").status_code == 404
     assert client.post("/issuing-ca.crl").status_code == 405
     backend.close()
+
+
+def _links(page: str) -> list[str]:
+    from html.parser import HTMLParser
+
+    found: list[str] = []
+
+    class Links(HTMLParser):
+        def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+            found.extend(v for k, v in attrs if tag == "a" and k == "href" and v)
+
+    Links().feed(page)
+    return found
+
+
+def test_root_is_an_index_of_what_is_served(tmp_path: Path) -> None:
+    backend, client = site(tmp_path, "http://127.0.0.1:8081/")
+    before = client.get("/")
+    assert before.status_code == 200
+    assert before.headers["content-type"].startswith("text/html")
+    assert "issuing-ca.crl" not in _links(before.text)  # nothing published yet: not linked
+    backend.crls.generate("issuing-ca", scheduled=True)
+    backend.crls.generate("root", scheduled=True)
+    page = client.get("/")
+    links = _links(page.text)
+    assert links == [
+        "/issuing-ca.crl",
+        "/root.crl",
+        "/issuing-ca.crt",
+        "/issuing-ca.pem",
+        "/root.crt",
+        "/root.pem",
+        "/cp",
+        "/cps",
+    ]
+    for link in links:  # every link answers
+        assert client.get(link).status_code == 200, link
+    assert client.head("/").status_code == 200
+    backend.close()
+
+
+def test_index_under_a_path_prefix(tmp_path: Path) -> None:
+    backend, client = site(tmp_path, "http://pki.example.jp/repo/")
+    backend.crls.generate("issuing-ca", scheduled=True)
+    page = client.get("/repo/")
+    assert page.status_code == 200
+    links = _links(page.text)
+    assert "/repo/issuing-ca.crl" in links and "/repo/root.crl" not in links
+    for link in links:
+        assert client.get(link).status_code == 200, link
+    assert client.get("/").status_code == 404  # outside the prefix nothing is served
+    backend.close()

@@ -41,19 +41,21 @@ def test_http10_closes_unless_keep_alive() -> None:
 
 
 def test_connection_close_and_if_none_match() -> None:
-    h = head(b'GET / HTTP/1.1\r\nConnection: foo, close\r\nIf-None-Match: "a"\r\nIf-None-Match: W/"b"\r\n\r\n')
+    h = head(
+        b'GET / HTTP/1.1\r\nHost: x\r\nConnection: foo, close\r\nIf-None-Match: "a"\r\nIf-None-Match: W/"b"\r\n\r\n'
+    )
     assert h is not None and not h.keep_alive and h.if_none_match == b'"a",W/"b"'
 
 
 def test_leading_empty_lines_and_absolute_form() -> None:
-    h = head(b"\r\n\r\nGET http://ocsp.example:8080//MEIw HTTP/1.1\r\n\r\n")
+    h = head(b"\r\n\r\nGET http://ocsp.example:8080//MEIw HTTP/1.1\r\nHost: x\r\n\r\n")
     assert h is not None and h.target == b"//MEIw"
-    h2 = head(b"GET http://ocsp.example HTTP/1.1\r\n\r\n")
+    h2 = head(b"GET http://ocsp.example HTTP/1.1\r\nHost: x\r\n\r\n")
     assert h2 is not None and h2.target == b"/"
 
 
 def test_expect_continue() -> None:
-    h = head(b"POST / HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 10\r\n\r\n")
+    h = head(b"POST / HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 10\r\n\r\n")
     assert h is not None and h.expect_continue
 
 
@@ -62,35 +64,52 @@ def test_expect_continue() -> None:
     [
         (b"GET / HTTP/2.0\r\n\r\n", 400),
         (b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", 400),
-        (b"GET /a b HTTP/1.1\r\n\r\n", 400),
+        (b"GET /a b HTTP/1.1\r\nHost: x\r\n\r\n", 400),
         (b"GET\r\n\r\n", 400),
-        (b"G(T / HTTP/1.1\r\n\r\n", 400),
-        (b"GET /\x01 HTTP/1.1\r\n\r\n", 400),
-        (b"GET relative HTTP/1.1\r\n\r\n", 400),
+        (b"G(T / HTTP/1.1\r\nHost: x\r\n\r\n", 400),
+        (b"GET /\x01 HTTP/1.1\r\nHost: x\r\n\r\n", 400),
+        (b"GET relative HTTP/1.1\r\nHost: x\r\n\r\n", 400),
         (b"GET / HTTP/1.1\r\nHost: x\r\n folded\r\n\r\n", 400),
         (b"GET / HTTP/1.1\r\nHost : x\r\n\r\n", 400),
-        (b"GET / HTTP/1.1\r\nno colon\r\n\r\n", 400),
-        (b"POST / HTTP/1.1\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n", 400),
-        (b"POST / HTTP/1.1\r\nContent-Length: -5\r\n\r\n", 400),
-        (b"POST / HTTP/1.1\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n", 400),
-        (b"POST / HTTP/1.1\r\nTransfer-Encoding: gzip, chunked\r\n\r\n", 400),
+        (b"GET / HTTP/1.1\r\nHost: x\r\nno colon\r\n\r\n", 400),
+        (b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n", 400),
+        (b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: -5\r\n\r\n", 400),
+        (b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n", 400),
+        (b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip, chunked\r\n\r\n", 400),
         (b"POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n", 400),
-        (b"GET /" + b"A" * 2000 + b" HTTP/1.1\r\n\r\n", 414),
+        (b"GET /" + b"A" * 2000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", 414),
         (b"GET /" + b"A" * (MAX_HEAD + 10), 414),
-        (b"GET / HTTP/1.1\r\n" + b"X-Big: y\r\n" * 2000, 431),
+        (b"GET / HTTP/1.1\r\nHost: x\r\n" + b"X-Big: y\r\n" * 2000, 431),
+        # RFC 9112 3.2: exactly one Host in HTTP/1.1.
+        (b"GET / HTTP/1.1\r\n\r\n", 400),
+        (b"GET / HTTP/1.1\r\nAccept: */*\r\n\r\n", 400),
+        (b"GET / HTTP/1.1\r\nHost: x\r\nhost: y\r\n\r\n", 400),
+        (b"GET / HTTP/1.0\r\nHost: x\r\nHost: y\r\n\r\n", 400),
+        # RFC 9110 5.5: CR, LF and NUL in a value (a proxy may split on a bare CR or LF).
+        (b"GET / HTTP/1.1\r\nHost: x\r\nX-A: b\rContent-Length: 5\r\n\r\n", 400),
+        (b"GET / HTTP/1.1\r\nHost: x\r\nX-A: b\nContent-Length: 5\r\n\r\n", 400),
+        (b"GET / HTTP/1.1\r\nHost: x\r\nX-A: b\x00\r\n\r\n", 400),
+        # RFC 9110 5.1: a field name is a token.
+        (b"GET / HTTP/1.1\r\nHost: x\r\nX A: b\r\n\r\n", 400),
+        (b"GET / HTTP/1.1\r\nHost: x\r\n: b\r\n\r\n", 400),
     ],
 )
 def test_refusals(data: bytes, code: int) -> None:
     assert refused(data) == code
 
 
+def test_http10_needs_no_host_and_values_may_hold_tabs_and_obs_text() -> None:
+    h = head(b"GET /MEIw HTTP/1.0\r\nUser-Agent: a\tb \xe2\x9c\x93\r\n\r\n")
+    assert h is not None and h.http10 and h.target == b"/MEIw"
+
+
 def test_duplicate_equal_content_length_is_fine() -> None:
-    h = head(b"POST / HTTP/1.1\r\nContent-Length: 5\r\ncontent-length: 5\r\n\r\n")
+    h = head(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\ncontent-length: 5\r\n\r\n")
     assert h is not None and h.content_length == 5
 
 
 def test_chunked() -> None:
-    h = head(b"POST / HTTP/1.1\r\nTransfer-Encoding: Chunked\r\n\r\n")
+    h = head(b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: Chunked\r\n\r\n")
     assert h is not None and h.chunked
     body = b"4;ext=1\r\nMEIw\r\n3\r\nabc\r\n0\r\nTrailer: x\r\n\r\nNEXT"
     assert decode_chunked(body, 0, 100) == (b"MEIwabc", len(body) - 4)
@@ -105,7 +124,7 @@ def test_chunked() -> None:
 
 
 @settings(max_examples=3000, deadline=None)
-@given(st.binary(max_size=400), st.sampled_from([b"", b"GET / HTTP/1.1\r\n", b"POST / HTTP/1.0\r\n"]))
+@given(st.binary(max_size=400), st.sampled_from([b"", b"GET / HTTP/1.1\r\nHost: x\r\n", b"POST / HTTP/1.0\r\n"]))
 def test_parser_only_raises_http_errors(data: bytes, prefix: bytes) -> None:
     for attempt in (prefix + data, prefix + data + b"\r\n\r\n"):
         try:

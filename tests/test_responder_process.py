@@ -17,9 +17,9 @@ import redis
 
 from ocsp_pki import PKI, ResponderProcess, build_pki, free_port, get_path, http_exchange, ocsp_status, split_responses
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.e2e
 
-# Backend code a keyless responder must never load (architecture.md, hot-path rule 5).
+# Backend code a keyless responder must never load (docs/standards.md, hot-path rule 5).
 FORBIDDEN = (
     "shirushi.signing",
     "shirushi.store",
@@ -72,7 +72,9 @@ def responder(pki: PKI, redis_url: str, directory: Path, **extra: str) -> Respon
 
 
 def good(port: int, pki: PKI) -> bool:
-    raw = http_exchange(port, b"GET %s HTTP/1.1\r\nConnection: close\r\n\r\n" % get_path(pki.request_der(7)).encode())
+    raw = http_exchange(
+        port, b"GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n" % get_path(pki.request_der(7)).encode()
+    )
     return ocsp_status(split_responses(raw)[0][2]) == "SUCCESSFUL/GOOD"
 
 

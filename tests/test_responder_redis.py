@@ -28,7 +28,7 @@ from ocsp_pki import (
 from shirushi.config import OCSPSettings, RedisSettings, Settings
 from shirushi.responder import Options
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture(scope="module")

@@ -53,6 +53,7 @@ def test_sha1_without_null_parameters() -> None:
     assert parse_request(der) == CertID("sha1", b"\x01" * 20, b"\x02" * 20, 9)
 
 
+@pytest.mark.oracle
 def test_openssl_request_with_nonce(tmp_path: Path) -> None:
     """What `openssl ocsp` sends by default: SHA-1 CertID and a 16-octet nonce (ignored)."""
     pki = build_pki(tmp_path, "http://127.0.0.1:1/")

@@ -44,7 +44,7 @@ from shirushi.responder import Options
 LINT = str(Path(sys.executable).with_name("lint_ocsp_response"))
 NONCE_OID = "1.3.6.1.5.5.7.48.1.2"
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.e2e, pytest.mark.oracle]
 
 
 @pytest.fixture(scope="module")
@@ -457,7 +457,7 @@ def test_pipelined_requests_answered_in_order(pki: PKI, server: ResponderProcess
     )
     # The second time, the first answers come from the in-process cache and the rest from Redis.
     for _ in range(2):
-        raw = http_exchange(server.port, requests + b"GET / HTTP/1.1\r\nConnection: close\r\n\r\n")
+        raw = http_exchange(server.port, requests + b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
         answers = split_responses(raw)
         assert [a[0] for a in answers] == [200] * 6
         assert [a[2] for a in answers[:4]] == [r.der for r in stored]
@@ -529,7 +529,7 @@ def socket_to(port: int):  # type: ignore[no-untyped-def]
     [
         (b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 4096\r\n\r\n" + b"\x30" * 4096, 413),
         (b"GET /" + b"A" * 3000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", 414),
-        (b"GET / HTTP/1.1\r\n" + b"X-Filler: abcdefghijklmnopqrstuvwxyz\r\n" * 400 + b"\r\n", 431),
+        (b"GET / HTTP/1.1\r\nHost: x\r\n" + b"X-Filler: abcdefghijklmnopqrstuvwxyz\r\n" * 400 + b"\r\n", 431),
         (b"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n", 400),
         (b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + b"\x00" * 40 + b"\r\n\r\n", 400),  # TLS hello
     ],

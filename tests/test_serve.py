@@ -21,6 +21,7 @@ import urllib.request
 from collections.abc import Iterator
 from email.message import Message
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cryptography import x509
@@ -29,6 +30,8 @@ from cryptography.x509 import ocsp
 
 from pki import make_csr, make_key, split_pem
 from serving import Site
+
+pytestmark = [pytest.mark.e2e, pytest.mark.oracle]
 
 VENV_BIN = Path(__file__).parents[1] / ".venv" / "bin"
 
@@ -108,7 +111,9 @@ def get(url: str, headers: dict[str, str] | None = None) -> tuple[int, Message, 
         return exc.code, exc.headers, exc.read()
 
 
-def api(site: Site, method: str, path: str, body: object = None, token: str | None = "test-token") -> tuple[int, dict]:
+def api(
+    site: Site, method: str, path: str, body: object = None, token: str | None = "test-token"
+) -> tuple[int, dict[str, Any]]:
     data = json.dumps(body).encode() if body is not None else None
     headers = {"Content-Type": "application/json"}
     if token:
@@ -428,6 +433,7 @@ def test_api_issue_show_revoke(site: Site) -> None:
     assert status == 200 and record["status"] == "good" and record["revocation"] is None
     status, record = api(site, "POST", f"/api/v1/certificates/{body['serial']}/revoke", {"reason": "superseded"})
     assert status == 200 and record["status"] == "revoked" and record["revocation"]["reason"] == "superseded"
+    assert record["key_blocked"] is False
     status, err = api(site, "POST", f"/api/v1/certificates/{body['serial']}/revoke", {"reason": "superseded"})
     assert status == 409 and err["error"] == "conflict"
     status, err = api(site, "POST", "/api/v1/certificates/ABCDEF/revoke", {"reason": "superseded"})
@@ -477,6 +483,18 @@ def test_key_compromise_report_revokes_and_blocks(site: Site) -> None:
         assert record["revocation"]["reason"] == "keyCompromise"
     status, err = api(site, "POST", "/api/v1/certificates", {"csr": make_csr(key=key).decode()})
     assert status == 400 and "blocked" in err["detail"]
+
+
+def test_api_revoke_with_key_compromise_blocks_the_key(site: Site) -> None:
+    """BR 6.1.1.3: the subscriber's keyCompromise revocation blocks the key; the answer says so."""
+    key = make_key()
+    status, body = api(site, "POST", "/api/v1/certificates", {"csr": make_csr(["kc.example.jp"], key=key).decode()})
+    assert status == 201, body
+    status, record = api(site, "POST", f"/api/v1/certificates/{body['serial']}/revoke", {"reason": "keyCompromise"})
+    assert status == 200, record
+    assert record["revocation"]["reason"] == "keyCompromise" and record["key_blocked"] is True
+    status, err = api(site, "POST", "/api/v1/certificates", {"csr": make_csr(["kc2.example.jp"], key=key).decode()})
+    assert status == 400 and "blocked" in err["detail"], err
 
 
 # -- restarts -------------------------------------------------------------------------------

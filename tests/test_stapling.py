@@ -28,10 +28,10 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509 import ocsp
 
-from pki import make_csr, make_key, split_pem
+from pki import make_csr, make_key, run_cli, split_pem
 from serving import Site, free_port, wait_port
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.e2e, pytest.mark.oracle]
 
 HOST = "www.example.jp"
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
@@ -302,6 +302,44 @@ def test_nginx_stapling_file_from_shirushi_staple(site: Site, tmp_path: Path) ->
     block = stapled(out)
     assert "Revocation Reason: keyCompromise (0x1)" in block, out
     assert f"Serial Number: {leaf.serial_text}" in block
+
+
+def openssl_checks_staple(path: Path, leaf: Leaf) -> str:
+    """`openssl ocsp -respin`: the file verifies against the CA and is about this certificate."""
+    result = subprocess.run(
+        [
+            "openssl",
+            "ocsp",
+            "-respin",
+            str(path),
+            "-issuer",
+            str(leaf.trusted_path),
+            "-cert",
+            str(leaf.cert_path),
+            "-CAfile",
+            str(leaf.trusted_path),
+            "-no_nonce",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    return result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("source", ["aia", "local-ca"])
+def test_staple_a_leaf_only_file(site: Site, leaf: Leaf, tmp_path: Path, source: str) -> None:
+    """`staple --cert leaf.pem --out FILE` with the leaf alone: the issuer comes from the local
+    CA (run with its configuration) or from the AIA caIssuers URL (run anywhere else)."""
+    env = dict(site.env)
+    if source == "aia":
+        env["SHIRUSHI_DATA_DIR"] = str(tmp_path / "no-ca-here")
+    out = tmp_path / "ocsp.der"
+    result = run_cli(["staple", "--cert", str(leaf.cert_path), "--out", str(out)], env, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith(f"{out}: good, nextUpdate "), result.stdout
+    checked = openssl_checks_staple(out, leaf)
+    assert "Response verify OK" in checked and f"{leaf.cert_path}: good" in checked, checked
 
 
 # -- HAProxy --------------------------------------------------------------------------------

@@ -17,7 +17,7 @@ T0 = dt.datetime(2026, 11, 29, 9, 0, tzinfo=dt.UTC)
 ISSUER = "00112233aabbccdd"
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
     if request.param == "sqlite":
         url = f"sqlite:///{tmp_path / 'db' / 'shirushi.db'}"

@@ -11,6 +11,8 @@ import pytest
 
 from pki import make_csr
 
+pytestmark = pytest.mark.e2e
+
 ROOT = Path(__file__).parents[1]
 
 
@@ -105,3 +107,78 @@ def test_installed_package_runs_from_anywhere(installed: Path, tmp_path: Path, r
         text=True,
     )
     assert bad.returncode == 2 and bad.stderr.strip() == "shirushi: error: configuration file nope.toml does not exist"
+
+
+BLOCKER = '''
+"""Makes this interpreter a responder-only install: the `backend` extra's modules are missing."""
+import sys
+
+BLOCKED = {"starlette", "uvicorn", "pkcs11", "sqlalchemy", "alembic", "pkilint"}
+
+
+class _Missing:
+    @staticmethod
+    def find_spec(name, path=None, target=None):
+        if name.split(".")[0] in BLOCKED:
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+        return None
+
+
+sys.meta_path.insert(0, _Missing)
+'''
+
+
+def test_responder_runs_without_the_backend_extra(installed: Path, tmp_path: Path, redis_url: str) -> None:
+    """`pip install shirushi` (no extra) is a working responder; CA commands say what to install."""
+    import socket
+
+    from serving import free_port, wait_port
+
+    python = installed / "python"
+    site = subprocess.run(
+        [str(python), "-c", "import site; print(site.getsitepackages()[0])"], check=True, capture_output=True, text=True
+    ).stdout.strip()
+    env = {
+        "PATH": f"{installed}:/usr/bin:/bin",
+        "HOME": str(tmp_path),
+        "SHIRUSHI_DATA_DIR": str(tmp_path / "d"),
+        "SHIRUSHI_REDIS__URL": redis_url,
+    }
+    # The CA (full install) makes the issuer certificates the responder needs.
+    init = subprocess.run([str(installed / "shirushi"), "init"], env=env, capture_output=True, text=True)
+    assert init.returncode == 0, init.stderr
+    (Path(site) / "_no_backend.py").write_text(BLOCKER)
+    (Path(site) / "zz_no_backend.pth").write_text("import _no_backend\n")
+    try:
+        refused = subprocess.run(
+            [str(installed / "shirushi"), "issue", "--csr", "x"], env=env, capture_output=True, text=True
+        )
+        assert refused.returncode == 2
+        assert refused.stderr.strip() == "shirushi: error: `issue` needs the CA: pip install 'shirushi[backend]'"
+        port = free_port()
+        log = tmp_path / "responder.log"
+        with log.open("wb") as err:
+            responder = subprocess.Popen(
+                [str(installed / "shirushi"), "responder"],
+                env={**env, "SHIRUSHI_OCSP__LISTEN": f"127.0.0.1:{port}"},
+                stdout=subprocess.DEVNULL,
+                stderr=err,
+            )
+        try:
+            wait_port(port, responder, timeout=60)
+            with socket.create_connection(("127.0.0.1", port), timeout=5) as conn:
+                conn.sendall(
+                    b"POST / HTTP/1.1\r\nHost: x\r\nContent-Type: application/ocsp-request\r\n"
+                    b"Content-Length: 3\r\nConnection: close\r\n\r\nabc"
+                )
+                reply = b""
+                while chunk := conn.recv(4096):
+                    reply += chunk
+            # HTTP 200 carrying the OCSP malformedRequest response (RFC 6960 4.2.1): 30 03 0a 01 01.
+            assert reply.startswith(b"HTTP/1.1 200"), reply[:200]
+            assert reply.endswith(b"\x30\x03\x0a\x01\x01")
+        finally:
+            responder.terminate()
+            assert responder.wait(timeout=20) == 0, log.read_text()
+    finally:
+        (Path(site) / "zz_no_backend.pth").unlink()

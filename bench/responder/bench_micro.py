@@ -28,13 +28,14 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from ocsp_pki import RedisProcess, build_pki, der_cert_id, der_extension, der_request, get_path, octets  # noqa: E402
 from shirushi.cache import records  # noqa: E402
-from shirushi.responder import accesslog, resp  # noqa: E402
+from shirushi.responder import accesslog, resp, respwire  # noqa: E402
 from shirushi.responder.http1 import parse_head  # noqa: E402
 from shirushi.responder.issuers import load_issuers  # noqa: E402
 from shirushi.responder.lookup import Lookup  # noqa: E402
 from shirushi.responder.request import parse_request  # noqa: E402
 from shirushi.responder.responses import Answer  # noqa: E402
-from shirushi.responder.server import HTTPConnection, Options, Responder  # noqa: E402
+from shirushi.responder.routing import Options, Responder  # noqa: E402
+from shirushi.responder.server import HTTPConnection  # noqa: E402
 
 PLAIN = der_request([der_cert_id(0x1234567890ABCDEF1234)])
 NONCE = der_request(
@@ -109,7 +110,7 @@ async def redis_rates(url: str, total: int = 40000, concurrency: int = 50) -> tu
     link.kick()
     while link.conn is None:
         await asyncio.sleep(0.01)
-    cmd = resp.command(b"GET", b"bench:key")
+    cmd = respwire.command(b"GET", b"bench:key")
     done = loop.create_future()
     left = [total]
     in_flight = [0]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import os
+import signal
 import sys
 import traceback
 from collections.abc import Callable, Sequence
@@ -71,7 +72,7 @@ def cmd_issue(settings: Settings, args: argparse.Namespace) -> int:
     hierarchy = load_hierarchy(settings)
     sys.stdout.write(pem(issued.certificate) + pem(hierarchy.issuing))
     # The certificate exists either way; a pending OCSP response is still a failed promise
-    # (interface.md: the response is in Redis before the command returns).
+    # (README, Commands: the response is in Redis before the command returns).
     for warning in issued.warnings:
         print(f"shirushi: error: issued, but {warning}", file=sys.stderr)
     return ServiceError.exit_code if issued.warnings else 0
@@ -157,7 +158,12 @@ def cmd_revoke(settings: Settings, args: argparse.Namespace) -> int:
         backend.close()
     for result in results:
         rec = result.record
-        print(f"revoked {rec.serial_hex.upper()} reason={rec.revocation_reason} at={rec.revoked_at:%Y-%m-%dT%H:%M:%SZ}")
+        # BR 6.1.1.3: say that the key can no longer be certified.
+        blocked = " key=blocked" if result.key_blocked else ""
+        print(
+            f"revoked {rec.serial_hex.upper()} reason={rec.revocation_reason} "
+            f"at={rec.revoked_at:%Y-%m-%dT%H:%M:%SZ}{blocked}"
+        )
     pending = results[-1].pending if results else []
     for item in pending:
         print(f"shirushi: error: revoked, but {item}; `serve` finishes it", file=sys.stderr)
@@ -196,6 +202,20 @@ def cmd_crl(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_show(settings: Settings, args: argparse.Namespace) -> int:
+    from shirushi.clock import SystemClock
+    from shirushi.inventory import show
+
+    return show(settings, parse_serial(args.serial), SystemClock().now())
+
+
+def cmd_list(settings: Settings, args: argparse.Namespace) -> int:
+    from shirushi.clock import SystemClock
+    from shirushi.inventory import list_certificates
+
+    return list_certificates(settings, SystemClock().now(), revoked=args.revoked, expiring=args.expiring)
+
+
 def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     from shirushi.serve import serve
 
@@ -215,14 +235,17 @@ def cmd_staple(settings: Settings, args: argparse.Namespace) -> int:
         raise InputError("--cert needs --out FILE")
 
     def once() -> int:
+        # A leaf without its chain: the local CA's certificates are tried before the AIA URL.
+        local = staple.local_ca_issuers(settings)
         if args.dir:
-            return staple.staple_dir(Path(args.dir), url=args.url, now=clock.now, say=print)
+            return staple.staple_dir(Path(args.dir), url=args.url, now=clock.now, say=print, local_issuers=local)
         result = staple.staple_one(
             Path(args.cert),
             Path(args.out),
             issuer_path=Path(args.issuer) if args.issuer else None,
             url=args.url,
             now=clock.now,
+            local_issuers=local,
         )
         print(f"{result.path}: {result.status}, nextUpdate {result.next_update:%Y-%m-%dT%H:%M:%SZ}")
         return 0
@@ -259,9 +282,16 @@ def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_responder(settings: Settings, args: argparse.Namespace) -> int:
+    from shirushi.lifecycle import die_with_parent
+    from shirushi.logs import configure
     from shirushi.responder import Options, run
 
-    return run(settings, options=Options(exit_with_parent=args.exit_with_parent))
+    configure(settings.log.format, settings.log.level)
+    if args.exit_with_parent is not None:
+        # A clean stop (SIGTERM) when the starting process dies, even by SIGKILL; with its PID
+        # given, also when it died before this line ran.
+        die_with_parent(signal.SIGTERM, args.exit_with_parent or os.getppid())
+    return run(settings, options=Options(exit_with_parent=args.exit_with_parent is not None))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -308,13 +338,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--issuer", choices=["issuing-ca", "root", "all"], default="all")
     p.set_defaults(func=cmd_crl)
 
+    p = sub.add_parser("show", help="one certificate's record and status")
+    p.add_argument("serial", metavar="SERIAL", help="hex serial as `openssl x509 -serial` prints it")
+    p.set_defaults(func=cmd_show)
+
+    p = sub.add_parser("list", help="a table of certificates, soonest expiry first")
+    p.add_argument("--revoked", action="store_true", help="only revoked certificates")
+    p.add_argument("--expiring", metavar="DAYS", help="only good certificates expiring within DAYS days")
+    p.set_defaults(func=cmd_list)
+
     p = sub.add_parser("serve", help="run everything: responder, repository, API, schedules")
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("staple", help="write the current OCSP response of a certificate for stapling")
     p.add_argument("--cert", metavar="FILE", help="certificate (PEM, optionally followed by its chain)")
     p.add_argument("--out", metavar="FILE", help="where to write the DER response")
-    p.add_argument("--issuer", metavar="FILE", help="issuer certificate, if not in --cert")
+    p.add_argument(
+        "--issuer",
+        metavar="FILE",
+        help="issuer certificate, if not in --cert (default: the local CA's, else the AIA caIssuers URL)",
+    )
     p.add_argument("--dir", metavar="DIR", help="every NAME.pem in DIR gets NAME.pem.ocsp (HAProxy naming)")
     p.add_argument("--url", metavar="URL", help="OCSP responder (default: the certificate's AIA)")
     p.add_argument("--every", metavar="DURATION", help="keep running, refreshing this often (e.g. 1h)")
@@ -331,10 +374,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("responder", help="run only the OCSP responder (no keys, no database)")
     p.add_argument(
-        "--exit-with-parent", action="store_true", help="stop when the process that started it exits (used by serve)"
+        "--exit-with-parent",
+        nargs="?",
+        type=int,
+        const=0,
+        metavar="PID",
+        help="stop when the process that started it (PID, if given) exits (used by serve)",
     )
     p.set_defaults(func=cmd_responder)
     return parser
+
+
+# The top-level modules of the `backend` extra (pyproject.toml).
+BACKEND_MODULES = frozenset({"starlette", "uvicorn", "pkcs11", "sqlalchemy", "alembic", "pkilint"})
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -352,6 +404,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:
         return 0
     except Exception as exc:
+        if isinstance(exc, ModuleNotFoundError) and (exc.name or "").split(".")[0] in BACKEND_MODULES:
+            # A responder-only install (no `backend` extra) running a command of the CA.
+            print(f"shirushi: error: `{args.command}` needs the CA: pip install 'shirushi[backend]'", file=sys.stderr)
+            return 2
         if os.environ.get("SHIRUSHI_DEBUG"):
             traceback.print_exc()
         print(f"shirushi: internal error: {type(exc).__name__}: {exc}", file=sys.stderr)

@@ -1,8 +1,11 @@
 """Settings: one TOML file, overridden by `SHIRUSHI_<SECTION>__<KEY>` environment variables.
 
 Every key has a default, so an empty file is valid; unknown sections or keys are refused with a
-message naming them. Settings are frozen once loaded. Secrets (PINs, tokens, passphrases) are
-read through `Settings.secret()`-style helpers and never appear in `repr()` or logs.
+message naming them. Relative paths written in the file are taken relative to the file's own
+directory (so `--config /etc/x.toml` means the same from any directory); relative paths from the
+environment or the defaults are relative to the current directory. Settings are frozen once
+loaded. Secrets (PINs, tokens, passphrases) are read through `Settings.secret()`-style helpers
+and never appear in `repr()` or logs.
 Reads files and the environment; nothing else.
 """
 
@@ -28,6 +31,17 @@ MAX_DURATION_SECONDS = 20 * 366 * 86400
 _OID = re.compile(r"^[0-2](\.(0|[1-9][0-9]*))+$")
 # Values never echoed in messages.
 SECRET_KEYS = frozenset({"pkcs11.user_pin", "api.token"})
+# Keys holding file-system paths: relative ones in a file are anchored at the file's directory.
+PATH_KEYS = (
+    ("", "data_dir"),
+    ("pkcs11", "module"),
+    ("ocsp", "issuers"),
+    ("ocsp", "access_log"),
+    ("repository", "documents"),
+)
+SQLITE_PREFIX = "sqlite:///"
+# Subscriber key types (BR 6.1.5): RSA as the policy's profile; ECDSA on the NIST curves on request.
+SUBSCRIBER_KEY_TYPES = ("rsa", "ecdsa-p256", "ecdsa-p384")
 
 
 def parse_duration(text: str) -> dt.timedelta:
@@ -83,6 +97,8 @@ class CASettings:
     lint_allow_local_urls: bool = True
     # Renew the OCSP signer certificate when less than this much of its life is left.
     ocsp_signer_renew_before: str = "30d"
+    # Subscriber key types accepted in CSRs (BR 6.1.5): "rsa", "ecdsa-p256", "ecdsa-p384".
+    subscriber_key_types: tuple[str, ...] = ("rsa",)
 
     def validate(self) -> None:
         if not _OID.match(self.policy_oid):
@@ -96,6 +112,16 @@ class CASettings:
         if not 1 <= self.max_validity_days <= 398:
             raise ConfigError("ca.max_validity_days must be between 1 and 398 (policy 6.3.2)")
         parse_duration(self.ocsp_signer_renew_before)
+        unknown = [t for t in self.subscriber_key_types if t not in SUBSCRIBER_KEY_TYPES]
+        if (
+            unknown
+            or not self.subscriber_key_types
+            or len(set(self.subscriber_key_types)) != len(self.subscriber_key_types)
+        ):
+            raise ConfigError(
+                f"ca.subscriber_key_types {list(self.subscriber_key_types)!r} must list one or more distinct "
+                f"of {', '.join(SUBSCRIBER_KEY_TYPES)} (BR 6.1.5)"
+            )
 
     def passphrase(self) -> bytes | None:
         if not self.key_passphrase_env:
@@ -226,6 +252,19 @@ class PresignSettings:
 
 
 @dataclasses.dataclass(frozen=True)
+class LogSettings:
+    # Operational log of `serve` and `responder` on stderr: "text" or "json" (one object a line).
+    format: str = "text"
+    level: str = "info"
+
+    def validate(self) -> None:
+        if self.format not in ("text", "json"):
+            raise ConfigError(f"log.format must be 'text' or 'json', not {self.format!r}")
+        if self.level not in ("debug", "info", "warning", "error"):
+            raise ConfigError(f"log.level must be debug, info, warning or error, not {self.level!r}")
+
+
+@dataclasses.dataclass(frozen=True)
 class Settings:
     data_dir: str = "var/shirushi"
     ca: CASettings = CASettings()
@@ -237,6 +276,7 @@ class Settings:
     api: APISettings = APISettings()
     crl: CRLSettings = CRLSettings()
     presign: PresignSettings = PresignSettings()
+    log: LogSettings = LogSettings()
 
     @property
     def data_path(self) -> Path:
@@ -277,6 +317,12 @@ def _coerce(value: Any, typ: Any, where: str) -> Any:
                 pass
     elif typ is str and isinstance(value, str):
         return value
+    elif typ == tuple[str, ...]:
+        # A TOML array of strings, or "a, b" from the environment.
+        items = value.split(",") if isinstance(value, str) else value
+        if isinstance(items, list) and all(isinstance(i, str) for i in items):
+            return tuple(i.strip() for i in items if i.strip())
+        raise ConfigError(f"{where}: expected a list of strings, got {value!r}")
     name = getattr(typ, "__name__", str(typ))
     shown = f"a {type(value).__name__}" if where in SECRET_KEYS else repr(value)
     raise ConfigError(f"{where}: expected {name}, got {shown}")
@@ -333,6 +379,30 @@ def _merge(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
     return merged
 
 
+def _anchor(value: Any, base: Path) -> Any:
+    if not isinstance(value, str) or not value or value.startswith("~") or os.path.isabs(value):
+        return value  # empty = "use the default"; other types are refused later with the key's name
+    return str(base / value)
+
+
+def _anchor_paths(data: dict[str, Any], base: Path) -> dict[str, Any]:
+    """Make the file's relative paths relative to `base`, the file's directory."""
+    out = dict(data)
+    for section, key in PATH_KEYS:
+        table = out if not section else out.get(section)
+        if isinstance(table, dict) and key in table:
+            if section:
+                table = out[section] = dict(table)
+            table[key] = _anchor(table[key], base)
+    database = out.get("database")
+    if isinstance(database, dict) and isinstance(database.get("url"), str):
+        url: str = database["url"]
+        # sqlite:///relative/path (three slashes, then a relative path; four for an absolute one).
+        if url.startswith(SQLITE_PREFIX) and not url.startswith(SQLITE_PREFIX + "/"):
+            out["database"] = {**database, "url": SQLITE_PREFIX + _anchor(url[len(SQLITE_PREFIX) :], base)}
+    return out
+
+
 def load(path: str | os.PathLike[str] | None = None, environ: Mapping[str, str] | None = None) -> Settings:
     """Load settings from `path` (or $SHIRUSHI_CONFIG, or none) and the environment."""
     environ = os.environ if environ is None else environ
@@ -349,6 +419,7 @@ def load(path: str | os.PathLike[str] | None = None, environ: Mapping[str, str] 
             raise ConfigError(f"cannot read configuration file {path}: {exc.strerror}") from None
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"configuration file {path} is not valid TOML: {exc}") from None
+        data = _anchor_paths(data, Path(os.path.abspath(path)).parent)
     data = _merge(data, _env_overrides(environ))
     settings: Settings = _build(Settings, data, "")
     try:

@@ -7,23 +7,28 @@ into `{data_dir}/demo/`. Then it keeps serving until interrupted (or stops at on
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import os
 import shlex
 import signal
 import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.x509 import ocsp
 from cryptography.x509.oid import NameOID
 
 from shirushi.backend import Backend
 from shirushi.ca.authority import load_hierarchy, pem
 from shirushi.config import Settings, parse_listen
-from shirushi.errors import ServiceError
+from shirushi.errors import ServiceError, StateError
 
 SAMPLE_HOST = "www.example.jp"
 
@@ -70,7 +75,42 @@ def sample_request(directory: Path) -> bytes:
     return data
 
 
+def _lock_is_held(path: Path) -> bool:
+    """Whether another process holds the flock on `path` (absent = nobody)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)  # closing drops a lock we may have taken
+    return False
+
+
+@contextlib.contextmanager
+def demo_lock(data_dir: Path) -> Iterator[None]:
+    """One demo per data directory, and none next to a running `serve`: refuse before `init`
+    or the sample files touch anything (they would overwrite the running demo's sample)."""
+    if _lock_is_held(data_dir / "serve.lock"):
+        raise StateError(f"another `shirushi serve` (or demo) is running on {data_dir}; stop it first")
+    data_dir.mkdir(parents=True, exist_ok=True)
+    with open(data_dir / "demo.lock", "a") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise StateError(f"another `shirushi demo` is running on {data_dir}; stop it first") from None
+        yield
+
+
 def demo(settings: Settings, config_path: str | None, *, serve_after: bool = True) -> int:
+    with demo_lock(settings.data_path):
+        return _demo(settings, config_path, serve_after=serve_after)
+
+
+def _demo(settings: Settings, config_path: str | None, *, serve_after: bool) -> int:
     backend = Backend(settings)
     try:
         for line in backend.init():
@@ -96,6 +136,7 @@ def demo(settings: Settings, config_path: str | None, *, serve_after: bool = Tru
         for warning in issued.warnings:
             print(f"warning: {warning}")
         print_checks(settings, directory, issued.record.serial_hex.upper(), config_path)
+        print_load_test(settings, directory, issued.certificate, hierarchy.issuing)
         if not serve_after:
             return 0
         print("\nServing; press Ctrl-C to stop.", flush=True)
@@ -145,3 +186,24 @@ Check it with stock tools (paste these):
 """,
         flush=True,
     )
+
+
+# In a source checkout (the README's quick start) the locustfile sits beside the package.
+LOCUSTFILE = Path(__file__).resolve().parents[2] / "bench" / "locustfile.py"
+
+
+def print_load_test(settings: Settings, directory: Path, leaf: x509.Certificate, issuer: x509.Certificate) -> None:
+    """Print a locust command that works as pasted: its request file is written here."""
+    if not LOCUSTFILE.exists():
+        return
+    request = ocsp.OCSPRequestBuilder().add_certificate(leaf, issuer, hashes.SHA1()).build()
+    req_path = directory / "sample-req.der"
+    req_path.write_bytes(request.public_bytes(serialization.Encoding.DER))
+    locust = Path(sys.executable).parent / "locust"
+    host = shlex.quote(settings.ocsp.url.rstrip("/"))
+    note = "" if locust.exists() else " (not installed here: run `scripts/setup --dev` first)"
+    command = (
+        f"{shlex.quote(str(locust))} -f {shlex.quote(str(LOCUSTFILE))} --headless -u 20 -r 10 -t 20s"
+        f" --host {host} --ocsp-requests {shlex.quote(str(req_path))}"
+    )
+    print(f"  # load-test the responder for 20 s with locust{note}\n  {command}\n", flush=True)

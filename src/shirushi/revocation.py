@@ -11,12 +11,15 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import logging
 from collections.abc import Callable
 
 from shirushi.clock import Clock
 from shirushi.crl.build import REASON_CODES, SUBSCRIBER_REASONS
 from shirushi.errors import NotFoundError, PolicyError
 from shirushi.store import CertificateRecord, Store
+
+log = logging.getLogger("shirushi.revocation")
 
 # BR 7.2.2: the reasons a subscriber certificate's CRL entry (and OCSP response) may carry, in
 # RFC 5280 code order for messages.
@@ -58,6 +61,11 @@ def check_reason(reason: str, *, by_subscriber: bool) -> str:
 class Revoked:
     record: CertificateRecord
     pending: list[str]  # follow-up steps that failed; the outbox retries them
+
+    @property
+    def key_blocked(self) -> bool:
+        """Every keyCompromise revocation blocks the key in its own transaction (BR 6.1.1.3)."""
+        return self.record.revocation_reason == "keyCompromise"
 
 
 class Revoker:
@@ -160,4 +168,24 @@ class Revoker:
             "revocation_date": revoked_at.isoformat(),
             "previous_reason": record.revocation_reason,
         }
-        return self.store.revoke(record, reason=reason, revoked_at=revoked_at, at=now, audit=audit, replace=replace)
+        revoked = self.store.revoke(
+            record,
+            reason=reason,
+            revoked_at=revoked_at,
+            at=now,
+            audit=audit,
+            replace=replace,
+            block_key=reason == "keyCompromise",  # BR 6.1.1.3: a compromised key is never certified again
+        )
+        log.info(
+            "certificate revoked",
+            extra={
+                "serial": revoked.serial_hex.upper(),
+                "reason": reason,
+                "revoked_at": revoked_at,
+                "requested_by": requested_by,
+                "updated": replace,
+                "key_blocked": reason == "keyCompromise",
+            },
+        )
+        return revoked

@@ -9,6 +9,11 @@ Start-up order (so that nothing answers wrongly while it fills):
    keys) -- only now does the OCSP port open;
 5. serve the repository and the API, and run the schedules (outbox, presign refresh, CRLs,
    signer renewal) until SIGTERM/SIGINT, then stop everything.
+
+SIGTERM/SIGINT act at any step: the long jobs (full presign, refill, refresh) check the stop
+token between batches, committed work stays in the store and what is not done is left to the
+next start (outbox, cache completion marker). Every child process also dies with `serve` when it
+is killed (`lifecycle.die_with_parent`). The time from the signal to the exit is printed.
 """
 
 from __future__ import annotations
@@ -22,7 +27,10 @@ import random
 import signal
 import subprocess
 import sys
+import threading
+import time
 from collections.abc import Callable, Iterator
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +41,9 @@ from shirushi.ca.authority import ISSUING, ROOT, load_hierarchy
 from shirushi.cache.embedded import EmbeddedRedis
 from shirushi.config import Settings, parse_duration, parse_listen
 from shirushi.errors import ShirushiError, StateError
+from shirushi.lifecycle import Stopped, check_stop
+from shirushi.logs import configure as configure_logging
+from shirushi.logs import say_via
 
 log = logging.getLogger("shirushi.serve")
 
@@ -62,15 +73,47 @@ def _uvicorn(app: Any, listen: str) -> _Server:
         timeout_keep_alive=5,
         limit_concurrency=1000,
         server_header=False,
+        timeout_graceful_shutdown=5,  # then open connections are closed: a stop never hangs on a peer
     )
     return _Server(config)
+
+
+class StopSignal:
+    """SIGTERM/SIGINT: the stop token for jobs in threads, and when it came (to report the stop).
+
+    Installed with `signal.signal` for the steps before the event loop runs and after it ends,
+    and with `loop.add_signal_handler` while it runs. It only records: printing from a signal
+    handler could re-enter a write in progress.
+    """
+
+    SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+    def __init__(self) -> None:
+        self.token = threading.Event()
+        self.at: float | None = None
+        self.name = ""
+
+    def __call__(self, signum: int, frame: object = None) -> None:
+        if self.at is None:
+            self.at = time.monotonic()
+            self.name = signal.Signals(signum).name
+        self.token.set()
+
+    def install(self) -> None:
+        for sig in self.SIGNALS:
+            signal.signal(sig, self)
+
+    def report(self) -> None:
+        if self.at is not None:
+            log.info("stopped", extra={"signal": self.name, "seconds": round(time.monotonic() - self.at, 2)})
 
 
 class Scheduler:
     """Periodic jobs, one at a time in a worker thread (single-flight), with jitter."""
 
-    def __init__(self, backend: Backend) -> None:
+    def __init__(self, backend: Backend, stop: threading.Event | None = None) -> None:
         self.backend = backend
+        self.stop = stop or threading.Event()  # set by `serve` on SIGTERM/SIGINT
         self.settings = backend.settings
         self.lock = asyncio.Lock()
         self.crl_every = parse_duration(self.settings.crl.interval).total_seconds()
@@ -79,10 +122,12 @@ class Scheduler:
         async with self.lock:
             try:
                 await asyncio.to_thread(job)
+            except Stopped:
+                pass  # what is not done is due again at the next start
             except ShirushiError as exc:
-                log.warning("%s failed: %s", name, exc)
+                log.warning("job failed", extra={"job": name, "error": str(exc)})
             except Exception:
-                log.exception("%s failed", name)
+                log.exception("job failed", extra={"job": name})
 
     async def every(self, name: str, seconds: float, job: Callable[[], object], *, jitter: float = 0.1) -> None:
         while True:
@@ -97,18 +142,18 @@ class Scheduler:
     def refresh_job(self) -> None:
         # A Redis that lost its data (restart without persistence, eviction) also lost the
         # completion marker: refill everything, then go on with what is due.
-        self.backend.presigner.ensure_complete()
-        self.backend.presigner.refresh_due()
+        self.backend.presigner.ensure_complete(self.stop)
+        self.backend.presigner.refresh_due(self.stop)
 
     def crl_job(self) -> None:
         # Run a little more often than the interval so a CRL is never late (policy 4.9.7).
         for name in (ISSUING, ROOT):
+            check_stop(self.stop)
             if not self.backend.crls.is_current(name):
                 self.backend.crls.generate(name, scheduled=True)
 
     def signer_job(self) -> None:
-        if self.backend.authority.renew_ocsp_signer_if_due() is not None:
-            log.warning("OCSP signer certificate renewed")
+        self.backend.authority.renew_ocsp_signer_if_due()  # logs "ocsp signer renewed" itself
 
     def tasks(self) -> list[asyncio.Task[None]]:
         return [
@@ -128,38 +173,64 @@ def start_responders(config_path: str | None, settings: Settings) -> subprocess.
     if config_path:
         args += ["--config", str(Path(config_path).resolve())]
     # Its own session: a Ctrl-C at the terminal reaches `serve`, which stops the responders.
+    # With serve's PID it stops (SIGTERM, from Linux) when serve dies, even by SIGKILL.
     return subprocess.Popen(
-        [*args, "responder", "--exit-with-parent"], env=env, stdin=subprocess.DEVNULL, start_new_session=True
+        [*args, "responder", "--exit-with-parent", str(os.getpid())],
+        env=env,
+        stdin=subprocess.DEVNULL,
+        start_new_session=True,
     )
 
 
-def prepare(backend: Backend, say: Callable[[str], None]) -> None:
-    """Steps 2 and 3 of the start-up order."""
+def prepare(backend: Backend, say: Callable[[str], None], stop: threading.Event) -> None:
+    """Steps 2 and 3 of the start-up order; raises Stopped when `stop` is set meanwhile."""
+    # Signer renewal, presign runs and CRL publications log their own lines.
     load_hierarchy(backend.settings)
+    log.info("startup", extra={"step": "hierarchy", "data_dir": str(backend.settings.data_path)})
     # Lint workers start (and build pkilint's validators) once, before the API opens.
     backend.use_lint_pool()
-    if backend.authority.renew_ocsp_signer_if_due() is not None:
-        say("renewed the OCSP signer certificate")
+    backend.authority.renew_ocsp_signer_if_due()
     pending = backend.drain_outbox()
     for item in pending:
         say(f"warning: pending: {item}")
-    count = backend.presigner.ensure_complete()
-    if count is not None:
-        say(f"presigned OCSP responses for {count} certificate(s)")
+    log.info("startup", extra={"step": "outbox", "pending": len(pending)})
+    check_stop(stop)
+    if backend.presigner.ensure_complete(stop) is None:
+        log.info("startup", extra={"step": "presign", "responses": 0, "cache": "complete"})
     for name in (ISSUING, ROOT):
+        check_stop(stop)
         if not backend.crls.is_current(name):
-            published = backend.crls.generate(name, scheduled=True)
-            say(f"published {published.path.name} number {published.number}")
+            backend.crls.generate(name, scheduled=True)
+    log.info("startup", extra={"step": "crl", "current": True})
 
 
-async def _main(settings: Settings, backend: Backend, config_path: str | None, say: Callable[[str], None]) -> int:
+async def _main(
+    settings: Settings, backend: Backend, config_path: str | None, say: Callable[[str], None], signals: StopSignal
+) -> int:
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
 
-    await asyncio.to_thread(prepare, backend, say)
+    def on_signal(signum: int) -> None:
+        signals(signum)
+        stop.set()
+
+    for sig in StopSignal.SIGNALS:
+        loop.add_signal_handler(sig, on_signal, sig)
+    try:
+        await asyncio.to_thread(prepare, backend, say, signals.token)
+    except Stopped:
+        return 0
+    except (ShirushiError, BrokenProcessPool) as exc:
+        if not signals.token.is_set():
+            raise
+        # Stopped by a signal sent to every process (systemd's KillMode=control-group): Redis
+        # went away under the presign. Nothing is lost; the next start does it again.
+        log.warning("startup interrupted by the stop", extra={"error": str(exc)})
+        return 0
+    if signals.token.is_set():
+        return 0
     responders = start_responders(config_path, settings)
+    log.info("startup", extra={"step": "responders", "responder_pid": responders.pid, "workers": settings.ocsp.workers})
     from shirushi.web.api import create_app as create_api
     from shirushi.web.repository import create_app as create_repository
 
@@ -168,9 +239,16 @@ async def _main(settings: Settings, backend: Backend, config_path: str | None, s
         _uvicorn(create_api(backend), settings.api.listen),
     ]
     serving = [asyncio.create_task(s.serve()) for s in servers]
-    scheduler = Scheduler(backend)
+    scheduler = Scheduler(backend, signals.token)
     tasks = scheduler.tasks()
-    say(f"serving: OCSP {settings.ocsp.url} repository {settings.repository.url} API http://{settings.api.listen}/")
+    log.info(
+        "serving",
+        extra={
+            "ocsp": settings.ocsp.url,
+            "repository": settings.repository.url,
+            "api": f"http://{settings.api.listen}/",
+        },
+    )
     exit_code = 0
     try:
         while not stop.is_set():
@@ -185,6 +263,7 @@ async def _main(settings: Settings, backend: Backend, config_path: str | None, s
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=0.5)
     finally:
+        signals.token.set()  # a job running in a thread stops at its next batch, on any exit
         for task in tasks:
             task.cancel()
         for s in servers:
@@ -214,26 +293,36 @@ def serve_lock(data_dir: Path) -> Iterator[None]:
 
 
 def serve(settings: Settings, config_path: str | None = None, say: Callable[[str], None] | None = None) -> int:
-    say = say or (lambda line: print(line, flush=True))
-    logging.basicConfig(level=logging.WARNING, format="shirushi: %(message)s")
-    with serve_lock(settings.data_path):
-        return _serve(settings, config_path, say)
+    configure_logging(settings.log.format, settings.log.level)
+    say = say or say_via(log)
+    signals = StopSignal()
+    signals.install()
+    try:
+        with serve_lock(settings.data_path):
+            return _serve(settings, config_path, say, signals)
+    finally:
+        signals.report()
 
 
-def _serve(settings: Settings, config_path: str | None, say: Callable[[str], None]) -> int:
+def _serve(settings: Settings, config_path: str | None, say: Callable[[str], None], signals: StopSignal) -> int:
     embedded = None
     if not settings.redis.url:
+        # Started before any other thread exists: it is tied to this process in a preexec_fn.
         embedded = EmbeddedRedis(settings.redis_socket)
         embedded.start()
+        log.info("startup", extra={"step": "embedded redis", "socket": str(settings.redis_socket)})
     backend = Backend(settings)
     try:
+        if signals.token.is_set():
+            return 0
         try:
             import uvloop
 
-            return uvloop.run(_main(settings, backend, config_path, say))
+            return uvloop.run(_main(settings, backend, config_path, say, signals))
         except ImportError:  # pragma: no cover - uvloop is a dependency
-            return asyncio.run(_main(settings, backend, config_path, say))
+            return asyncio.run(_main(settings, backend, config_path, say, signals))
     finally:
+        signals.install()  # the closed loop put the default handlers back; a second signal waits
         backend.close()
         if embedded is not None:
             embedded.stop()

@@ -1,6 +1,8 @@
 """`shirushi staple`: fetch, check and write OCSP responses for TLS servers to staple (RFC 6066 8).
 
-For nginx `ssl_stapling_file` and HAProxy's `<cert>.ocsp`. The response is fetched over HTTP from
+For nginx `ssl_stapling_file` and HAProxy's `<cert>.ocsp`. The issuer comes from the certificate
+file (a chain), `--issuer`, or is looked up (issuer_lookup: the local CA, the AIA caIssuers URL).
+The response is fetched over HTTP from
 the certificate's AIA OCSP URL (or `--url`) with a SHA-1 CertID (what nginx and HAProxy match on),
 checked (successful, one SingleResponse for this certificate, signature by the issuer or its
 delegated responder, nextUpdate present and ahead) and written atomically, so a web server
@@ -15,7 +17,7 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import NoReturn
 
@@ -26,8 +28,10 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.x509 import ocsp
 from cryptography.x509.oid import AuthorityInformationAccessOID, ExtendedKeyUsageOID
 
-from shirushi.ca.authority import write_atomic
+from shirushi.ca.authority import ISSUING, CertificatePaths, write_atomic
+from shirushi.config import Settings
 from shirushi.errors import InputError, ServiceError
+from shirushi.issuer_lookup import find_issuer, is_issuer, local_certificates
 
 TIMEOUT = 10.0
 HOOK_TIMEOUT = 60.0
@@ -55,7 +59,7 @@ def load_chain(path: Path) -> tuple[x509.Certificate, x509.Certificate | None]:
     except ValueError:
         raise InputError(f"{path} holds no PEM or DER certificate") from None
     leaf = certs[0]
-    issuer = next((c for c in certs[1:] if c.subject == leaf.issuer), None)
+    issuer = next((c for c in certs[1:] if is_issuer(leaf, c)), None)
     return leaf, issuer
 
 
@@ -120,27 +124,55 @@ def fetch(
     return der, response
 
 
+def local_ca_issuers(settings: Settings) -> list[x509.Certificate]:
+    """The CA certificates in the configuration's data_dir (none when it holds no CA)."""
+    paths = CertificatePaths(settings.data_path)
+    bundle = Path(settings.ocsp.issuers) if settings.ocsp.issuers else paths.issuers_bundle
+    return local_certificates([bundle, paths.cert(ISSUING)])
+
+
 def staple_one(
-    cert_path: Path, out: Path, *, issuer_path: Path | None, url: str | None, now: Callable[[], dt.datetime]
+    cert_path: Path,
+    out: Path,
+    *,
+    issuer_path: Path | None,
+    url: str | None,
+    now: Callable[[], dt.datetime],
+    local_issuers: Sequence[x509.Certificate] = (),
 ) -> Stapled:
+    """`local_issuers`: the local CA's certificates, tried before the caIssuers URL."""
     leaf, issuer = load_chain(cert_path)
     if issuer_path is not None:
         issuer, _ = load_chain(issuer_path)
+        if not is_issuer(leaf, issuer):
+            raise InputError(f"{issuer_path} did not issue {cert_path} (subject or signature does not match)")
     if issuer is None:
-        raise InputError(f"{cert_path} holds no issuer certificate: give --issuer or a chain file")
+        issuer = find_issuer(leaf, str(cert_path), local=local_issuers)
     der, response = fetch(leaf, issuer, url or ocsp_url(leaf), now())
     write_atomic(out, der)
     assert response.next_update_utc is not None
     return Stapled(out, response.certificate_status.name.lower(), response.next_update_utc)
 
 
-def staple_dir(directory: Path, *, url: str | None, now: Callable[[], dt.datetime], say: Callable[[str], None]) -> int:
+def staple_dir(
+    directory: Path,
+    *,
+    url: str | None,
+    now: Callable[[], dt.datetime],
+    say: Callable[[str], None],
+    local_issuers: Sequence[x509.Certificate] = (),
+) -> int:
     """Every `NAME.pem` (leaf + chain) in `directory` gets `NAME.pem.ocsp` (HAProxy's naming)."""
     failures = 0
     for cert_path in sorted(directory.glob("*.pem")):
         try:
             result = staple_one(
-                cert_path, cert_path.with_name(cert_path.name + ".ocsp"), issuer_path=None, url=url, now=now
+                cert_path,
+                cert_path.with_name(cert_path.name + ".ocsp"),
+                issuer_path=None,
+                url=url,
+                now=now,
+                local_issuers=local_issuers,
             )
             say(f"{result.path}: {result.status}, nextUpdate {result.next_update:%Y-%m-%dT%H:%M:%SZ}")
         except (InputError, ServiceError) as exc:

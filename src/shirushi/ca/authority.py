@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime as dt
+import logging
 import os
 import tempfile
 from collections.abc import Callable
@@ -16,7 +17,7 @@ from pathlib import Path
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from shirushi.asn1.keys import public_key_bits
 from shirushi.ca import csr as csr_rules
@@ -27,6 +28,8 @@ from shirushi.config import Settings, parse_duration
 from shirushi.errors import ConflictError, PolicyError, StateError
 from shirushi.signing import KeyStore, Signer, SignerKey
 from shirushi.store import CertificateRecord, Store
+
+log = logging.getLogger("shirushi.ca")
 
 ROOT, ISSUING, OCSP_SIGNER = "root", "issuing-ca", "ocsp-signer"
 
@@ -259,7 +262,7 @@ class Authority:
         presign: bool = True,
     ) -> CertificateRecord:
         key = cert.public_key()
-        assert isinstance(key, rsa.RSAPublicKey)
+        assert isinstance(key, rsa.RSAPublicKey | ec.EllipticCurvePublicKey)
         try:
             san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
             dns = tuple(san.get_values_for_type(x509.DNSName))
@@ -277,6 +280,15 @@ class Authority:
             kind=kind,
         )
         self.store.add_certificate(record, at=now, audit={"kind": kind, **audit}, presign=presign)
+        log.info(
+            "certificate issued",
+            extra={
+                "serial": record.serial_hex.upper(),
+                "kind": kind,
+                "dns_names": list(dns),
+                "not_after": record.not_after,
+            },
+        )
         return record
 
     def issue_ocsp_signer(
@@ -309,7 +321,12 @@ class Authority:
         left = hierarchy.ocsp_signer.not_valid_after_utc - self.clock.now()
         if left > parse_duration(self.settings.ca.ocsp_signer_renew_before):
             return None
-        return self.issue_ocsp_signer(hierarchy.issuing, self.keys.open(ISSUING), self.keys.open(OCSP_SIGNER))
+        cert = self.issue_ocsp_signer(hierarchy.issuing, self.keys.open(ISSUING), self.keys.open(OCSP_SIGNER))
+        log.info(
+            "ocsp signer renewed",
+            extra={"serial": format(cert.serial_number, "X"), "not_after": cert.not_valid_after_utc},
+        )
+        return cert
 
     # -- issuance -------------------------------------------------------------------------
 
@@ -327,6 +344,7 @@ class Authority:
             csr_rules.load_csr(csr_data),
             dns_names=dns_names,
             subject=names.parse_name(subject) if subject else None,
+            key_types=self.settings.ca.subscriber_key_types,
         )
         if self.store.is_key_blocked(request.spki_sha256):
             raise PolicyError("key refused: it was reported compromised and is blocked (BR 6.1.1.3)")

@@ -1,10 +1,11 @@
 """Certificate signing requests: load, verify, and apply the key and name policy. Pure.
 
 - Proof of possession: the CSR's own signature must verify (policy 3.2.1).
-- Keys: RSA only; modulus >= 2048 bits and a multiple of 8; odd public exponent
-  2^16+1 .. 2^256-1 (policy 6.1.5, BR 6.1.5/6.1.6); moduli that Fermat's method factors in 100
-  rounds are refused (BR 6.1.1.3). Keys reported compromised are refused by the caller, which
-  owns the block list.
+- Keys: the types listed in `ca.subscriber_key_types` (RSA by default, the policy's profile).
+  RSA: modulus >= 2048 bits and a multiple of 8; odd public exponent 2^16+1 .. 2^256-1 (policy
+  6.1.5, BR 6.1.5/6.1.6); moduli that Fermat's method factors in 100 rounds are refused (BR
+  6.1.1.3). ECDSA (when enabled): named curves P-256 and P-384 only (BR 6.1.5). Keys reported
+  compromised are refused by the caller, which owns the block list.
 - Names: subject C, ST, L, O required, OU optional, CN = a host name from the SAN list
   (policy 3.1.1, BR 7.1.2.7.4 for OV); SAN dNSNames are LDH host names (BR 7.1.2.7.12).
 """
@@ -18,7 +19,7 @@ import re
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from shirushi.ca import names
 from shirushi.errors import InputError, PolicyError
@@ -28,6 +29,11 @@ MAX_CSR_BYTES = 64 * 1024
 
 _LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
 
+SubscriberKey = rsa.RSAPublicKey | ec.EllipticCurvePublicKey
+# BR 6.1.5: the ECDSA curves a subscriber key may use, by the name `ca.subscriber_key_types` gives.
+EC_CURVES = {"secp256r1": "ecdsa-p256", "secp384r1": "ecdsa-p384"}
+_SHOWN = {"rsa": "RSA", "ecdsa-p256": "ECDSA P-256", "ecdsa-p384": "ECDSA P-384"}
+
 
 @dataclasses.dataclass(frozen=True)
 class CheckedRequest:
@@ -35,7 +41,7 @@ class CheckedRequest:
 
     subject: x509.Name
     dns_names: list[str]
-    public_key: rsa.RSAPublicKey
+    public_key: SubscriberKey
     spki_sha256: str
 
 
@@ -51,7 +57,7 @@ def load_csr(data: bytes) -> x509.CertificateSigningRequest:
         raise InputError("not a certificate signing request (expected PEM 'CERTIFICATE REQUEST' or DER)") from None
 
 
-def spki_sha256(public_key: rsa.RSAPublicKey) -> str:
+def spki_sha256(public_key: SubscriberKey) -> str:
     """Hex SHA-256 of the DER SubjectPublicKeyInfo: the key's identity in the store."""
     spki = public_key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
     return hashlib.sha256(spki).hexdigest()
@@ -71,9 +77,33 @@ def fermat_factorable(n: int, rounds: int = 100) -> bool:
     return False
 
 
-def check_key(public_key: object) -> rsa.RSAPublicKey:
+def _not_enabled(kind: str, allowed: tuple[str, ...]) -> PolicyError:
+    return PolicyError(
+        f"key refused: {_SHOWN[kind]} subscriber keys are not enabled on this CA (accepted: "
+        f"{', '.join(_SHOWN[k] for k in allowed)}); add {kind!r} to ca.subscriber_key_types to accept them (BR 6.1.5)"
+    )
+
+
+def check_key(public_key: object, allowed: tuple[str, ...] = ("rsa",)) -> SubscriberKey:
+    """The key if its type is enabled in `allowed` (ca.subscriber_key_types) and it is sound."""
+    if isinstance(public_key, ec.EllipticCurvePublicKey):
+        kind = EC_CURVES.get(public_key.curve.name)
+        if kind is None:
+            raise PolicyError(
+                f"key refused: ECDSA curve {public_key.curve.name} is not accepted; only P-256 and P-384 (BR 6.1.5)"
+            )
+        if kind not in allowed:
+            raise _not_enabled(kind, allowed)
+        # The point was checked to lie on the curve when pyca decoded it; both curves have
+        # cofactor 1, so that is the full public key validation of BR 6.1.6.
+        return public_key
     if not isinstance(public_key, rsa.RSAPublicKey):
-        raise PolicyError("key refused: only RSA keys are accepted (policy 6.1.5)")
+        raise PolicyError(
+            f"key refused: {type(public_key).__name__.removeprefix('_')} keys are not accepted; this CA accepts "
+            f"{', '.join(_SHOWN[k] for k in allowed)} (ca.subscriber_key_types, BR 6.1.5)"
+        )
+    if "rsa" not in allowed:
+        raise _not_enabled("rsa", allowed)
     numbers = public_key.public_numbers()
     bits = public_key.key_size
     if bits < MIN_RSA_BITS:
@@ -123,12 +153,14 @@ def check_request(
     *,
     dns_names: list[str] | None = None,
     subject: x509.Name | None = None,
+    key_types: tuple[str, ...] = ("rsa",),
 ) -> CheckedRequest:
-    """Apply every CSR rule; `dns_names`/`subject` (from the RA) override the CSR's."""
+    """Apply every CSR rule; `dns_names`/`subject` (from the RA) override the CSR's; `key_types`
+    is `ca.subscriber_key_types`."""
     if not csr.is_signature_valid:
         raise InputError("CSR signature does not verify: proof of possession failed (policy 3.2.1)")
     try:
-        public_key = check_key(csr.public_key())
+        public_key = check_key(csr.public_key(), key_types)
     except ValueError:
         raise InputError("the CSR's public key cannot be decoded") from None
     requested = dns_names if dns_names else _csr_dns_names(csr)

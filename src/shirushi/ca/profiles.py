@@ -3,7 +3,8 @@
 - the demo root CA (BR 7.1.2.1),
 - the issuing CA (BR 7.1.2.6, TLS subordinate CA),
 - the delegated OCSP signer (policy table 7.1-2, BR 7.1.2.8),
-- subscriber server certificates (policy table 7.1-1, BR 7.1.2.7, OV).
+- subscriber server certificates (policy table 7.1-1, BR 7.1.2.7, OV), for RSA subscriber keys
+  or, when the CA enables them, ECDSA P-256/P-384 keys (keyUsage per BR 7.1.2.7.11).
 
 Deviations kept on purpose from the policy's tables (docs/profiles.md): subscriber certificates
 keep SKI and keyEncipherment (the BR only discourage them, NOT RECOMMENDED); the OCSP signer has no
@@ -16,13 +17,16 @@ import dataclasses
 import datetime as dt
 
 from cryptography import x509
-from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import AuthorityInformationAccessOID, ExtendedKeyUsageOID, ObjectIdentifier
 
 from shirushi.asn1.keys import key_identifier
 
 # BR 7.1.6.1: Organization Validated reserved policy identifier.
 OV_POLICY = ObjectIdentifier("2.23.140.1.2.2")
+
+# CA keys are RSA; a subscriber's may also be ECDSA.
+PublicKey = rsa.RSAPublicKey | ec.EllipticCurvePublicKey
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,7 +57,7 @@ class URLs:
 def _base(
     subject: x509.Name,
     issuer: x509.Name,
-    public_key: rsa.RSAPublicKey,
+    public_key: PublicKey,
     serial: int,
     not_before: dt.datetime,
     not_after: dt.datetime,
@@ -69,7 +73,7 @@ def _base(
     )
 
 
-def _ski(public_key: rsa.RSAPublicKey) -> x509.SubjectKeyIdentifier:
+def _ski(public_key: PublicKey) -> x509.SubjectKeyIdentifier:
     return x509.SubjectKeyIdentifier(key_identifier(public_key))
 
 
@@ -183,7 +187,7 @@ def server_certificate(
     *,
     subject: x509.Name,
     dns_names: list[str],
-    public_key: rsa.RSAPublicKey,
+    public_key: PublicKey,
     issuer: x509.Certificate,
     serial: int,
     not_before: dt.datetime,
@@ -201,9 +205,16 @@ def server_certificate(
             x509.PolicyInformation(ObjectIdentifier(policy_oid), [urls.cps]),
         ]
     )
+    # BR 7.1.2.7.11: RSA keys may also encipher (kept, docs/profiles.md); for ECDSA keys
+    # keyEncipherment is forbidden and digitalSignature is all that TLS needs.
+    usage = (
+        _ku(digital_signature=True, key_encipherment=True)
+        if isinstance(public_key, rsa.RSAPublicKey)
+        else _ku(digital_signature=True)
+    )
     return (
         _base(subject, issuer.subject, public_key, serial, not_before, not_after)
-        .add_extension(_ku(digital_signature=True, key_encipherment=True), critical=True)
+        .add_extension(usage, critical=True)
         .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
         .add_extension(x509.SubjectAlternativeName([x509.DNSName(n) for n in dns_names]), critical=False)
         .add_extension(policies, critical=False)

@@ -2,12 +2,15 @@
 
 It listens only on a unix socket in data_dir (no TCP port), keeps no snapshot (every response can
 be signed again from the store, and `serve` does so at start) and is stopped with `serve`.
+It also dies with `serve` when that is killed (SIGKILL from Linux, `lifecycle.die_with_parent`);
+one left over by an older version or another machine's crash is shut down at the next start.
 """
 
 from __future__ import annotations
 
 import contextlib
 import shutil
+import signal
 import subprocess
 import time
 from pathlib import Path
@@ -15,6 +18,7 @@ from pathlib import Path
 import redis
 
 from shirushi.errors import ServiceError
+from shirushi.lifecycle import exec_with_parent_death
 
 
 class EmbeddedRedis:
@@ -23,6 +27,7 @@ class EmbeddedRedis:
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self, timeout: float = 20.0) -> None:
+        """Start it; call from the main thread before any other thread exists (see preexec_fn)."""
         exe = shutil.which("redis-server")
         if exe is None:
             raise ServiceError("redis.url is empty and redis-server is not installed (apt-get install redis-server)")
@@ -56,6 +61,8 @@ class EmbeddedRedis:
             stderr=subprocess.DEVNULL,
             # Its own session: a Ctrl-C at the terminal reaches `serve`, which stops Redis last.
             start_new_session=True,
+            # SIGKILL when this thread (the main one, so the process) ends: its data is disposable.
+            preexec_fn=exec_with_parent_death(signal.SIGKILL),
         )
         deadline = time.monotonic() + timeout
         while True:

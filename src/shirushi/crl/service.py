@@ -12,6 +12,7 @@ import dataclasses
 import datetime as dt
 import fcntl
 import hashlib
+import logging
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -26,6 +27,8 @@ from shirushi.crl.selection import Revocation, select_entries
 from shirushi.errors import StateError
 from shirushi.signing import KeyStore
 from shirushi.store import Store
+
+log = logging.getLogger("shirushi.crl")
 
 # The root's ARL: CA certificates change rarely; BR 4.9.7 asks for one at least every 12 months.
 ARL_VALIDITY = dt.timedelta(days=30)
@@ -110,6 +113,18 @@ class CRLService:
             sha256=hashlib.sha256(der).hexdigest(),
             at=self.clock.now(),
             shown_after_expiry=[format(s, "x") for s in selection.first_shown_after_expiry],
+        )
+        log.info(
+            "crl published",
+            extra={
+                "issuer": issuer_name,
+                "number": number,
+                "entries": len(selection.entries),
+                "this_update": this_update,
+                "next_update": next_update,
+                "scheduled": scheduled,
+                "path": str(path),
+            },
         )
         return Published(issuer_name, number, this_update, next_update, len(selection.entries), path)
 

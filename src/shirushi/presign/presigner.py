@@ -3,7 +3,9 @@
 Three entry points: `presign()` for a few serials (issuance, revocation: before the command
 returns), `full_load()` for everything (at start, when the cache lacks its completion marker),
 and `refresh_due()` for the periodic re-signing. Large batches are signed in worker processes,
-one per core, each opening its own key handle (PKCS#11 handles never cross a fork).
+one per core, each opening its own key handle (PKCS#11 handles never cross a fork). The two long
+jobs take a stop token and raise `Stopped` between batches once it is set; a full load stopped
+that way leaves the completion marker unset, so the next start signs everything again.
 Does I/O: store reads, signer calls, Redis writes.
 """
 
@@ -12,7 +14,11 @@ from __future__ import annotations
 import concurrent.futures
 import dataclasses
 import datetime as dt
+import logging
 import os
+import signal
+import threading
+import time
 from collections.abc import Iterator, Sequence
 
 from cryptography import x509
@@ -23,9 +29,12 @@ from shirushi.cache import records
 from shirushi.cache.writer import CacheWriter, Entry
 from shirushi.clock import Clock
 from shirushi.config import Settings, parse_duration
+from shirushi.lifecycle import check_stop, die_with_parent, leave_stop_to_parent
 from shirushi.presign import planner
 from shirushi.signing import Signer
 from shirushi.store.store import StatusRow, Store
+
+log = logging.getLogger("shirushi.presign")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -93,9 +102,15 @@ def sign_rows(
 _worker_signer: Signer | None = None
 
 
-def _worker_init(settings: Settings) -> None:
+def _worker_init(settings: Settings, parent: int) -> None:
     global _worker_signer
     from shirushi.signing.backend import keystore
+
+    # The pool forks its workers from the thread that submits the first batch, and that thread
+    # waits in `_sign_batches` until the pool is shut down: tying the workers to it is tying
+    # them to the process. SIGKILL: a worker holds nothing that needs a clean stop.
+    die_with_parent(signal.SIGKILL, parent)
+    leave_stop_to_parent()
 
     _worker_signer = keystore(settings).open("ocsp-signer")
 
@@ -145,55 +160,78 @@ class Presigner:
         entries, due = sign_rows(rows, ctx, self.signer, self.clock.now())
         self.writer.put(ctx.issuer_id, entries, due, announce=announce)
 
-    def _sign_batches(self, ctx: SigningContext, batches: Iterator[list[StatusRow]]) -> int:
-        """Sign batches over the worker processes, writing each result as it arrives."""
+    def _sign_batches(
+        self, ctx: SigningContext, batches: Iterator[list[StatusRow]], stop: threading.Event | None
+    ) -> int:
+        """Sign batches over the worker processes, writing each result as it arrives.
+
+        Raises Stopped between batches once `stop` is set: batches not yet started are dropped,
+        and only those already being signed are waited for (at most two per worker).
+        """
         count = 0
         now = self.clock.now()
         if self.workers <= 1:
             for rows in batches:
+                check_stop(stop)
                 entries, due = sign_rows(rows, ctx, self.signer, now)
                 self.writer.put(ctx.issuer_id, entries, due)
                 count += len(rows)
             return count
         with concurrent.futures.ProcessPoolExecutor(
-            max_workers=self.workers, initializer=_worker_init, initargs=(self.settings,)
+            max_workers=self.workers, initializer=_worker_init, initargs=(self.settings, os.getpid())
         ) as pool:
             pending: set[concurrent.futures.Future[tuple[list[Entry], dict[int, int]]]] = set()
-            for rows in batches:
-                pending.add(pool.submit(_worker_sign, rows, ctx, now))
-                count += len(rows)
-                # Bounded look-ahead keeps memory flat however many certificates there are.
-                if len(pending) >= self.workers * 2:
+            try:
+                for rows in batches:
+                    check_stop(stop)
+                    pending.add(pool.submit(_worker_sign, rows, ctx, now))
+                    count += len(rows)
+                    # Bounded look-ahead keeps memory flat however many certificates there are.
+                    if len(pending) >= self.workers * 2:
+                        done, pending = concurrent.futures.wait(pending, return_when=concurrent.futures.FIRST_COMPLETED)
+                        for future in done:
+                            self.writer.put(ctx.issuer_id, *future.result())
+                while pending:
+                    check_stop(stop)
                     done, pending = concurrent.futures.wait(pending, return_when=concurrent.futures.FIRST_COMPLETED)
                     for future in done:
                         self.writer.put(ctx.issuer_id, *future.result())
-            for future in concurrent.futures.as_completed(pending):
-                self.writer.put(ctx.issuer_id, *future.result())
+            except BaseException:
+                pool.shutdown(wait=False, cancel_futures=True)
+                raise
         return count
 
-    def full_load(self) -> int:
+    def full_load(self, stop: threading.Event | None = None) -> int:
         """Sign every unexpired certificate, then mark the issuer's cache complete."""
         ctx = self.context()
         now = self.clock.now()
-        count = self._sign_batches(ctx, self.store.statuses(ctx.issuer_id, valid_at=now, batch=self.batch))
+        started = time.monotonic()
+        rows = self.store.statuses(ctx.issuer_id, valid_at=now, batch=self.batch)
+        count = self._sign_batches(ctx, rows, stop)
         self.writer.mark_complete(ctx.issuer_id, int(now.timestamp()))
+        log.info("presign run", extra={"run": "full", "responses": count, "seconds": _since(started)})
         return count
 
-    def ensure_complete(self) -> int | None:
+    def ensure_complete(self, stop: threading.Event | None = None) -> int | None:
         """Full load unless the cache says it already holds everything; returns the count signed."""
         ctx = self.context()
         if self.writer.is_complete(ctx.issuer_id):
             return None
-        return self.full_load()
+        return self.full_load(stop)
 
-    def refresh_due(self) -> int:
+    def refresh_due(self, stop: threading.Event | None = None) -> int:
         """Re-sign every response whose due time has come (policy 4.9.9, BR 4.9.10)."""
         ctx = self.context()
         now = self.clock.now()
+        started = time.monotonic()
         total = 0
         while True:
+            check_stop(stop)
             serials = self.writer.due(ctx.issuer_id, int(now.timestamp()), self.batch * max(1, self.workers))
             if not serials:
+                # Checked every minute under `serve`: only runs that signed something are news.
+                level = logging.INFO if total else logging.DEBUG
+                log.log(level, "presign run", extra={"run": "due", "responses": total, "seconds": _since(started)})
                 return total
             rows = self.store.statuses_of(ctx.issuer_id, serials)
             live = [r for r in rows if r.not_after > now]
@@ -201,4 +239,8 @@ class Presigner:
             self.writer.forget(ctx.issuer_id, gone)
             if live:
                 chunks = (live[i : i + self.batch] for i in range(0, len(live), self.batch))
-                total += self._sign_batches(ctx, chunks)
+                total += self._sign_batches(ctx, chunks, stop)
+
+
+def _since(started: float) -> float:
+    return round(time.monotonic() - started, 3)

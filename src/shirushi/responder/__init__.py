@@ -1,4 +1,4 @@
-"""The stateless OCSP responder: the hot path (architecture.md).
+"""The stateless OCSP responder: the hot path (hot-path rules: docs/standards.md).
 
 It holds no keys and no database; it needs only Redis (filled by the presigner) and the issuing
 CA certificates. Many can run side by side on one address (SO_REUSEPORT).
@@ -11,7 +11,7 @@ it never imports the signing seam, PKCS#11, the database layer or Starlette (a t
 
 from __future__ import annotations
 
-from shirushi.responder.server import Options
+from shirushi.responder.routing import Options
 from shirushi.responder.supervisor import run
 
 __all__ = ["Options", "run"]

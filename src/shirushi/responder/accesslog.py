@@ -1,6 +1,6 @@
 """The responder's optional access log (CP 5.5.1: OCSP access logs are archived). Does file I/O.
 
-Hot-path rule 1 (architecture.md) forbids logging per request in the ordinary sense, so a request
+Hot-path rule 1 (docs/standards.md) forbids logging per request in the ordinary sense, so a request
 only appends one small tuple to a list in memory (`AccessLog.record`, a fraction of a microsecond);
 the lines are formatted and written in batches: every second, when about 64 KiB are buffered,
 and when the worker stops.
@@ -51,7 +51,7 @@ _FLAGS: Final = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC
 _MODE: Final = 0o640  # the lines hold client addresses: not for every local user
 
 # The middle fields of a line, prebuilt: "METHOD\tSERIAL\tALG" (the route's tag) and
-# "OUTCOME\tSTATUS". See server.Route.
+# "OUTCOME\tSTATUS". See routing.Route.
 NO_CERT_ID: Final = b"-\t-"
 SUCCESSFUL: Final = b"successful\t200"
 NOT_MODIFIED: Final = b"successful\t304"

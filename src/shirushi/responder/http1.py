@@ -8,7 +8,10 @@ bounded: the header block, the request-target, the body, chunk-size lines and tr
 Framing follows RFC 9112 6: a request with both Content-Length and Transfer-Encoding, several
 differing Content-Lengths, a Transfer-Encoding other than a lone `chunked`, or obsolete line
 folding is refused with 400, because a proxy in front might frame it differently (request
-smuggling). Refusals raise `HTTPError` carrying a 4xx code; nothing here yields a 5xx.
+smuggling). So is a field line that is not `token ":" field-value` (RFC 9110 5.1, 5.5: a bare CR
+or LF, or a NUL, in a value), and an HTTP/1.1 request without exactly one Host
+field (RFC 9112 3.2, MUST). Refusals raise `HTTPError` carrying a 4xx code; nothing here yields a
+5xx. tests/test_responder_http1_differential.py checks every accept and refuse against h11.
 """
 
 from __future__ import annotations
@@ -19,10 +22,17 @@ from typing import Final
 _BAD_TARGET: Final = re.compile(rb"[\x00-\x20\x7f-\xff]")
 _TOKEN: Final = re.compile(rb"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 _HEXDIGITS: Final = re.compile(rb"[0-9A-Fa-f]{1,8}")
+# The whole header block in one match (RFC 9110 5.1, 5.5; RFC 9112 5): field-name is a token, no
+# whitespace before the colon, no obs-fold, no CR, LF or NUL in a value (MUST reject or replace;
+# other control characters MAY be retained, and are, as h11 does).
+_FIELD_VALUE: Final = rb"[^\x00\r\n]*"
+_FIELD_BLOCK: Final = re.compile(
+    rb"[!#$%&'*+.^_`|~0-9A-Za-z-]+:" + _FIELD_VALUE + rb"(?:\r\n[!#$%&'*+.^_`|~0-9A-Za-z-]+:" + _FIELD_VALUE + rb")*"
+)
 _KNOWN_METHODS: Final = frozenset((b"GET", b"HEAD", b"POST"))
 # First letters of the fields we read (Content-Length, Transfer-Encoding, Connection,
-# If-None-Match, Expect); other fields are only checked for syntax.
-_WANTED: Final = frozenset(b"cCtTiIeE")
+# If-None-Match, Expect, Host); other fields are only checked for syntax.
+_WANTED: Final = frozenset(b"cCtTiIeEhH")
 MAX_CHUNK_LINE: Final = 256
 MAX_TRAILERS: Final = 4096
 
@@ -96,6 +106,8 @@ def parse_head(buf: bytes, start: int, max_head: int, max_target: int) -> Head |
     head = Head(method, target, http10, end + 4)
     if end > line_end:
         _read_fields(head, buf[line_end + 2 : end])
+    elif not http10:
+        raise HTTPError(400)  # no Host field
     return head
 
 
@@ -111,19 +123,20 @@ def _origin_form(target: bytes) -> bytes:
 
 
 def _read_fields(head: Head, block: bytes) -> None:
+    if _FIELD_BLOCK.fullmatch(block) is None:
+        raise HTTPError(400)
     content_length: int | None = None
     transfer_encoding = False
     close = keep_alive = False
+    hosts = 0
     for line in block.split(b"\r\n"):
-        if line[:1] in (b" ", b"\t"):
-            raise HTTPError(400)  # obs-fold, RFC 9112 5.2
-        name, colon, value = line.partition(b":")
-        if not colon or not name or name[-1] in (0x20, 0x09):
-            raise HTTPError(400)  # no whitespace before the colon, RFC 9112 5.1
-        if name[0] not in _WANTED:
+        if line[0] not in _WANTED:
             continue
+        name, _, value = line.partition(b":")
         name = name.lower()
-        if name == b"content-length":
+        if name == b"host":
+            hosts += 1
+        elif name == b"content-length":
             value = value.strip(b" \t")
             if not value.isdigit() or len(value) > 12:
                 raise HTTPError(400)
@@ -147,6 +160,8 @@ def _read_fields(head: Head, block: bytes) -> None:
             head.if_none_match = value if head.if_none_match is None else head.if_none_match + b"," + value
         elif name == b"expect":
             head.expect_continue = value.strip(b" \t").lower() == b"100-continue"
+    if hosts > 1 or (hosts == 0 and not head.http10):
+        raise HTTPError(400)  # RFC 9112 3.2: exactly one Host in HTTP/1.1, at most one in 1.0
     if transfer_encoding:
         if content_length is not None:
             raise HTTPError(400)  # RFC 9112 6.1: both present is a smuggling attempt

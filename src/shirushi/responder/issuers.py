@@ -23,6 +23,7 @@ from shirushi.cache import records
 from shirushi.config import Settings
 from shirushi.errors import ConfigError, StateError
 from shirushi.responder.request import UNAUTHORIZED, CertID
+from shirushi.responder.respwire import command
 
 
 def issuers_path(settings: Settings) -> Path:
@@ -39,10 +40,6 @@ class Plan:
     key: bytes  # the response record
     get_command: bytes  # RESP-encoded `GET key`, prebuilt for the hot path
     complete_command: bytes  # RESP-encoded `GET` of the issuer's "full load finished" marker
-
-
-def _get_command(key: bytes) -> bytes:
-    return b"*2\r\n$3\r\nGET\r\n$%d\r\n%s\r\n" % (len(key), key)
 
 
 class IssuerMap:
@@ -70,7 +67,7 @@ class IssuerMap:
             # RFC 6960 2.3 / RFC 9919 3.2.3: not capable of responding authoritatively.
             return UNAUTHORIZED
         key = records.response_key(issuer, cert_id.alg, cert_id.serial).encode()
-        return Plan(key, _get_command(key), _get_command(records.complete_key(issuer).encode()))
+        return Plan(key, command(b"GET", key), command(b"GET", records.complete_key(issuer).encode()))
 
 
 def load_issuers(path: Path) -> IssuerMap:

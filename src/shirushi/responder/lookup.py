@@ -1,6 +1,6 @@
 """From a Plan to an answer: the in-process L1 cache, then one Redis GET. Does network I/O.
 
-Outcomes (architecture.md, hot-path rule 3: a miss is a value):
+Outcomes (docs/standards.md, hot-path rule 3: a miss is a value):
 
 * a record -> its `Answer` (DER plus prebuilt caching headers);
 * no record, and the issuer's `complete` marker present -> `unauthorized`: the serial was never
@@ -28,7 +28,7 @@ from collections.abc import Callable
 from typing import Final
 
 from shirushi.cache import records
-from shirushi.responder import resp
+from shirushi.responder import resp, respwire
 from shirushi.responder.issuers import Plan
 from shirushi.responder.request import INTERNAL_ERROR, TRY_LATER, UNAUTHORIZED
 from shirushi.responder.responses import Answer
@@ -38,7 +38,7 @@ log = logging.getLogger("shirushi.responder")
 Result = Answer | int  # an answer, or an OCSP error status
 Done = Callable[[Result], None]
 
-PING: Final = resp.command(b"PING")
+PING: Final = respwire.command(b"PING")
 PING_INTERVAL: Final = 1.0
 
 
@@ -108,14 +108,14 @@ class Subscriber:
         self._closing = False  # a shutdown drops the subscription on purpose: no warning
 
     def _up(self, conn: resp.Connection) -> None:
-        conn.send_push(resp.command(b"SUBSCRIBE", self.channel))
+        conn.send_push(respwire.command(b"SUBSCRIBE", self.channel))
 
     def _down(self) -> None:
         if self.l1.alive and not self._closing:
             log.warning("invalidation subscription lost; in-process cache bypassed")
         self.l1.set_alive(False)
 
-    def _push(self, value: resp.Reply) -> None:
+    def _push(self, value: respwire.Reply) -> None:
         if isinstance(value, list) and len(value) >= 2:
             kind = value[0]
             if kind == b"message" and len(value) == 3:
@@ -125,7 +125,7 @@ class Subscriber:
             elif kind == b"subscribe" and value[1] == self.channel:
                 self.l1.set_alive(True)
             # "pong" replies only prove liveness, which Connection already noted.
-        elif isinstance(value, resp.RespError):
+        elif isinstance(value, respwire.RespError):
             log.error("redis subscription: %s", value.message.decode("utf-8", "replace"))
             if self.link.conn is not None:
                 self.link.conn.abort()
@@ -197,7 +197,7 @@ class Lookup:
         """Ask Redis; `done(result)` is called later, or the result is returned now (not sent)."""
         generation = self.l1.generation
 
-        def on_record(value: resp.Reply) -> None:
+        def on_record(value: respwire.Reply) -> None:
             if isinstance(value, bytes):
                 done(self._answer(plan, value, generation))
             elif value is None:
@@ -208,7 +208,7 @@ class Lookup:
                 self.failures += 1
                 done(TRY_LATER)
 
-        def on_marker(value: resp.Reply) -> None:
+        def on_marker(value: respwire.Reply) -> None:
             if isinstance(value, bytes):
                 done(UNAUTHORIZED)
             else:  # absent: the cache is still filling; FAILED or error: Redis trouble

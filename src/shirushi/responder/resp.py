@@ -1,10 +1,10 @@
-"""A small pipelined Redis client for the hot path: RESP2 parsing and one asyncio connection.
+"""A small pipelined Redis client for the hot path: one asyncio connection. Does network I/O.
 
-Does network I/O (asyncio). redis-py's asyncio client manages about 15,000 GETs a second in one
-process (bench/responder/redis_client.py), far below what the HTTP side serves, because every
-command is a coroutine with a pool checkout. Here a command is a prebuilt byte string; commands
-issued during one event-loop turn go out in one write, and replies are matched to callbacks in
-order (Redis answers in order on a connection).
+A command is a prebuilt byte string (respwire.py encodes and parses RESP2); commands issued during
+one event-loop turn go out in one write, and replies are matched to callbacks in order (Redis
+answers in order on a connection). redis-py's asyncio client turns every command into a coroutine
+with a pool checkout, which costs more than the HTTP side spends on a whole request (figures in
+docs/responder.md and bench/RESULTS.md).
 
 Failure is a value: a callback receives `FAILED` when the connection is down, breaks, or stalls
 longer than the timeout, and the responder turns that into `tryLater` (RFC 6960 2.3), never into
@@ -19,91 +19,15 @@ import logging
 import ssl
 import urllib.parse
 from collections.abc import Callable
-from typing import Any, Final, cast
+from typing import Final, cast
 
 from shirushi.errors import ConfigError
+from shirushi.responder.respwire import FAILED, ProtocolError, Reply, RespError, command, parse_reply
 
 log = logging.getLogger("shirushi.responder")
 
-
-class RespError:
-    """An error reply from Redis (`-ERR ...`)."""
-
-    __slots__ = ("message",)
-
-    def __init__(self, message: bytes) -> None:
-        self.message = message
-
-    def __repr__(self) -> str:
-        return f"RespError({self.message!r})"
-
-
-class _Failed:
-    __slots__ = ()
-
-    def __repr__(self) -> str:
-        return "FAILED"
-
-
-FAILED: Final = _Failed()
-Reply = Any  # bytes | int | None | RespError | list[Reply] | FAILED
 Callback = Callable[[Reply], None]
-
-MAX_LINE: Final = 1 << 16
 MAX_PENDING: Final = 20000
-
-
-class ProtocolError(Exception):
-    """Bytes from Redis that are not RESP2."""
-
-
-def parse_reply(buf: bytes | bytearray, pos: int) -> tuple[Reply, int] | None:
-    """One RESP2 reply at `buf[pos:]` -> (value, next offset); None while incomplete."""
-    eol = buf.find(b"\r\n", pos)
-    if eol < 0:
-        if len(buf) - pos > MAX_LINE:
-            raise ProtocolError("reply line too long")
-        return None
-    kind = buf[pos]
-    try:
-        if kind == 0x24:  # '$' bulk string
-            size = int(buf[pos + 1 : eol])
-            if size < 0:
-                return None, eol + 2
-            end = eol + 2 + size
-            if len(buf) < end + 2:
-                return None
-            return bytes(buf[eol + 2 : end]), end + 2
-        if kind == 0x2B:  # '+' simple string
-            return bytes(buf[pos + 1 : eol]), eol + 2
-        if kind == 0x2D:  # '-' error
-            return RespError(bytes(buf[pos + 1 : eol])), eol + 2
-        if kind == 0x3A:  # ':' integer
-            return int(buf[pos + 1 : eol]), eol + 2
-        if kind == 0x2A:  # '*' array
-            count = int(buf[pos + 1 : eol])
-            if count < 0:
-                return None, eol + 2
-            items: list[Reply] = []
-            pos = eol + 2
-            for _ in range(count):
-                item = parse_reply(buf, pos)
-                if item is None:
-                    return None
-                items.append(item[0])
-                pos = item[1]
-            return items, pos
-    except ValueError:
-        raise ProtocolError("bad length or integer") from None
-    raise ProtocolError(f"unknown reply type {kind:#x}")
-
-
-def command(*args: bytes) -> bytes:
-    """RESP2 encoding of one command."""
-    out = [b"*%d\r\n" % len(args)]
-    for arg in args:
-        out.append(b"$%d\r\n%s\r\n" % (len(arg), arg))
-    return b"".join(out)
 
 
 def redact(url: str) -> str:

@@ -1,6 +1,6 @@
 """Prebuilt HTTP responses of the responder: OCSP answers, OCSP errors, HTTP errors. Pure.
 
-Everything that does not depend on the request or the clock is built once (architecture.md,
+Everything that does not depend on the request or the clock is built once (docs/standards.md,
 hot-path rule 2): the unsigned OCSP error bodies, their header blocks, the fixed caching headers
 of each cached record. Per request only the Date line, the max-age value and the Connection
 header are joined in.

@@ -28,7 +28,7 @@ from shirushi.errors import ServiceError
 from shirushi.responder.accesslog import access_log_path, check_writable
 from shirushi.responder.issuers import IssuerMap, issuers_path, load_issuers
 from shirushi.responder.resp import Address
-from shirushi.responder.server import Options
+from shirushi.responder.routing import Options
 from shirushi.responder.worker import listen_socket, worker_main
 
 log = logging.getLogger("shirushi.responder")
@@ -87,13 +87,14 @@ class _Supervisor:
         read_fd, write_fd = os.pipe()
         sys.stdout.flush()
         sys.stderr.flush()
+        parent = os.getpid()
         pid = os.fork()
         if pid == 0:  # the worker
             code = 1
             try:
                 os.close(read_fd)
                 os.close(self.reserve_fd)
-                code = worker_main(self.settings, self.issuers, self.options, self.port, write_fd)
+                code = worker_main(self.settings, self.issuers, self.options, self.port, write_fd, parent)
             finally:
                 sys.stdout.flush()
                 sys.stderr.flush()

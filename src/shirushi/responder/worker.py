@@ -11,7 +11,6 @@ SIGTERM or SIGINT stop it gracefully: the socket closes, answers in flight are f
 from __future__ import annotations
 
 import asyncio
-import ctypes
 import logging
 import os
 import signal
@@ -22,12 +21,14 @@ from collections.abc import Callable
 import uvloop
 
 from shirushi.config import Settings, parse_duration, parse_listen
+from shirushi.lifecycle import die_with_parent
 from shirushi.responder.accesslog import AccessLog, access_log_path
 from shirushi.responder.issuers import IssuerMap
 from shirushi.responder.lookup import Lookup
 from shirushi.responder.request import path_prefix
 from shirushi.responder.resp import Address
-from shirushi.responder.server import HTTPConnection, Options, Responder
+from shirushi.responder.routing import Options, Responder
+from shirushi.responder.server import HTTPConnection
 
 log = logging.getLogger("shirushi.responder")
 
@@ -134,9 +135,11 @@ def _ignore() -> None:
     pass
 
 
-def worker_main(settings: Settings, issuers: IssuerMap, options: Options, port: int, ready_fd: int) -> int:
-    """Entry point of a forked worker; returns its exit status."""
-    _die_with_parent()
+def worker_main(settings: Settings, issuers: IssuerMap, options: Options, port: int, ready_fd: int, parent: int) -> int:
+    """Entry point of a worker forked by `parent`; returns its exit status."""
+    # SIGTERM when the supervisor dies, even by SIGKILL: an orphaned worker would keep its
+    # SO_REUSEPORT socket and keep answering beside the workers of a restarted responder.
+    die_with_parent(signal.SIGTERM, parent)
 
     def ready(port: int) -> None:
         try:
@@ -154,21 +157,3 @@ def worker_main(settings: Settings, issuers: IssuerMap, options: Options, port: 
         log.exception("responder worker %d failed", os.getpid())
         return 1
     return 0
-
-
-def _die_with_parent() -> None:
-    """Ask Linux to SIGTERM this worker when its supervisor dies, even by SIGKILL.
-
-    Without it an orphaned worker would keep its SO_REUSEPORT socket and keep answering beside
-    the workers of a restarted responder.
-    """
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
-    except (OSError, AttributeError):  # not Linux: the supervisor still stops its workers
-        return
-    if os.getppid() == 1:  # the supervisor died before prctl took effect
-        os.kill(os.getpid(), signal.SIGTERM)
-
-
-_PR_SET_PDEATHSIG = 1

@@ -1,6 +1,6 @@
 """File key backend: RSA keys as PKCS#8 PEM files (mode 0600), optionally passphrase-encrypted.
 
-For demos and tests; production keys belong in an HSM (policy 6.2.1, see `pkcs11.py`).
+For demos and tests; production keys belong in an HSM (policy 6.2.1, see the `pkcs11` package).
 Reads and writes key files under one directory.
 """
 

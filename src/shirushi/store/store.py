@@ -236,6 +236,26 @@ class Store:
         with self.engine.connect() as conn:
             return [CertificateRecord.from_row(r) for r in conn.execute(query)]
 
+    def listing(
+        self, *, revoked: bool = False, expiring_before: dt.datetime | None = None, now: dt.datetime | None = None
+    ) -> Iterator[CertificateRecord]:
+        """Certificates for an operator's table, soonest expiry first, streamed.
+
+        `revoked`: only revoked ones; `expiring_before` (with `now`): only unrevoked ones still
+        valid at `now` whose notAfter comes before it.
+        """
+        c = schema.certificates
+        query = sa.select(c).order_by(c.c.not_after, c.c.id)
+        if revoked:
+            query = query.where(c.c.revoked_at.is_not(None))
+        if expiring_before is not None:
+            query = query.where(c.c.revoked_at.is_(None), c.c.not_after <= _utc(expiring_before))
+            if now is not None:
+                query = query.where(c.c.not_after > _utc(now))
+        with self.engine.connect() as conn:
+            for row in conn.execution_options(yield_per=1000).execute(query):
+                yield CertificateRecord.from_row(row)
+
     def count_certificates(self, issuer_id: str) -> int:
         query = (
             sa.select(sa.func.count())
@@ -291,11 +311,14 @@ class Store:
         at: dt.datetime,
         audit: dict[str, Any],
         replace: bool = False,
+        block_key: bool = False,
     ) -> CertificateRecord:
         """Record a revocation durably, with its outbox work and audit entry, in one transaction.
 
         `replace` allows changing an existing revocation (BR 7.2.2: a later key compromise
         finding updates reason and date); otherwise an existing revocation is a ConflictError.
+        `block_key` adds the certificate's key to the block list in the same transaction
+        (BR 6.1.1.3), so a key-compromise revocation never stands without its block.
         """
         c = schema.certificates
         condition = [c.c.issuer_id == record.issuer_id, c.c.serial == record.serial_hex]
@@ -312,18 +335,23 @@ class Store:
             self._outbox(conn, "ocsp", record.issuer_id, record.serial_hex, at)
             self._outbox(conn, "crl", record.issuer_id, None, at)
             self._audit(conn, at, "revoke", record.issuer_id, record.serial_hex, audit)
+            if block_key:
+                self._block_key(conn, record.spki_sha256, f"keyCompromise revocation of {record.serial_hex}", at)
         return dataclasses.replace(record, revoked_at=revoked_at, revocation_reason=reason)
 
     def block_key(self, spki_sha256: str, reason: str, at: dt.datetime) -> None:
         with self._begin() as conn:
-            exists = conn.execute(
-                sa.select(schema.blocked_keys.c.spki_sha256).where(schema.blocked_keys.c.spki_sha256 == spki_sha256)
-            ).first()
-            if exists is None:
-                conn.execute(
-                    schema.blocked_keys.insert().values(spki_sha256=spki_sha256, reason=reason, blocked_at=_utc(at))
-                )
-                self._audit(conn, at, "block-key", None, None, {"spki_sha256": spki_sha256, "reason": reason})
+            self._block_key(conn, spki_sha256, reason, at)
+
+    def _block_key(self, conn: Connection, spki_sha256: str, reason: str, at: dt.datetime) -> None:
+        exists = conn.execute(
+            sa.select(schema.blocked_keys.c.spki_sha256).where(schema.blocked_keys.c.spki_sha256 == spki_sha256)
+        ).first()
+        if exists is None:
+            conn.execute(
+                schema.blocked_keys.insert().values(spki_sha256=spki_sha256, reason=reason, blocked_at=_utc(at))
+            )
+            self._audit(conn, at, "block-key", None, None, {"spki_sha256": spki_sha256, "reason": reason})
 
     def revoked_entries(self, issuer_id: str) -> Iterator[tuple[str, dt.datetime, str, dt.datetime]]:
         """(serial hex, revoked_at, reason, not_after) of revocations still owed a CRL entry; streamed."""

@@ -15,7 +15,7 @@ from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -24,7 +24,7 @@ from starlette.routing import Route
 
 from shirushi.backend import Backend
 from shirushi.ca.authority import pem
-from shirushi.ca.csr import load_csr, spki_sha256
+from shirushi.ca.csr import SubscriberKey, load_csr, spki_sha256
 from shirushi.errors import InputError, NotFoundError, PolicyError, ShirushiError
 from shirushi.store import CertificateRecord
 
@@ -156,7 +156,10 @@ OPENAPI: dict[str, Any] = {
                     }
                 },
                 "responses": {
-                    "200": {"description": "revoked"},
+                    "200": {
+                        "description": "revoked: the record, with key_blocked true when the reason "
+                        "(keyCompromise) blocked the key from future issuance (BR 6.1.1.3)"
+                    },
                     "400": {"description": "reason not allowed"},
                     "404": {"description": "unknown serial"},
                     "409": {"description": "already revoked"},
@@ -261,6 +264,7 @@ def create_app(backend: Backend) -> Starlette:
             raise InputError("field 'reason' must be a string")
         result = await run_in_threadpool(backend.revoker.revoke, serial, reason, by_subscriber=True, requested_by="api")
         body = record_json(result.record)
+        body["key_blocked"] = result.key_blocked  # BR 6.1.1.3: keyCompromise blocks the key
         if result.pending:
             body["pending"] = result.pending
         return JSONResponse(body)
@@ -302,7 +306,7 @@ def create_app(backend: Backend) -> Starlette:
     )
 
 
-def _compromise_proof(data: dict[str, Any]) -> rsa.RSAPublicKey:
+def _compromise_proof(data: dict[str, Any]) -> SubscriberKey:
     """The public key proven compromised (policy 4.9.12): the private key itself, or a CSR
     signed by it whose subject says it reports a compromise."""
     if "private_key" in data:
@@ -318,8 +322,8 @@ def _compromise_proof(data: dict[str, Any]) -> rsa.RSAPublicKey:
             key = serialization.load_pem_private_key(text.encode(), password=None)
         except (ValueError, TypeError):
             raise InputError("private_key is not a valid unencrypted PEM private key") from None
-        if not isinstance(key, rsa.RSAPrivateKey):
-            raise InputError("only RSA keys are certified by this CA")
+        if not isinstance(key, rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey):
+            raise InputError("only RSA and ECDSA keys are certified by this CA")
         return key.public_key()
     if "csr" in data:
         text = _string(data, "csr")
@@ -331,7 +335,7 @@ def _compromise_proof(data: dict[str, Any]) -> rsa.RSAPublicKey:
         if not cn or "compromise" not in str(cn[0].value).lower():
             raise PolicyError("the CSR's subject CN must state the key compromise, e.g. 'Proof of Key Compromise'")
         public_key = csr.public_key()
-        if not isinstance(public_key, rsa.RSAPublicKey):
-            raise InputError("only RSA keys are certified by this CA")
+        if not isinstance(public_key, rsa.RSAPublicKey | ec.EllipticCurvePublicKey):
+            raise InputError("only RSA and ECDSA keys are certified by this CA")
         return public_key
     raise InputError("give 'private_key' (PEM) or 'csr' (PEM, signed by the compromised key)")

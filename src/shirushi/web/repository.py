@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import email.utils
 import hashlib
+import html
 import urllib.parse
 from importlib import resources
 from pathlib import Path
@@ -18,7 +19,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import HTMLResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 
 from shirushi.ca.authority import ISSUING, ROOT, CertificatePaths
@@ -46,6 +47,24 @@ def _conditional(request: Request, body: bytes, media_type: str, headers: dict[s
     if etag in [t.strip() for t in request.headers.get("if-none-match", "").split(",")]:
         return Response(status_code=304, headers=headers)
     return Response(body, media_type=media_type, headers=headers)
+
+
+def index_page(base: str, crls: list[str], certificates: list[str], documents: list[str]) -> str:
+    """A small HTML page linking what the repository serves, for people browsing to it."""
+
+    def items(names: list[str]) -> str:
+        if not names:
+            return "<li>none published yet</li>"
+        return "".join(f'<li><a href="{html.escape(base + n)}">{html.escape(n)}</a></li>' for n in names)
+
+    return (
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>Shirushi repository</title></head>'
+        "<body><h1>Shirushi repository</h1>"
+        f"<h2>CRLs (DER)</h2><ul>{items(crls)}</ul>"
+        f"<h2>CA certificates (DER .crt, PEM .pem)</h2><ul>{items(certificates)}</ul>"
+        f"<h2>Policy documents</h2><ul>{items(documents)}</ul>"
+        "</body></html>\n"
+    )
 
 
 def create_app(settings: Settings, clock: Clock | None = None) -> Starlette:
@@ -103,14 +122,25 @@ def create_app(settings: Settings, clock: Clock | None = None) -> Starlette:
         ok = all(crl_path(settings, n).exists() for n in NAMES)
         return Response("ok\n" if ok else "no CRL yet\n", status_code=200 if ok else 503, media_type="text/plain")
 
+    # Serve at exactly the URLs written into certificates, also when repository.url has a path.
+    prefix = urllib.parse.urlsplit(settings.repository.url).path.rstrip("/")
+
+    async def index(request: Request) -> Response:
+        crls = [f"{n}.crl" for n in NAMES if crl_path(settings, n).exists()]
+        cas = [f"{n}.{ext}" for n in NAMES if certs.cert(n).exists() for ext in ("crt", "pem")]
+        docs = ["cp", "cps"]
+        if documents is not None:
+            docs = [d for d in docs if (documents / f"{d}.txt").is_file()]
+        body = index_page(prefix + "/", crls, cas, docs)
+        return HTMLResponse(body, headers={"Cache-Control": "public, max-age=300"})
+
     routes: list[BaseRoute] = [
+        Route("/", index, methods=["GET", "HEAD"]),
         Route("/health", health, methods=["GET", "HEAD"]),
         Route("/{name}.crl", crl, methods=["GET", "HEAD"]),
         Route("/{name}.{ext}", certificate, methods=["GET", "HEAD"]),
         Route("/{doc}", document, methods=["GET", "HEAD"]),
     ]
-    # Serve at exactly the URLs written into certificates, also when repository.url has a path.
-    prefix = urllib.parse.urlsplit(settings.repository.url).path.rstrip("/")
     if prefix:
         routes = [Mount(prefix, routes=routes)]
     return Starlette(routes=routes)

@@ -6,7 +6,7 @@ once corrupt its heap. `Module` therefore initialises the module again with CKF_
 through a few ctypes calls into the same function list (the only calls python-pkcs11 does not
 expose; login is one too, so that closing a pooled session never logs the others out), and counts
 initialisations so that handles from an earlier one are never used again. Does I/O: loads the
-module and talks to it. Used by `pkcs11.py`, which holds the session pool and the key classes.
+module and talks to it. Used by `sessions.py` (the session pool) and `keys.py` (the key classes).
 """
 
 from __future__ import annotations
