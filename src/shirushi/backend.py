@@ -1,7 +1,7 @@
 """Wires the backend (the process that holds keys) from settings: store, keys, CA, presigner.
 
 Objects are built on first use so that a command touches only what it needs (`ca-certs` opens no
-database, `issue` opens no worker pool). Does I/O through the objects it builds.
+database, `issue` opens no worker pool, builds no CRL). Does I/O through the objects it builds.
 """
 
 from __future__ import annotations
@@ -9,22 +9,25 @@ from __future__ import annotations
 import functools
 from typing import TYPE_CHECKING
 
-import redis
-
 from shirushi.ca.authority import OCSP_SIGNER, Authority
-from shirushi.cache.writer import CacheWriter, connect
 from shirushi.clock import Clock, SystemClock
 from shirushi.config import Settings
-from shirushi.crl.service import CRLService
 from shirushi.errors import ServiceError
-from shirushi.followup import FollowUp
-from shirushi.presign.presigner import Presigner
-from shirushi.revocation import Revoker
 from shirushi.signing import KeyStore
 from shirushi.store import CertificateRecord, Store
 
+# Imported where first used, so a command loads only what it needs (CLI start-up time):
+# `issue` never builds a CRL, `ca-certs` never talks to Redis.
 if TYPE_CHECKING:
+    import redis
+
     from shirushi.bulkrevoke import BulkRevoker
+    from shirushi.ca.lint_pool import LintPool
+    from shirushi.cache.writer import CacheWriter
+    from shirushi.crl.service import CRLService
+    from shirushi.followup import FollowUp
+    from shirushi.presign.presigner import Presigner
+    from shirushi.revocation import Revoker
 
 
 class Backend:
@@ -32,6 +35,15 @@ class Backend:
         self.settings = settings
         self.clock = clock or SystemClock()
         self._initialising = False
+        self._lint_pool: LintPool | None = None
+
+    def use_lint_pool(self) -> None:
+        """Lint issuance in worker processes, one per core (for the long-running `serve`)."""
+        from shirushi.ca.lint_pool import LintPool
+
+        if self._lint_pool is None:
+            self._lint_pool = LintPool()
+            self.authority.linter = self._lint_pool.lint_der
 
     def init(self) -> list[str]:
         """`shirushi init`: the one use case allowed to create the database."""
@@ -52,14 +64,20 @@ class Backend:
 
     @functools.cached_property
     def redis(self) -> redis.Redis:
+        from shirushi.cache.writer import connect
+
         return connect(self.settings.redis_url, self.settings.redis.timeout)
 
     @functools.cached_property
     def writer(self) -> CacheWriter:
+        from shirushi.cache.writer import CacheWriter
+
         return CacheWriter(self.redis)
 
     @functools.cached_property
     def presigner(self) -> Presigner:
+        from shirushi.presign.presigner import Presigner
+
         return Presigner(self.settings, self.store, self.writer, self.keys.open(OCSP_SIGNER), self.clock)
 
     @functools.cached_property
@@ -70,14 +88,21 @@ class Backend:
 
     @functools.cached_property
     def crls(self) -> CRLService:
+        from shirushi.crl.service import CRLService
+
         return CRLService(self.settings, self.store, self.keys, self.clock)
 
     @functools.cached_property
     def followup(self) -> FollowUp:
-        return FollowUp(self.store, self.clock, lambda: self.presigner, self.crls)
+        from shirushi.followup import FollowUp
+
+        # The presigner and the CRL service are built on first use: issuance needs no CRL.
+        return FollowUp(self.store, self.clock, lambda: self.presigner, lambda: self.crls)
 
     @functools.cached_property
     def revoker(self) -> Revoker:
+        from shirushi.revocation import Revoker
+
         return Revoker(self.store, self.clock, self.followup)
 
     @functools.cached_property
@@ -97,6 +122,10 @@ class Backend:
         return self.followup.drain(min_age=min_age).messages()
 
     def close(self) -> None:
+        if self._lint_pool is not None:
+            self._lint_pool.close()
+        if "followup" in self.__dict__:
+            self.followup.close()
         if "redis" in self.__dict__:
             self.redis.close()
         if "store" in self.__dict__:

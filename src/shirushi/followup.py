@@ -14,14 +14,21 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import logging
+import threading
 from collections.abc import Callable, Iterator, Sequence
+from typing import TYPE_CHECKING
 
 from shirushi.clock import Clock
-from shirushi.crl.service import CRLService
 from shirushi.errors import ShirushiError
-from shirushi.presign.presigner import Presigner
 from shirushi.store import CertificateRecord, Store
 from shirushi.store.store import OutboxRow
+
+if TYPE_CHECKING:
+    from shirushi.crl.service import CRLService
+    from shirushi.presign.presigner import Presigner
+
+log = logging.getLogger("shirushi.followup")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -51,14 +58,25 @@ class Pending:
 class FollowUp:
     """Does outbox work for the use cases and for `serve`."""
 
-    def __init__(self, store: Store, clock: Clock, presigner: Callable[[], Presigner], crls: CRLService) -> None:
+    def __init__(
+        self, store: Store, clock: Clock, presigner: Callable[[], Presigner], crls: Callable[[], CRLService]
+    ) -> None:
         self.store = store
         self.clock = clock
-        self._presigner = presigner  # built on first use: key and worker-pool set-up
-        self.crls = crls
+        # Both built on first use: key and worker-pool set-up; issuance never builds a CRL.
+        self._presigner = presigner
+        self._crls = crls
+        # Outbox rows of issuances whose response is in Redis but not yet marked done. Concurrent
+        # issuances mark theirs in one statement (whoever finds no flush running does it for all
+        # queued); ids queued during a flush go with the next one, a drain, or close. Redoing
+        # such work is harmless (the same response is signed again), losing it is impossible.
+        self._done_later: list[int] = []
+        self._done_lock = threading.Lock()
+        self._flushing = threading.Lock()
 
     def issued(self, record: CertificateRecord) -> Pending:
-        return self._ocsp(self.store.pending_ocsp(record.issuer_id, [record.serial]))
+        """The new certificate's OCSP response (BR 4.9.10), before issuance returns."""
+        return self._ocsp(self.store.pending_ocsp(record.issuer_id, [record.serial]), defer_done=True)
 
     def revoked(self, records: Sequence[CertificateRecord]) -> Pending:
         """OCSP first (what most relying parties ask), then the CRL of each issuer concerned."""
@@ -73,13 +91,37 @@ class FollowUp:
 
     def drain(self, *, min_age: float = 0.0) -> Pending:
         """Do every piece of work committed at least `min_age` seconds ago and not yet done."""
+        self._flush_done()
         work = self.store.pending_outbox(older_than=self.clock.now() - dt.timedelta(seconds=min_age))
         pending = self._ocsp([w for w in work if w.kind == "ocsp"])
         for issuer in sorted({w.issuer_id for w in work if w.kind == "crl"}):
             pending += self._crl(issuer)
         return pending
 
-    def _ocsp(self, work: Sequence[OutboxRow]) -> Pending:
+    def close(self) -> None:
+        try:
+            self._flush_done()
+        except Exception as exc:  # the next drain does that work again: nothing is lost
+            log.warning("could not mark finished outbox work done: %s", exc)
+
+    def _flush_done(self) -> None:
+        with self._done_lock:
+            done, self._done_later = self._done_later, []
+        if done:
+            self.store.outbox_done(done, self.clock.now())
+
+    def _mark_done_later(self, ids: list[int]) -> None:
+        with self._done_lock:
+            self._done_later.extend(ids)
+        if self._flushing.acquire(blocking=False):
+            try:
+                self._flush_done()
+            except Exception as exc:  # the response is in Redis; at worst it is signed again
+                log.warning("could not mark finished outbox work done: %s", exc)
+            finally:
+                self._flushing.release()
+
+    def _ocsp(self, work: Sequence[OutboxRow], *, defer_done: bool = False) -> Pending:
         """Sign the responses of these outbox rows in one batch per issuer, announced to responders."""
         pending = Pending()
         done: list[int] = []
@@ -101,14 +143,17 @@ class FollowUp:
             except ShirushiError as exc:
                 serials = tuple(w.serial for w in items if w.serial is not None)
                 pending += Pending(ocsp=serials, reasons=(f"OCSP response not yet in Redis ({exc})",))
-        self.store.outbox_done(done, self.clock.now())
+        if defer_done:
+            self._mark_done_later(done)
+        else:
+            self.store.outbox_done(done, self.clock.now())
         return pending
 
     def _crl(self, issuer_id: str) -> Pending:
         """A published CRL covering every revocation of this issuer committed so far."""
         try:
-            name = self.crls.issuer_name(issuer_id)
-            self.crls.after_revocation(name)
+            crls = self._crls()
+            crls.after_revocation(crls.issuer_name(issuer_id))
         except ShirushiError as exc:
             return Pending(crl=(issuer_id,), reasons=(f"CRL not yet published ({exc})",))
         return Pending()

@@ -187,6 +187,8 @@ def prepare(backend: Backend, say: Callable[[str], None], stop: threading.Event)
     # Signer renewal, presign runs and CRL publications log their own lines.
     load_hierarchy(backend.settings)
     log.info("startup", extra={"step": "hierarchy", "data_dir": str(backend.settings.data_path)})
+    # Lint workers start (and build pkilint's validators) once, before the API opens.
+    backend.use_lint_pool()
     backend.authority.renew_ocsp_signer_if_due()
     pending = backend.drain_outbox()
     for item in pending:

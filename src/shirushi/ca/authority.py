@@ -107,6 +107,14 @@ class CertificatePaths:
     def save(self, name: str, cert: x509.Certificate) -> None:
         write_atomic(self.cert(name), pem(cert).encode())
 
+    def stamp(self) -> tuple[tuple[int, int, int], ...] | None:
+        """Identity of the current CA certificate files (None when one is missing)."""
+        try:
+            stats = [self.cert(n).stat() for n in (ROOT, ISSUING, OCSP_SIGNER)]
+        except FileNotFoundError:
+            return None
+        return tuple((s.st_ino, s.st_mtime_ns, s.st_size) for s in stats)
+
 
 def load_hierarchy(settings: Settings) -> Hierarchy:
     paths = CertificatePaths(settings.data_path)
@@ -134,6 +142,32 @@ class Authority:
         )
         # Called with each newly stored certificate (presigning hooks in here).
         self.on_issued: list[Callable[[CertificateRecord], None]] = []
+        # Pre-issuance lint: in this process, or a LintPool's workers (`serve`).
+        self.linter: lint.LintFunction = lint.lint_der
+        self._hierarchy: tuple[object, Hierarchy] | None = None
+        self._issuing: tuple[x509.Certificate, Signer] | None = None
+
+    def hierarchy(self) -> Hierarchy:
+        """`load_hierarchy`, read again only when a certificate file was replaced (renewal)."""
+        stamp = self.paths.stamp()
+        cached = self._hierarchy
+        if stamp is None or cached is None or cached[0] != stamp:
+            cached = self._hierarchy = (stamp, load_hierarchy(self.settings))
+        return cached[1]
+
+    def _issuing_signer(self, hierarchy: Hierarchy) -> Signer:
+        """The issuing CA key, opened (and checked against its certificate) once per process.
+
+        Opening a key file parses and validates the RSA key (tens of ms); an HSM key is a
+        token lookup. Neither changes while the certificate stays the same.
+        """
+        cached = self._issuing
+        if cached is not None and cached[0] == hierarchy.issuing:
+            return cached[1]
+        signer = self.keys.open(ISSUING)
+        self._check_pair(hierarchy.issuing, signer, ISSUING)
+        self._issuing = (hierarchy.issuing, signer)
+        return signer
 
     # -- init -----------------------------------------------------------------------------
 
@@ -305,7 +339,7 @@ class Authority:
         subject: str | None = None,
     ) -> Issued:
         """Issue a server certificate per table 7.1-1 from a CSR (policy 4.3)."""
-        hierarchy = load_hierarchy(self.settings)
+        hierarchy = self.hierarchy()
         request = csr_rules.check_request(
             csr_rules.load_csr(csr_data),
             dns_names=dns_names,
@@ -321,8 +355,7 @@ class Authority:
             policy_max_days=self.settings.ca.max_validity_days,
             ca_not_after=hierarchy.issuing.not_valid_after_utc,
         )
-        issuing_signer = self.keys.open(ISSUING)
-        self._check_pair(hierarchy.issuing, issuing_signer, ISSUING)
+        issuing_signer = self._issuing_signer(hierarchy)
         for _attempt in range(3):
             builder = profiles.server_certificate(
                 subject=request.subject,
@@ -335,8 +368,12 @@ class Authority:
                 urls=self.urls,
                 policy_oid=self.settings.ca.policy_oid,
             )
+            # Only what passed the lint reaches the CA key: lint_builder raises LintError otherwise.
             findings = lint.lint_builder(
-                builder, "OV-FINAL-CERTIFICATE", allow_local_urls=self.settings.ca.lint_allow_local_urls
+                builder,
+                "OV-FINAL-CERTIFICATE",
+                allow_local_urls=self.settings.ca.lint_allow_local_urls,
+                linter=self.linter,
             )
             cert = builder.sign(SignerKey(issuing_signer), hashes.SHA256())
             try:

@@ -138,12 +138,21 @@ class Presigner:
         self.clock = clock
         self.workers = settings.presign.workers or (os.cpu_count() or 1)
         self.batch = settings.presign.batch
+        self._context: tuple[object, SigningContext] | None = None
 
     def context(self) -> SigningContext:
-        from shirushi.ca.authority import load_hierarchy
+        """The signing context of the current CA files, made again only when they change."""
+        from shirushi.ca.authority import CertificatePaths, load_hierarchy
 
-        hierarchy = load_hierarchy(self.settings)
-        return SigningContext.create(hierarchy.issuing, hierarchy.ocsp_signer, self.settings)
+        stamp = CertificatePaths(self.settings.data_path).stamp()
+        cached = self._context
+        if stamp is None or cached is None or cached[0] != stamp:
+            hierarchy = load_hierarchy(self.settings)
+            cached = self._context = (
+                stamp,
+                SigningContext.create(hierarchy.issuing, hierarchy.ocsp_signer, self.settings),
+            )
+        return cached[1]
 
     def presign(self, rows: Sequence[StatusRow], *, announce: bool = False) -> None:
         """Sign and store responses for these rows now: in this process for a small job, over the

@@ -11,6 +11,10 @@ import sqlalchemy as sa
 
 metadata = sa.MetaData()
 
+# The newest migration (migrations/versions): a database at it needs no Alembic run. A new
+# migration changes this too (tests/test_store.py checks it is Alembic's head).
+REVISION = "0002"
+
 UTCDateTime = sa.DateTime(timezone=True)
 
 issuers = sa.Table(

@@ -141,7 +141,13 @@ class Store:
         self.engine.dispose()
 
     def migrate(self) -> None:
-        """Bring the schema to the newest revision (Alembic, scripts inside the package)."""
+        """Bring the schema to the newest revision (Alembic, scripts inside the package).
+
+        A database already at `schema.REVISION` is left alone without loading Alembic (a
+        second of imports on a small machine, paid by every CLI command otherwise).
+        """
+        if self.revision() == schema.REVISION:
+            return
         from alembic import command
         from alembic.config import Config
 
@@ -153,6 +159,19 @@ class Store:
                 command.upgrade(config, "head")
         except sa.exc.OperationalError as exc:
             raise ServiceError(f"database unreachable: {exc.orig}") from None
+
+    def revision(self) -> str | None:
+        """The Alembic revision the database is at (None when it has none yet)."""
+        version = sa.table("alembic_version", sa.column("version_num"))
+        try:
+            with self.engine.connect() as conn:
+                if not sa.inspect(conn).has_table("alembic_version"):
+                    return None
+                rows = conn.execute(sa.select(version.c.version_num)).all()
+        except sa.exc.OperationalError as exc:
+            raise ServiceError(f"database unreachable: {exc.orig}") from None
+        # Several rows would mean branches: let Alembic sort that out.
+        return str(rows[0].version_num) if len(rows) == 1 else None
 
     def _begin(self) -> Any:
         return self.engine.begin()

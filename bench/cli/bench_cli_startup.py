@@ -1,0 +1,118 @@
+"""CLI start-up: wall time of `shirushi issue` and `shirushi revoke` on an empty CA.
+
+Each command runs as a user runs it (a fresh `python -m shirushi` process) against a CA made
+by `shirushi init` in a temporary directory, with its own redis-server on a unix socket;
+`shirushi --version` (the interpreter and argument parsing alone) is the floor, measured in the
+same run. With `--reference SRC` the same commands also run from another checkout's `src`
+(e.g. the main branch, as the "before"), on the same CA. Runs are interleaved; min and median
+are shown. Target: issue and revoke < 0.5 s.
+
+    .venv/bin/python bench/cli/bench_cli_startup.py [--runs 7] [--reference /path/to/main/src]
+
+Does I/O: temporary files, subprocesses.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.x509.oid import NameOID
+
+
+def csr_pem() -> bytes:
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    name = x509.Name(
+        [
+            x509.NameAttribute(NameOID.COUNTRY_NAME, "JP"),
+            x509.NameAttribute(NameOID.STATE_OR_PROVINCE_NAME, "Tokyo"),
+            x509.NameAttribute(NameOID.LOCALITY_NAME, "Chiyoda-ku"),
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Example KK"),
+            x509.NameAttribute(NameOID.COMMON_NAME, "www.example.jp"),
+        ]
+    )
+    builder = (
+        x509.CertificateSigningRequestBuilder()
+        .subject_name(name)
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName("www.example.jp")]), critical=False)
+    )
+    return builder.sign(key, hashes.SHA256()).public_bytes(serialization.Encoding.PEM)
+
+
+def timed(args: list[str], env: dict[str, str]) -> tuple[tuple[float, float], str]:
+    """Run one command; ((wall s, CPU s of the command), stdout)."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    start = time.perf_counter()
+    result = subprocess.run([sys.executable, "-m", "shirushi", *args], env=env, capture_output=True, text=True)
+    elapsed = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if result.returncode != 0:
+        raise SystemExit(f"shirushi {args[0]} failed: {result.stderr}")
+    cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
+    return (elapsed, cpu), result.stdout
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description="CLI start-up times")
+    parser.add_argument("--runs", type=int, default=7)
+    parser.add_argument("--reference", metavar="SRC", help="also run the commands from this source tree")
+    args = parser.parse_args()
+    redis_server = shutil.which("redis-server")
+    if redis_server is None:
+        raise SystemExit("redis-server is not installed")
+    trees = {"this tree": None, "reference": args.reference} if args.reference else {"this tree": None}
+    times: dict[tuple[str, str], list[tuple[float, float]]] = {
+        (tree, cmd): [] for tree in trees for cmd in ("--version", "issue", "revoke")
+    }
+    with tempfile.TemporaryDirectory(prefix="shirushi-bench-cli-") as tmp:
+        root = Path(tmp)
+        sock = root / "redis.sock"
+        redis = subprocess.Popen(
+            [redis_server, "--port", "0", "--unixsocket", str(sock), "--save", "", "--appendonly", "no"],
+            stdout=subprocess.DEVNULL,
+        )
+        try:
+            while not sock.exists():
+                time.sleep(0.05)
+            env = {k: v for k, v in os.environ.items() if not k.startswith("SHIRUSHI_")}
+            env.update(SHIRUSHI_DATA_DIR=str(root / "data"), SHIRUSHI_REDIS__URL=f"unix://{sock}")
+            timed(["init"], env)
+            (root / "req.pem").write_bytes(csr_pem())
+            for _ in range(args.runs):
+                for tree, src in trees.items():
+                    run_env = env if src is None else {**env, "PYTHONPATH": src}
+                    times[tree, "--version"].append(timed(["--version"], run_env)[0])
+                    elapsed, out = timed(["issue", "--csr", str(root / "req.pem")], run_env)
+                    times[tree, "issue"].append(elapsed)
+                    serial = format(x509.load_pem_x509_certificates(out.encode())[0].serial_number, "X")
+                    times[tree, "revoke"].append(timed(["revoke", serial], run_env)[0])
+        finally:
+            redis.terminate()
+            redis.wait(10)
+    print(f"machine: {os.cpu_count()} cores, load {os.getloadavg()[0]:.1f}; {args.runs} runs each")
+    print()
+    # CPU time is the steadier figure on a shared machine: waiting for a core is not in it.
+    print("| code | command | wall min s | wall median s | CPU min s | CPU median s |")
+    print("| --- | --- | ---: | ---: | ---: | ---: |")
+    for (tree, name), values in times.items():
+        wall, cpu = [v[0] for v in values], [v[1] for v in values]
+        print(
+            f"| {tree} | `shirushi {name}` | {min(wall):.2f} | {statistics.median(wall):.2f} | "
+            f"{min(cpu):.2f} | {statistics.median(cpu):.2f} |"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
