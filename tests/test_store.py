@@ -131,10 +131,12 @@ def test_migrate_runs_alembic_only_when_behind(store: Store) -> None:
     assert store.revision() is None
     with pytest.raises((sa.exc.DBAPIError, ServiceError)):
         store.migrate()  # Alembic runs (and finds the tables there): proof it was not skipped
+    from shirushi.store import schema
+
     with store.engine.begin() as conn:
-        conn.execute(sa.text("insert into alembic_version (version_num) values ('0001')"))
+        conn.execute(sa.text("insert into alembic_version (version_num) values (:v)"), {"v": schema.REVISION})
     store.migrate()
-    assert store.revision() == "0001"
+    assert store.revision() == schema.REVISION
 
 
 def test_schema_matches_the_migrations(store: Store) -> None:
