@@ -19,10 +19,9 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from shirushi.asn1.keys import public_key_bits
+from shirushi.asn1.keys import IssuerId, issuer_id, spki_sha256
 from shirushi.ca import csr as csr_rules
 from shirushi.ca import lint, names, profiles, validity
-from shirushi.cache.records import issuer_id
 from shirushi.clock import Clock
 from shirushi.config import Settings, parse_duration
 from shirushi.errors import ConflictError, PolicyError, StateError
@@ -69,12 +68,12 @@ class Hierarchy:
     ocsp_signer: x509.Certificate
 
     @property
-    def issuing_id(self) -> str:
-        return issuer_id(public_key_bits(self.issuing))
+    def issuing_id(self) -> IssuerId:
+        return issuer_id(self.issuing)
 
     @property
-    def root_id(self) -> str:
-        return issuer_id(public_key_bits(self.root))
+    def root_id(self) -> IssuerId:
+        return issuer_id(self.root)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -226,8 +225,8 @@ class Authority:
             done.append(f"created issuing CA certificate: {ca.subject}")
         self._check_pair(issuing, issuing_signer, ISSUING)
 
-        root_id = issuer_id(public_key_bits(root))
-        issuing_id = issuer_id(public_key_bits(issuing))
+        root_id = issuer_id(root)
+        issuing_id = issuer_id(issuing)
         known = {row.id for row in self.store.issuers()}
         if root_id not in known:
             self.store.add_issuer(root_id, ROOT, root.subject.rfc4514_string(), _der(root), now)
@@ -276,7 +275,7 @@ class Authority:
             dns_names=dns,
             not_before=cert.not_valid_before_utc,
             not_after=cert.not_valid_after_utc,
-            spki_sha256=csr_rules.spki_sha256(key),
+            spki_sha256=spki_sha256(key),
             kind=kind,
         )
         self.store.add_certificate(record, at=now, audit={"kind": kind, **audit}, presign=presign)
@@ -308,7 +307,7 @@ class Authority:
         )
         lint.lint_builder(builder, "OCSP-RESPONDER", allow_local_urls=ca.lint_allow_local_urls)
         cert = builder.sign(SignerKey(issuing_signer), hashes.SHA256())
-        self._record(cert, issuer_id(public_key_bits(issuing)), kind="ocsp-signer", now=now, audit={})
+        self._record(cert, issuer_id(issuing), kind="ocsp-signer", now=now, audit={})
         self.paths.save(OCSP_SIGNER, cert)
         return cert
 

@@ -22,10 +22,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from shirushi.asn1.keys import spki_sha256
 from shirushi.backend import Backend
 from shirushi.bulkrevoke import MAX_SERIALS
 from shirushi.ca.authority import pem
-from shirushi.ca.csr import SubscriberKey, load_csr, spki_sha256
+from shirushi.ca.csr import SubscriberKey, load_csr
 from shirushi.errors import InputError, NotFoundError, PolicyError, ShirushiError
 from shirushi.store import CertificateRecord
 
