@@ -4,8 +4,9 @@ Every key has a default, so an empty file is valid; unknown sections or keys are
 message naming them. Relative paths written in the file are taken relative to the file's own
 directory (so `--config /etc/x.toml` means the same from any directory); relative paths from the
 environment or the defaults are relative to the current directory. Settings are frozen once
-loaded. Secrets (PINs, tokens, passphrases) are read through `Settings.secret()`-style helpers
-and never appear in `repr()` or logs.
+loaded. Durations are written "24h" and held as `timedelta`, parsed once here (the value parsers
+are in `config_values`). Secrets (PINs, tokens, passphrases) are read through helpers and never
+appear in `repr()` or logs. Paths under the data directory come from `Settings.layout`.
 Reads files and the environment; nothing else.
 """
 
