@@ -35,7 +35,8 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from shirushi.asn1.keys import IssuerId, issuer_id
 from shirushi.asn1.ocsp import IssuerHashes, Status, build_response
 from shirushi.cache import records
-from shirushi.config import Settings, parse_listen
+from shirushi.config import Settings
+from shirushi.config_values import parse_listen
 from shirushi.responder.issuers import issuers_path, load_issuers
 from shirushi.responder.routing import Options
 from shirushi.responder.worker import serve

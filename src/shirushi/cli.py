@@ -1,4 +1,4 @@
-"""The `shirushi` command line: parses arguments, builds objects from settings, maps errors.
+"""The `shirushi` command line: parses arguments, calls a handler (`shirushi.commands`), maps errors.
 
 Every ShirushiError becomes one line on stderr and its exit code; nothing else reaches the user
 as a traceback (set SHIRUSHI_DEBUG=1 to see one).
@@ -7,292 +7,17 @@ as a traceback (set SHIRUSHI_DEBUG=1 to see one).
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import os
-import signal
 import sys
 import traceback
-from collections.abc import Callable, Sequence
-from pathlib import Path
-from typing import Any
+from collections.abc import Sequence
 
 from shirushi import __version__
-from shirushi.clock import whole_seconds
-from shirushi.config import Settings, load
-from shirushi.errors import InputError, ServiceError, ShirushiError
-
-Command = Callable[[Settings, argparse.Namespace], int]
-
-
-def _read_file(path: str, what: str, limit: int = 1 << 20) -> bytes:
-    """Read at most `limit` bytes (a device or a huge file is refused, not swallowed)."""
-    try:
-        if path == "-":
-            data = sys.stdin.buffer.read(limit + 1)
-        else:
-            with open(path, "rb") as fh:
-                data = fh.read(limit + 1)
-    except FileNotFoundError:
-        raise InputError(f"{what} {path}: no such file") from None
-    except IsADirectoryError:
-        raise InputError(f"{what} {path} is a directory") from None
-    except OSError as exc:
-        raise InputError(f"cannot read {what} {path}: {exc.strerror}") from None
-    if len(data) > limit:
-        raise InputError(f"{what} {path} is larger than {limit} bytes")
-    return data
-
-
-def cmd_init(settings: Settings, args: argparse.Namespace) -> int:
-    from shirushi.backend import Backend
-
-    backend = Backend(settings)
-    try:
-        done = backend.init()
-    finally:
-        backend.close()
-    for line in done:
-        print(line)
-    if not done:
-        print(f"already initialised in {settings.data_path}; nothing to do")
-    return 0
-
-
-def cmd_issue(settings: Settings, args: argparse.Namespace) -> int:
-    from shirushi.backend import Backend
-    from shirushi.ca.authority import load_hierarchy, pem
-    from shirushi.ca.csr import MAX_CSR_BYTES
-
-    csr = _read_file(args.csr, "CSR file", MAX_CSR_BYTES)
-    backend = Backend(settings)
-    try:
-        issued = backend.authority.issue(csr, dns_names=args.dns, days=args.days, subject=args.subject)
-    finally:
-        backend.close()
-    hierarchy = load_hierarchy(settings)
-    sys.stdout.write(pem(issued.certificate) + pem(hierarchy.issuing))
-    # The certificate exists either way; a pending OCSP response is still a failed promise
-    # (README, Commands: the response is in Redis before the command returns).
-    for warning in issued.warnings:
-        print(f"shirushi: error: issued, but {warning}", file=sys.stderr)
-    return ServiceError.exit_code if issued.warnings else 0
-
-
-def cmd_ca_certs(settings: Settings, args: argparse.Namespace) -> int:
-    from shirushi.ca.authority import load_hierarchy, pem
-
-    hierarchy = load_hierarchy(settings)
-    sys.stdout.write(pem(hierarchy.issuing) + pem(hierarchy.root))
-    return 0
-
-
-def cmd_presign(settings: Settings, args: argparse.Namespace) -> int:
-    from shirushi.backend import Backend
-
-    backend = Backend(settings)
-    try:
-        for item in backend.drain_outbox():
-            print(f"shirushi: warning: pending: {item}", file=sys.stderr)
-        if args.all:
-            count = backend.presigner.full_load()
-        else:
-            count = backend.presigner.ensure_complete() or 0
-            count += backend.presigner.refresh_due()
-    finally:
-        backend.close()
-    print(f"signed responses for {count} certificate(s)")
-    return 0
-
-
-def parse_serial(text: str) -> int:
-    """A serial as `openssl x509 -serial` prints it (hex; colons and 0x tolerated)."""
-    cleaned = text.strip().lower().removeprefix("serial=").removeprefix("0x").replace(":", "")
-    try:
-        value = int(cleaned, 16)
-    except ValueError:
-        raise InputError(f"serial {text!r} is not hexadecimal") from None
-    if value <= 0 or value.bit_length() > 160:
-        raise InputError(f"serial {text!r} is out of range")
-    return value
-
-
-def parse_time(text: str) -> dt.datetime:
-    try:
-        value = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        raise InputError(f"time {text!r} is not ISO 8601, e.g. 2026-11-29T09:00:00Z") from None
-    if value.tzinfo is None:
-        raise InputError(f"time {text!r} has no time zone; add Z for UTC")
-    return whole_seconds(value)
-
-
-def cmd_revoke(settings: Settings, args: argparse.Namespace) -> int:
-    from shirushi.asn1.keys import spki_sha256
-    from shirushi.backend import Backend
-    from shirushi.ca.csr import load_csr
-
-    backend = Backend(settings)
-    try:
-        if args.key_of:
-            data = _read_file(args.key_of, "certificate or CSR file")
-            key = _public_key_of(data, load_csr)
-            records = backend.store.certificates_by_key(spki_sha256(key))
-            if not records:
-                raise InputError("no certificate with that key was issued by this CA")
-            if args.reason == "keyCompromise":
-                backend.store.block_key(spki_sha256(key), "keyCompromise reported by the operator", backend.clock.now())
-            results = backend.revoker.revoke_many(records, args.reason, requested_by="operator")
-        elif args.all:
-            if not args.yes:
-                raise InputError("--all revokes every certificate of the CA (policy 5.8); add --yes to confirm")
-            records = backend.store.unrevoked(backend.clock.now())
-            results = backend.revoker.revoke_many(records, args.reason, requested_by="operator (CA termination)")
-        else:
-            if args.serial is None:
-                raise InputError("name a SERIAL, or use --key-of FILE or --all")
-            results = [
-                backend.revoker.revoke(
-                    parse_serial(args.serial), args.reason, at=parse_time(args.at) if args.at else None
-                )
-            ]
-    finally:
-        backend.close()
-    for result in results:
-        rec = result.record
-        # BR 6.1.1.3: say that the key can no longer be certified.
-        blocked = " key=blocked" if result.key_blocked else ""
-        print(
-            f"revoked {rec.serial_hex.upper()} reason={rec.revocation_reason} "
-            f"at={rec.revoked_at:%Y-%m-%dT%H:%M:%SZ}{blocked}"
-        )
-    pending = results[-1].pending.messages() if results else []
-    for item in pending:
-        print(f"shirushi: error: revoked, but {item}; `serve` finishes it", file=sys.stderr)
-    if not results:
-        print("nothing to revoke: every matching certificate is already revoked or expired")
-    return ServiceError.exit_code if pending else 0
-
-
-def _public_key_of(data: bytes, load_csr: Callable[[bytes], Any]) -> Any:
-    from cryptography import x509
-
-    try:
-        if b"CERTIFICATE REQUEST" in data:
-            return load_csr(data).public_key()
-        return (
-            x509.load_pem_x509_certificate(data) if b"-----BEGIN" in data else x509.load_der_x509_certificate(data)
-        ).public_key()
-    except ValueError:
-        raise InputError("expected a PEM/DER certificate or CSR") from None
-
-
-def cmd_crl(settings: Settings, args: argparse.Namespace) -> int:
-    from shirushi.backend import Backend
-
-    backend = Backend(settings)
-    try:
-        names = ["issuing-ca", "root"] if args.issuer == "all" else [args.issuer]
-        for name in names:
-            published = backend.crls.generate(name, scheduled=True)
-            print(
-                f"published {published.path} number={published.number} entries={published.entries} "
-                f"nextUpdate={published.next_update:%Y-%m-%dT%H:%M:%SZ}"
-            )
-    finally:
-        backend.close()
-    return 0
-
-
-def cmd_show(settings: Settings, args: argparse.Namespace) -> int:
-    from shirushi.clock import SystemClock
-    from shirushi.inventory import show
-
-    return show(settings, parse_serial(args.serial), SystemClock().now())
-
-
-def cmd_list(settings: Settings, args: argparse.Namespace) -> int:
-    from shirushi.clock import SystemClock
-    from shirushi.inventory import list_certificates
-
-    return list_certificates(settings, SystemClock().now(), revoked=args.revoked, expiring=args.expiring)
-
-
-def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
-    from shirushi.serve import serve
-
-    return serve(settings, args.config)
-
-
-def cmd_staple(settings: Settings, args: argparse.Namespace) -> int:
-    from shirushi import staple
-    from shirushi.clock import SystemClock
-    from shirushi.config import parse_duration
-    from shirushi.errors import ServiceError
-
-    clock = SystemClock()
-    if bool(args.cert) == bool(args.dir):
-        raise InputError("give either --cert FILE --out FILE, or --dir DIR")
-    if args.cert and not args.out:
-        raise InputError("--cert needs --out FILE")
-
-    def once() -> int:
-        # A leaf without its chain: the local CA's certificates are tried before the AIA URL.
-        local = staple.local_ca_issuers(settings)
-        if args.dir:
-            return staple.staple_dir(Path(args.dir), url=args.url, now=clock.now, say=print, local_issuers=local)
-        result = staple.staple_one(
-            Path(args.cert),
-            Path(args.out),
-            issuer_path=Path(args.issuer) if args.issuer else None,
-            url=args.url,
-            now=clock.now,
-            local_issuers=local,
-        )
-        print(f"{result.path}: {result.status}, nextUpdate {result.next_update:%Y-%m-%dT%H:%M:%SZ}")
-        return 0
-
-    if not args.every:
-        failures = once()
-        if failures == 0 and args.then:
-            staple.run_hook(args.then, print)
-        return 1 if failures else 0
-    try:
-        every = parse_duration(args.every)
-    except ValueError as exc:
-        raise InputError(str(exc)) from None
-
-    def round_() -> int:
-        # A refresh loop outlives a responder outage: report, retry sooner, never exit.
-        try:
-            failures = once()
-        except (InputError, ServiceError) as exc:
-            print(f"{args.cert}: error: {exc}")
-            return 1
-        if failures == 0 and args.then:
-            staple.run_hook(args.then, print)
-        return failures
-
-    staple.refresh_forever(round_, every, print)
-    return 0
-
-
-def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
-    from shirushi.demo import demo
-
-    return demo(settings, args.config, serve_after=not args.no_serve)
-
-
-def cmd_responder(settings: Settings, args: argparse.Namespace) -> int:
-    from shirushi.lifecycle import die_with_parent
-    from shirushi.logs import configure
-    from shirushi.responder import Options, run
-
-    configure(settings.log.format, settings.log.level)
-    if args.exit_with_parent is not None:
-        # A clean stop (SIGTERM) when the starting process dies, even by SIGKILL; with its PID
-        # given, also when it died before this line ran.
-        die_with_parent(signal.SIGTERM, args.exit_with_parent or os.getppid())
-    return run(settings, options=Options(exit_with_parent=args.exit_with_parent is not None))
+from shirushi.commands.ca import cmd_ca_certs, cmd_crl, cmd_init, cmd_issue, cmd_list, cmd_presign, cmd_show
+from shirushi.commands.revoke import cmd_revoke
+from shirushi.commands.run import cmd_demo, cmd_responder, cmd_serve, cmd_staple
+from shirushi.config import load
+from shirushi.errors import ArgumentError, ShirushiError
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -386,6 +111,11 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def worded(exc: ShirushiError) -> str:
+    """The error in the CLI's words: an argument is named as its flag."""
+    return f"--{exc.argument.replace('_', '-')} {exc.rule}" if isinstance(exc, ArgumentError) else str(exc)
+
+
 # The top-level modules of the `backend` extra (pyproject.toml).
 BACKEND_MODULES = frozenset({"starlette", "uvicorn", "pkcs11", "sqlalchemy", "alembic", "pkilint"})
 
@@ -398,7 +128,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         result: int = args.func(settings, args)
         return result
     except ShirushiError as exc:
-        print(f"shirushi: error: {exc}", file=sys.stderr)
+        print(f"shirushi: error: {worded(exc)}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         return 130

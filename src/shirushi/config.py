@@ -4,8 +4,9 @@ Every key has a default, so an empty file is valid; unknown sections or keys are
 message naming them. Relative paths written in the file are taken relative to the file's own
 directory (so `--config /etc/x.toml` means the same from any directory); relative paths from the
 environment or the defaults are relative to the current directory. Settings are frozen once
-loaded. Secrets (PINs, tokens, passphrases) are read through `Settings.secret()`-style helpers
-and never appear in `repr()` or logs.
+loaded. Durations are written "24h" and held as `timedelta`, parsed once here (the value parsers
+are in `config_values`). Secrets (PINs, tokens, passphrases) are read through helpers and never
+appear in `repr()` or logs. Paths under the data directory come from `Settings.layout`.
 Reads files and the environment; nothing else.
 """
 
@@ -20,17 +21,14 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, get_type_hints
 
+from shirushi.config_values import coerce, parse_listen, secret
 from shirushi.errors import ConfigError
+from shirushi.layout import Layout
 
 ENV_PREFIX = "SHIRUSHI_"
 CONFIG_ENV = "SHIRUSHI_CONFIG"
 
-_DURATION = re.compile(r"^\s*(\d+)\s*([smhd])\s*$")
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-MAX_DURATION_SECONDS = 20 * 366 * 86400
 _OID = re.compile(r"^[0-2](\.(0|[1-9][0-9]*))+$")
-# Values never echoed in messages.
-SECRET_KEYS = frozenset({"pkcs11.user_pin", "api.token"})
 # Keys holding file-system paths: relative ones in a file are anchored at the file's directory.
 PATH_KEYS = (
     ("", "data_dir"),
@@ -42,39 +40,6 @@ PATH_KEYS = (
 SQLITE_PREFIX = "sqlite:///"
 # Subscriber key types (BR 6.1.5): RSA as the policy's profile; ECDSA on the NIST curves on request.
 SUBSCRIBER_KEY_TYPES = ("rsa", "ecdsa-p256", "ecdsa-p384")
-
-
-def parse_duration(text: str) -> dt.timedelta:
-    """Parse "90s", "15m", "24h" or "7d" into a timedelta."""
-    m = _DURATION.match(text)
-    if not m:
-        raise ValueError(f"{text!r} is not a duration like '90s', '15m', '24h' or '7d'")
-    seconds = int(m.group(1)) * _UNITS[m.group(2)]
-    if seconds <= 0:
-        raise ValueError(f"{text!r}: a duration must be positive")
-    if seconds > MAX_DURATION_SECONDS:
-        raise ValueError(f"{text!r}: a duration must be at most 20 years")
-    return dt.timedelta(seconds=seconds)
-
-
-def parse_listen(text: str) -> tuple[str, int]:
-    """Parse "host:port" (IPv6 as "[::1]:port") into (host, port)."""
-    host, sep, port = text.rpartition(":")
-    if not sep or not port.isdigit() or not host:
-        raise ValueError(f"{text!r} is not host:port")
-    number = int(port)
-    if not 0 < number < 65536:
-        raise ValueError(f"{text!r}: port out of range")
-    return host.strip("[]"), number
-
-
-def _secret(value: str, env_name: str, what: str) -> str:
-    """A secret given inline or through an environment variable named in the config."""
-    if env_name:
-        if env_name not in os.environ:
-            raise ConfigError(f"{what}: environment variable {env_name} is not set")
-        return os.environ[env_name]
-    return value
 
 
 @dataclasses.dataclass(frozen=True)
@@ -96,7 +61,7 @@ class CASettings:
     # pkilint findings caused only by loopback/IP URLs in a test or demo config are tolerated.
     lint_allow_local_urls: bool = True
     # Renew the OCSP signer certificate when less than this much of its life is left.
-    ocsp_signer_renew_before: str = "30d"
+    ocsp_signer_renew_before: dt.timedelta = dt.timedelta(days=30)
     # Subscriber key types accepted in CSRs (BR 6.1.5): "rsa", "ecdsa-p256", "ecdsa-p384".
     subscriber_key_types: tuple[str, ...] = ("rsa",)
 
@@ -111,7 +76,6 @@ class CASettings:
             raise ConfigError(f"ca.key_backend must be 'file' or 'pkcs11', not {self.key_backend!r}")
         if not 1 <= self.max_validity_days <= 398:
             raise ConfigError("ca.max_validity_days must be between 1 and 398 (policy 6.3.2)")
-        parse_duration(self.ocsp_signer_renew_before)
         unknown = [t for t in self.subscriber_key_types if t not in SUBSCRIBER_KEY_TYPES]
         if (
             unknown
@@ -126,7 +90,7 @@ class CASettings:
     def passphrase(self) -> bytes | None:
         if not self.key_passphrase_env:
             return None
-        return _secret("", self.key_passphrase_env, "ca.key_passphrase_env").encode()
+        return secret("", self.key_passphrase_env, "ca.key_passphrase_env").encode()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -139,7 +103,7 @@ class PKCS11Settings:
     sessions: int = 0
 
     def pin(self) -> str:
-        return _secret(self.user_pin, self.user_pin_env, "pkcs11.user_pin_env")
+        return secret(self.user_pin, self.user_pin_env, "pkcs11.user_pin_env")
 
     def validate(self) -> None:
         if self.sessions < 0:
@@ -175,7 +139,7 @@ class OCSPSettings:
     # Responder worker processes started by `serve` (they hold no keys).
     workers: int = 1
     # Upper bound of Cache-Control max-age on GET answers (RFC 9919 7.1).
-    max_age: str = "1h"
+    max_age: dt.timedelta = dt.timedelta(hours=1)
     # Largest POST body or GET path accepted, in bytes (RFC 9919 8.4).
     max_request_bytes: int = 8192
     # PEM bundle of the issuing CA certificates the responder answers for; "" means
@@ -187,7 +151,6 @@ class OCSPSettings:
 
     def validate(self) -> None:
         parse_listen(self.listen)
-        parse_duration(self.max_age)
         if not 1 <= self.workers <= 64:
             raise ConfigError("ocsp.workers must be between 1 and 64")
         if not 512 <= self.max_request_bytes <= 1 << 20:
@@ -212,7 +175,7 @@ class APISettings:
     token_env: str = ""
 
     def bearer_token(self) -> str:
-        return _secret(self.token, self.token_env, "api.token_env")
+        return secret(self.token, self.token_env, "api.token_env")
 
     def validate(self) -> None:
         parse_listen(self.listen)
@@ -220,32 +183,30 @@ class APISettings:
 
 @dataclasses.dataclass(frozen=True)
 class CRLSettings:
-    interval: str = "24h"
-    validity: str = "96h"
+    interval: dt.timedelta = dt.timedelta(hours=24)
+    validity: dt.timedelta = dt.timedelta(hours=96)
 
     def validate(self) -> None:
-        interval, validity = parse_duration(self.interval), parse_duration(self.validity)
-        if validity > dt.timedelta(days=10):
+        if self.validity > dt.timedelta(days=10):
             raise ConfigError("crl.validity must be at most 10 days (BR 4.9.7)")
-        if interval >= validity:
+        if self.interval >= self.validity:
             raise ConfigError("crl.interval must be shorter than crl.validity")
 
 
 @dataclasses.dataclass(frozen=True)
 class PresignSettings:
-    interval: str = "24h"
-    validity: str = "96h"
+    interval: dt.timedelta = dt.timedelta(hours=24)
+    validity: dt.timedelta = dt.timedelta(hours=96)
     # Processes that sign in parallel; 0 = one per core.
     workers: int = 0
     # Certificates per Redis pipeline.
     batch: int = 500
 
     def validate(self) -> None:
-        interval, validity = parse_duration(self.interval), parse_duration(self.validity)
         # BR 4.9.9/4.9.10: 8 h <= validity <= 10 days; refreshed >= 8 h before nextUpdate.
-        if not dt.timedelta(hours=8) <= validity < dt.timedelta(days=10):
+        if not dt.timedelta(hours=8) <= self.validity < dt.timedelta(days=10):
             raise ConfigError("presign.validity must be at least 8h and under 10 days (BR 4.9.10)")
-        if interval > validity - dt.timedelta(hours=8) or interval > dt.timedelta(days=4):
+        if self.interval > self.validity - dt.timedelta(hours=8) or self.interval > dt.timedelta(days=4):
             raise ConfigError("presign.interval must leave 8h before nextUpdate and be at most 4 days (BR 4.9.10)")
         if self.workers < 0 or self.batch < 1:
             raise ConfigError("presign.workers must be >= 0 and presign.batch >= 1")
@@ -283,49 +244,16 @@ class Settings:
         return Path(self.data_dir).expanduser().resolve()
 
     @property
-    def database_url(self) -> str:
-        return self.database.url or f"sqlite:///{self.data_path / 'shirushi.db'}"
+    def layout(self) -> Layout:
+        return Layout(self.data_path)
 
     @property
-    def redis_socket(self) -> Path:
-        """Unix socket of the embedded redis-server (used when redis.url is empty)."""
-        return self.data_path / "redis.sock"
+    def database_url(self) -> str:
+        return self.database.url or f"sqlite:///{self.layout.database}"
 
     @property
     def redis_url(self) -> str:
-        return self.redis.url or f"unix://{self.redis_socket}"
-
-
-def _coerce(value: Any, typ: Any, where: str) -> Any:
-    if typ is bool:
-        if isinstance(value, bool):
-            return value
-        if isinstance(value, str) and value.lower() in ("1", "true", "yes", "on", "0", "false", "no", "off"):
-            return value.lower() in ("1", "true", "yes", "on")
-    elif typ is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-        if isinstance(value, str) and re.fullmatch(r"-?\d+", value.strip()):
-            return int(value)
-    elif typ is float:
-        if isinstance(value, int | float) and not isinstance(value, bool):
-            return float(value)
-        if isinstance(value, str):
-            try:
-                return float(value)
-            except ValueError:
-                pass
-    elif typ is str and isinstance(value, str):
-        return value
-    elif typ == tuple[str, ...]:
-        # A TOML array of strings, or "a, b" from the environment.
-        items = value.split(",") if isinstance(value, str) else value
-        if isinstance(items, list) and all(isinstance(i, str) for i in items):
-            return tuple(i.strip() for i in items if i.strip())
-        raise ConfigError(f"{where}: expected a list of strings, got {value!r}")
-    name = getattr(typ, "__name__", str(typ))
-    shown = f"a {type(value).__name__}" if where in SECRET_KEYS else repr(value)
-    raise ConfigError(f"{where}: expected {name}, got {shown}")
+        return self.redis.url or f"unix://{self.layout.redis_socket}"
 
 
 def _build(cls: Any, data: Mapping[str, Any], where: str) -> Any:
@@ -346,7 +274,7 @@ def _build(cls: Any, data: Mapping[str, Any], where: str) -> Any:
                 raise ConfigError(f"{key} must be a table [{name}]")
             kwargs[name] = _build(typ, value, name)
         else:
-            kwargs[name] = _coerce(value, typ, key)
+            kwargs[name] = coerce(value, typ, key)
     return cls(**kwargs)
 
 
@@ -435,8 +363,8 @@ def load(path: str | os.PathLike[str] | None = None, environ: Mapping[str, str] 
 
 def _check_together(settings: Settings) -> None:
     """Rules that span sections."""
-    renew = parse_duration(settings.ca.ocsp_signer_renew_before)
-    needed = parse_duration(settings.presign.validity) + parse_duration(settings.presign.interval)
+    renew = settings.ca.ocsp_signer_renew_before
+    needed = settings.presign.validity + settings.presign.interval
     # Mozilla policy: no response outlives the signer certificate. The signer is renewed while
     # every response that can still be signed under it fits in its remaining life.
     if renew <= needed:

@@ -27,8 +27,10 @@ from cryptography.x509.oid import NameOID
 
 from shirushi.backend import Backend
 from shirushi.ca.authority import load_hierarchy, pem
-from shirushi.config import Settings, parse_listen
+from shirushi.config import Settings
+from shirushi.config_values import parse_listen
 from shirushi.errors import ServiceError, StateError
+from shirushi.layout import Layout
 
 SAMPLE_HOST = "www.example.jp"
 
@@ -94,10 +96,10 @@ def _lock_is_held(path: Path) -> bool:
 def demo_lock(data_dir: Path) -> Iterator[None]:
     """One demo per data directory, and none next to a running `serve`: refuse before `init`
     or the sample files touch anything (they would overwrite the running demo's sample)."""
-    if _lock_is_held(data_dir / "serve.lock"):
+    if _lock_is_held(Layout(data_dir).serve_lock):
         raise StateError(f"another `shirushi serve` (or demo) is running on {data_dir}; stop it first")
     data_dir.mkdir(parents=True, exist_ok=True)
-    with open(data_dir / "demo.lock", "a") as fh:
+    with open(Layout(data_dir).demo_lock, "a") as fh:
         try:
             fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -122,7 +124,7 @@ def _demo(settings: Settings, config_path: str | None, *, serve_after: bool) -> 
     try:
         wait_for_port(settings.repository.listen, 120, server)
         wait_for_port(settings.ocsp.listen, 120, server)
-        directory = settings.data_path / "demo"
+        directory = settings.layout.demo
         backend = Backend(settings)
         try:
             issued = backend.authority.issue(sample_request(directory))

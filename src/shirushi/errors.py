@@ -44,6 +44,16 @@ class PolicyError(ShirushiError):
     code = "policy"
 
 
+class ArgumentError(PolicyError):
+    """An argument of a request breaks a rule. `argument` is its name in the use case ("days",
+    "at"); each edge names it its own way (a CLI flag, a JSON field) in front of `rule`."""
+
+    def __init__(self, argument: str, rule: str) -> None:
+        super().__init__(f"{argument} {rule}")
+        self.argument = argument
+        self.rule = rule
+
+
 class LintError(PolicyError):
     """Pre-issuance linting (BR 4.3.1.2) found an ERROR or FATAL problem."""
 

@@ -15,7 +15,7 @@ import logging
 from typing import TYPE_CHECKING
 
 from shirushi.clock import Clock
-from shirushi.errors import NotFoundError, PolicyError
+from shirushi.errors import ArgumentError, InputError, NotFoundError, PolicyError
 from shirushi.reasons import ALLOWED, CA_ONLY, FIVE_DAY_REASONS, REFUSED, SUBSCRIBER_REASONS
 from shirushi.store import CertificateRecord, Store
 
@@ -102,6 +102,27 @@ class Revoker:
         pending = self.followup.revoked(done)
         return [Revoked(r, pending) for r in done]
 
+    def revoke_key(
+        self, spki_sha256: str, reason: str, *, requested_by: str, note: str, reported: bool = False
+    ) -> list[Revoked]:
+        """Revoke every certificate of this CA with the key (SPKI SHA-256); with keyCompromise
+        the key is also blocked, `note` saying why (BR 6.1.1.3).
+
+        A key-compromise report (`reported`, policy 4.9.12) blocks the key first, before the
+        certificates are looked up, even when this CA never certified it. Otherwise a key no
+        certificate carries is an InputError and blocks nothing.
+        """
+        if reported:
+            self.store.block_key(spki_sha256, note, self.clock.now())
+            records = self.store.certificates_by_key(spki_sha256)
+        else:
+            records = self.store.certificates_by_key(spki_sha256)
+            if not records:
+                raise InputError("no certificate with that key was issued by this CA")
+            if reason == "keyCompromise":
+                self.store.block_key(spki_sha256, note, self.clock.now())
+        return self.revoke_many(records, reason, requested_by=requested_by)
+
     def _commit(
         self,
         serial: int,
@@ -132,9 +153,9 @@ class Revoker:
         if at is not None:
             # BR 7.2.2: the revocation date may be backdated to the compromise time, and only then.
             if reason != "keyCompromise":
-                raise PolicyError("--at (backdating) is only allowed with reason keyCompromise (BR 7.2.2)")
+                raise ArgumentError("at", "(backdating) is only allowed with reason keyCompromise (BR 7.2.2)")
             if at > now or at < record.not_before:
-                raise PolicyError("--at must lie between the certificate's notBefore and now")
+                raise ArgumentError("at", "must lie between the certificate's notBefore and now")
             revoked_at = at
         # BR 7.2.2: new key-compromise evidence updates an existing revocation's reason (and date
         # when one is given); any other second revocation is a conflict.

@@ -39,8 +39,10 @@ import uvicorn
 from shirushi.backend import Backend
 from shirushi.ca.authority import ISSUING, ROOT, load_hierarchy
 from shirushi.cache.embedded import EmbeddedRedis
-from shirushi.config import Settings, parse_duration, parse_listen
+from shirushi.config import Settings
+from shirushi.config_values import parse_listen
 from shirushi.errors import ShirushiError, StateError
+from shirushi.layout import Layout
 from shirushi.lifecycle import Stopped, check_stop
 from shirushi.logs import configure as configure_logging
 from shirushi.logs import say_via
@@ -116,7 +118,7 @@ class Scheduler:
         self.stop = stop or threading.Event()  # set by `serve` on SIGTERM/SIGINT
         self.settings = backend.settings
         self.lock = asyncio.Lock()
-        self.crl_every = parse_duration(self.settings.crl.interval).total_seconds()
+        self.crl_every = self.settings.crl.interval.total_seconds()
 
     async def run_job(self, name: str, job: Callable[[], object]) -> None:
         async with self.lock:
@@ -282,7 +284,7 @@ async def _main(
 def serve_lock(data_dir: Path) -> Iterator[None]:
     """One `serve` per data directory; the lock dies with the process, even on SIGKILL."""
     data_dir.mkdir(parents=True, exist_ok=True)
-    with open(data_dir / "serve.lock", "w") as fh:
+    with open(Layout(data_dir).serve_lock, "w") as fh:
         try:
             fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -308,9 +310,9 @@ def _serve(settings: Settings, config_path: str | None, say: Callable[[str], Non
     embedded = None
     if not settings.redis.url:
         # Started before any other thread exists: it is tied to this process in a preexec_fn.
-        embedded = EmbeddedRedis(settings.redis_socket)
+        embedded = EmbeddedRedis(settings.layout)
         embedded.start()
-        log.info("startup", extra={"step": "embedded redis", "socket": str(settings.redis_socket)})
+        log.info("startup", extra={"step": "embedded redis", "socket": str(settings.layout.redis_socket)})
     backend = Backend(settings)
     try:
         if signals.token.is_set():

@@ -23,8 +23,9 @@ from shirushi.asn1.keys import IssuerId, issuer_id, spki_sha256
 from shirushi.ca import csr as csr_rules
 from shirushi.ca import lint, names, profiles, validity
 from shirushi.clock import Clock
-from shirushi.config import Settings, parse_duration
+from shirushi.config import Settings
 from shirushi.errors import ConflictError, PolicyError, StateError
+from shirushi.layout import Layout
 from shirushi.signing import KeyStore, Signer, SignerKey
 from shirushi.store import CertificateRecord, Store
 
@@ -87,7 +88,8 @@ class CertificatePaths:
     """Where the CA certificates live in data_dir (public material only)."""
 
     def __init__(self, data_dir: Path) -> None:
-        self.directory = data_dir / "certs"
+        self.layout = Layout(data_dir)
+        self.directory = self.layout.certs
 
     def cert(self, name: str) -> Path:
         return self.directory / f"{name}.pem"
@@ -95,7 +97,7 @@ class CertificatePaths:
     @property
     def issuers_bundle(self) -> Path:
         """Issuing CA certificates served by the responder (`ocsp.issuers` default)."""
-        return self.directory / "issuers.pem"
+        return self.layout.issuers_bundle
 
     def load(self, name: str) -> x509.Certificate | None:
         try:
@@ -318,7 +320,7 @@ class Authority:
         """
         hierarchy = load_hierarchy(self.settings)
         left = hierarchy.ocsp_signer.not_valid_after_utc - self.clock.now()
-        if left > parse_duration(self.settings.ca.ocsp_signer_renew_before):
+        if left > self.settings.ca.ocsp_signer_renew_before:
             return None
         cert = self.issue_ocsp_signer(hierarchy.issuing, self.keys.open(ISSUING), self.keys.open(OCSP_SIGNER))
         log.info(

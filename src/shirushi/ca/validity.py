@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from shirushi.errors import PolicyError
+from shirushi.errors import ArgumentError, PolicyError
 
 UTC = dt.UTC
 
@@ -40,7 +40,7 @@ def not_after(
 ) -> dt.datetime:
     """The notAfter of a subscriber certificate issued with this notBefore."""
     if requested_days is not None and requested_days < 1:
-        raise PolicyError(f"--days must be at least 1, not {requested_days}")
+        raise ArgumentError("days", f"must be at least 1, not {requested_days}")
     days = min(policy_max_days, br_max_days(not_before))
     if requested_days is not None:
         days = min(days, requested_days)

@@ -13,17 +13,18 @@ import shutil
 import signal
 import subprocess
 import time
-from pathlib import Path
 
 import redis
 
 from shirushi.errors import ServiceError
+from shirushi.layout import Layout
 from shirushi.lifecycle import exec_with_parent_death
 
 
 class EmbeddedRedis:
-    def __init__(self, socket_path: Path) -> None:
-        self.socket_path = socket_path
+    def __init__(self, layout: Layout) -> None:
+        self.socket_path = layout.redis_socket
+        self.workdir = layout.redis_dir
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self, timeout: float = 20.0) -> None:
@@ -31,7 +32,7 @@ class EmbeddedRedis:
         exe = shutil.which("redis-server")
         if exe is None:
             raise ServiceError("redis.url is empty and redis-server is not installed (apt-get install redis-server)")
-        workdir = self.socket_path.parent / "redis"
+        workdir = self.workdir
         workdir.mkdir(parents=True, exist_ok=True, mode=0o700)
         client = redis.Redis(unix_socket_path=str(self.socket_path), socket_timeout=1)
         self._shut_down_orphan(client)

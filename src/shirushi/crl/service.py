@@ -21,7 +21,7 @@ from cryptography import x509
 
 from shirushi.ca.authority import ISSUING, ROOT, CertificatePaths
 from shirushi.clock import Clock
-from shirushi.config import Settings, parse_duration
+from shirushi.config import Settings
 from shirushi.crl.build import sign_crl
 from shirushi.crl.entries import EntrySet
 from shirushi.crl.group import GroupCommit
@@ -53,7 +53,7 @@ class Published:
 
 def repository_dir(settings: Settings) -> Path:
     """Files the repository serves (CRLs); CA certificates come from CertificatePaths."""
-    return settings.data_path / "repository"
+    return settings.layout.repository
 
 
 def crl_path(settings: Settings, issuer_name: str) -> Path:
@@ -142,7 +142,7 @@ class CRLService:
             return self._reader.entries(row.id, serials)
 
         this_update = self.clock.now()
-        validity = ARL_VALIDITY if arl else parse_duration(self.settings.crl.validity)
+        validity = ARL_VALIDITY if arl else self.settings.crl.validity
         next_update = this_update + validity
         # Read before the entries: every revocation these rows stand for is committed (same
         # transaction), so the entries read next include it and this CRL discharges them.
@@ -164,7 +164,7 @@ class CRLService:
             arl=arl,
         )
         path = crl_path(self.settings, issuer_name)
-        publish(der, path=path, archive_dir=self.settings.data_path / "archive" / "crl" / issuer_name, number=number)
+        publish(der, path=path, archive_dir=self.settings.layout.crl_archive(issuer_name), number=number)
         self.store.crl_published(
             row.id,
             number,
@@ -203,7 +203,7 @@ class CRLService:
         last = self.store.last_crl(row.id, scheduled=True)
         if last is None:
             return False
-        interval = parse_duration(self.settings.crl.interval) if issuer_name == ISSUING else ARL_VALIDITY / 2
+        interval = self.settings.crl.interval if issuer_name == ISSUING else ARL_VALIDITY / 2
         return bool(self.clock.now() - last["this_update"] < interval)
 
     def current(self, issuer_name: str) -> x509.CertificateRevocationList | None:

@@ -29,7 +29,7 @@ from shirushi.asn1.ocsp import IssuerHashes, Status, build_response
 from shirushi.cache import records
 from shirushi.cache.writer import CacheWriter, Entry
 from shirushi.clock import Clock
-from shirushi.config import Settings, parse_duration
+from shirushi.config import Settings
 from shirushi.lifecycle import check_stop, die_with_parent, leave_stop_to_parent
 from shirushi.presign import planner
 from shirushi.signing import Signer
@@ -54,8 +54,8 @@ class SigningContext:
             issuer_id=issuer_id(issuer),
             hashes=tuple(IssuerHashes.of(issuer, alg) for alg in records.HASH_ALGORITHMS),
             signer_cert_der=signer_cert.public_bytes(serialization.Encoding.DER),
-            validity=parse_duration(settings.presign.validity),
-            interval=parse_duration(settings.presign.interval),
+            validity=settings.presign.validity,
+            interval=settings.presign.interval,
         )
 
 

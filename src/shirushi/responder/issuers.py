@@ -29,7 +29,7 @@ def issuers_path(settings: Settings) -> Path:
     """`ocsp.issuers`, or `{data_dir}/certs/issuers.pem` when empty."""
     if settings.ocsp.issuers:
         return Path(settings.ocsp.issuers).expanduser()
-    return settings.data_path / "certs" / "issuers.pem"
+    return settings.layout.issuers_bundle
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -23,7 +23,8 @@ import sys
 import time
 from collections.abc import Callable
 
-from shirushi.config import Settings, parse_listen
+from shirushi.config import Settings
+from shirushi.config_values import parse_listen
 from shirushi.errors import ServiceError
 from shirushi.responder.accesslog import access_log_path, check_writable
 from shirushi.responder.issuers import IssuerMap, issuers_path, load_issuers

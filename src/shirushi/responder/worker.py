@@ -20,7 +20,8 @@ from collections.abc import Callable
 
 import uvloop
 
-from shirushi.config import Settings, parse_duration, parse_listen
+from shirushi.config import Settings
+from shirushi.config_values import parse_listen
 from shirushi.lifecycle import die_with_parent
 from shirushi.responder.accesslog import AccessLog, access_log_path
 from shirushi.responder.issuers import IssuerMap
@@ -63,7 +64,7 @@ def build_responder(
         l1_max_age=options.l1_max_age,
     )
     prefix = path_prefix(urllib.parse.urlsplit(settings.ocsp.url).path)
-    max_age = int(parse_duration(settings.ocsp.max_age).total_seconds())
+    max_age = int(settings.ocsp.max_age.total_seconds())
     path = access_log_path(settings)
     access_log = AccessLog(path, loop) if path is not None else None
     return Responder(issuers, lookup, prefix, max_age, settings.ocsp.max_request_bytes, options, access_log)

@@ -17,7 +17,7 @@ def keystore(settings: Settings) -> KeyStore:
     """The KeyStore for `settings.ca.key_backend`."""
     backend = settings.ca.key_backend
     if backend == "file":
-        return FileKeyStore(settings.data_path / "keys", settings.ca.passphrase())
+        return FileKeyStore(settings.layout.keys, settings.ca.passphrase())
     if backend == "pkcs11":
         from shirushi.signing.pkcs11 import PKCS11KeyStore
 

@@ -27,7 +27,7 @@ from shirushi.backend import Backend
 from shirushi.bulkrevoke import MAX_SERIALS
 from shirushi.ca.authority import pem
 from shirushi.ca.csr import SubscriberKey, load_csr
-from shirushi.errors import InputError, NotFoundError, PolicyError, ShirushiError
+from shirushi.errors import ArgumentError, InputError, NotFoundError, PolicyError, ShirushiError
 from shirushi.store import CertificateRecord
 
 log = logging.getLogger("shirushi.api")
@@ -41,6 +41,11 @@ MAX_PROOF_KEY_BITS = 8192
 
 def error(status: int, code: str, detail: str) -> JSONResponse:
     return JSONResponse({"error": code, "detail": detail}, status_code=status)
+
+
+def worded(exc: ShirushiError) -> str:
+    """The error in the API's words: an argument is named as its JSON field."""
+    return f"field {exc.argument!r} {exc.rule}" if isinstance(exc, ArgumentError) else str(exc)
 
 
 def record_json(rec: CertificateRecord) -> dict[str, Any]:
@@ -244,7 +249,7 @@ def create_app(backend: Backend) -> Starlette:
                 return response
             except ShirushiError as exc:
                 status = exc.http_status if 400 <= exc.http_status < 600 else 400
-                return error(status, exc.code, str(exc))
+                return error(status, exc.code, worded(exc))
             except Exception as exc:  # never a traceback to a client; the log keeps the detail
                 log.exception("API %s %s failed", request.method, request.url.path)
                 return error(500, "internal", type(exc).__name__)
@@ -305,11 +310,13 @@ def create_app(backend: Backend) -> Starlette:
         def work() -> list[str]:
             # In the thread pool: validating a large private key takes seconds of CPU, and this
             # route is open to anyone (policy 4.9.12).
-            spki = spki_sha256(_compromise_proof(data))
-            now = backend.clock.now()
-            backend.store.block_key(spki, "keyCompromise reported through the API (policy 4.9.12)", now)
-            records = backend.store.certificates_by_key(spki)
-            results = backend.revoker.revoke_many(records, "keyCompromise", requested_by="key-compromise report")
+            results = backend.revoker.revoke_key(
+                spki_sha256(_compromise_proof(data)),
+                "keyCompromise",
+                requested_by="key-compromise report",
+                note="keyCompromise reported through the API (policy 4.9.12)",
+                reported=True,
+            )
             return [r.record.serial_hex.upper() for r in results]
 
         revoked = await run_in_threadpool(work)

@@ -1,0 +1,106 @@
+"""CLI handlers of the CA's own work: init, issue, ca-certs, presign, crl, show, list.
+
+Each builds what it needs from the settings and does its I/O through it (database, keys, Redis,
+files); output goes to stdout, warnings to stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from shirushi.commands.inputs import parse_serial, read_file
+from shirushi.config import Settings
+from shirushi.errors import ServiceError
+
+
+def cmd_init(settings: Settings, args: argparse.Namespace) -> int:
+    from shirushi.backend import Backend
+
+    backend = Backend(settings)
+    try:
+        done = backend.init()
+    finally:
+        backend.close()
+    for line in done:
+        print(line)
+    if not done:
+        print(f"already initialised in {settings.data_path}; nothing to do")
+    return 0
+
+
+def cmd_issue(settings: Settings, args: argparse.Namespace) -> int:
+    from shirushi.backend import Backend
+    from shirushi.ca.authority import load_hierarchy, pem
+    from shirushi.ca.csr import MAX_CSR_BYTES
+
+    csr = read_file(args.csr, "CSR file", MAX_CSR_BYTES)
+    backend = Backend(settings)
+    try:
+        issued = backend.authority.issue(csr, dns_names=args.dns, days=args.days, subject=args.subject)
+    finally:
+        backend.close()
+    hierarchy = load_hierarchy(settings)
+    sys.stdout.write(pem(issued.certificate) + pem(hierarchy.issuing))
+    # The certificate exists either way; a pending OCSP response is still a failed promise
+    # (README, Commands: the response is in Redis before the command returns).
+    for warning in issued.warnings:
+        print(f"shirushi: error: issued, but {warning}", file=sys.stderr)
+    return ServiceError.exit_code if issued.warnings else 0
+
+
+def cmd_ca_certs(settings: Settings, args: argparse.Namespace) -> int:
+    from shirushi.ca.authority import load_hierarchy, pem
+
+    hierarchy = load_hierarchy(settings)
+    sys.stdout.write(pem(hierarchy.issuing) + pem(hierarchy.root))
+    return 0
+
+
+def cmd_presign(settings: Settings, args: argparse.Namespace) -> int:
+    from shirushi.backend import Backend
+
+    backend = Backend(settings)
+    try:
+        for item in backend.drain_outbox():
+            print(f"shirushi: warning: pending: {item}", file=sys.stderr)
+        if args.all:
+            count = backend.presigner.full_load()
+        else:
+            count = backend.presigner.ensure_complete() or 0
+            count += backend.presigner.refresh_due()
+    finally:
+        backend.close()
+    print(f"signed responses for {count} certificate(s)")
+    return 0
+
+
+def cmd_crl(settings: Settings, args: argparse.Namespace) -> int:
+    from shirushi.backend import Backend
+
+    backend = Backend(settings)
+    try:
+        names = ["issuing-ca", "root"] if args.issuer == "all" else [args.issuer]
+        for name in names:
+            published = backend.crls.generate(name, scheduled=True)
+            print(
+                f"published {published.path} number={published.number} entries={published.entries} "
+                f"nextUpdate={published.next_update:%Y-%m-%dT%H:%M:%SZ}"
+            )
+    finally:
+        backend.close()
+    return 0
+
+
+def cmd_show(settings: Settings, args: argparse.Namespace) -> int:
+    from shirushi.clock import SystemClock
+    from shirushi.inventory import show
+
+    return show(settings, parse_serial(args.serial), SystemClock().now())
+
+
+def cmd_list(settings: Settings, args: argparse.Namespace) -> int:
+    from shirushi.clock import SystemClock
+    from shirushi.inventory import list_certificates
+
+    return list_certificates(settings, SystemClock().now(), revoked=args.revoked, expiring=args.expiring)
