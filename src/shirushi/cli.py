@@ -60,8 +60,8 @@ def cmd_init(settings: Settings, args: argparse.Namespace) -> int:
 
 def cmd_issue(settings: Settings, args: argparse.Namespace) -> int:
     from shirushi.backend import Backend
-    from shirushi.ca.authority import load_hierarchy, pem
     from shirushi.ca.csr import MAX_CSR_BYTES
+    from shirushi.ca.hierarchy import load_hierarchy, pem
 
     csr = _read_file(args.csr, "CSR file", MAX_CSR_BYTES)
     backend = Backend(settings)
@@ -79,7 +79,7 @@ def cmd_issue(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_ca_certs(settings: Settings, args: argparse.Namespace) -> int:
-    from shirushi.ca.authority import load_hierarchy, pem
+    from shirushi.ca.hierarchy import load_hierarchy, pem
 
     hierarchy = load_hierarchy(settings)
     sys.stdout.write(pem(hierarchy.issuing) + pem(hierarchy.root))
