@@ -32,7 +32,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509 import ocsp
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from shirushi.asn1.keys import public_key_bits
+from shirushi.asn1.keys import IssuerId, issuer_id
 from shirushi.asn1.ocsp import IssuerHashes, Status, build_response
 from shirushi.cache import records
 from shirushi.config import Settings, parse_listen
@@ -88,8 +88,8 @@ class PKI:
     directory: Path
 
     @property
-    def issuer_id(self) -> str:
-        return records.issuer_id(public_key_bits(self.issuing))
+    def issuer_id(self) -> IssuerId:
+        return issuer_id(self.issuing)
 
     def issue_leaf(self, serial: int, name: str = "leaf.example.jp") -> Path:
         """A TLS server certificate with `serial`, written as leaf-<hex>.pem."""

@@ -12,6 +12,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from shirushi.asn1.crl import SHA256_WITH_RSA, encode_time, subject_der
 from shirushi.crl import (
     CrlError,
     DuplicateSerialError,
@@ -19,7 +20,7 @@ from shirushi.crl import (
     ProhibitedReasonError,
     build_crl,
 )
-from shirushi.crl.build import SHA256_WITH_RSA, SUBSCRIBER_REASONS, encode_time, subject_der
+from shirushi.reasons import SUBSCRIBER_REASONS
 from test_crl_pki import (
     EPOCH,
     UTC,

@@ -11,7 +11,8 @@ from collections.abc import Sequence
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from shirushi.crl.build import _read_tlv, encode_entry
+from shirushi.asn1.crl import encode_entry
+from shirushi.asn1.der import read_tlv
 from shirushi.crl.entries import EntrySet
 from shirushi.crl.group import GroupCommit
 from shirushi.crl.selection import Revocation, select_entries
@@ -108,7 +109,7 @@ class FakeStore:
 def split(revoked: bytes) -> list[bytes]:
     out, pos = [], 0
     while pos < len(revoked):
-        _, _, end = _read_tlv(revoked, pos)
+        _, _, end = read_tlv(revoked, pos)
         out.append(revoked[pos:end])
         pos = end
     return out

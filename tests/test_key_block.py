@@ -14,8 +14,8 @@ import pytest
 
 from pki import cli_env, make_csr, make_key, run_cli, split_pem
 from shirushi import config
+from shirushi.asn1.keys import spki_sha256
 from shirushi.backend import Backend
-from shirushi.ca.csr import spki_sha256
 from shirushi.errors import PolicyError
 
 pytestmark = pytest.mark.e2e

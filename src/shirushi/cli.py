@@ -127,8 +127,9 @@ def parse_time(text: str) -> dt.datetime:
 
 
 def cmd_revoke(settings: Settings, args: argparse.Namespace) -> int:
+    from shirushi.asn1.keys import spki_sha256
     from shirushi.backend import Backend
-    from shirushi.ca.csr import load_csr, spki_sha256
+    from shirushi.ca.csr import load_csr
 
     backend = Backend(settings)
     try:

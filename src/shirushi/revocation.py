@@ -15,33 +15,14 @@ import logging
 from typing import TYPE_CHECKING
 
 from shirushi.clock import Clock
-from shirushi.crl.build import REASON_CODES, SUBSCRIBER_REASONS
 from shirushi.errors import NotFoundError, PolicyError
+from shirushi.reasons import ALLOWED, CA_ONLY, FIVE_DAY_REASONS, REFUSED, SUBSCRIBER_REASONS
 from shirushi.store import CertificateRecord, Store
 
 if TYPE_CHECKING:
     from shirushi.followup import FollowUp, Pending
 
 log = logging.getLogger("shirushi.revocation")
-
-# BR 7.2.2: the reasons a subscriber certificate's CRL entry (and OCSP response) may carry, in
-# RFC 5280 code order for messages.
-ALLOWED = sorted(SUBSCRIBER_REASONS, key=REASON_CODES.__getitem__)
-# Reasons that exist in RFC 5280 but are never used here: suspension (policy 4.9.13, BR 4.9.13)
-# and the CA-only ones (BR 7.2.2 allows cACompromise only on CRLs of CA certificates).
-REFUSED = {
-    "certificateHold": "suspension is not offered (policy 4.9.13, BR 7.2.2)",
-    "removeFromCRL": "suspension is not offered (policy 4.9.13); removeFromCRL is for delta CRLs",
-    "cACompromise": "cACompromise is for CA certificates only (BR 7.2.2)",
-    "aACompromise": "aACompromise is not allowed (BR 7.2.2)",
-}
-# BR 7.2.2: privilegeWithdrawn SHOULD NOT be offered to subscribers; the CA itself may use it.
-CA_ONLY = ("privilegeWithdrawn",)
-
-# BR 4.9.1.1: 24 hours for subscriber requests, key compromise, unauthorised requests and
-# unreliable domain validation; 5 days for the rest. A reason that can stand for either takes the
-# stricter deadline.
-FIVE_DAY_REASONS = ("affiliationChanged", "cessationOfOperation")
 
 
 def deadline(reason: str, requested_at: dt.datetime) -> dt.datetime:

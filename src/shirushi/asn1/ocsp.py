@@ -10,19 +10,16 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import hashlib
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509 import ocsp
 
-from shirushi.asn1.keys import public_key_bits
+from shirushi.asn1.keys import certid_hashes
+from shirushi.reasons import FLAGS
 from shirushi.signing import Signer, SignerKey
 
 HASHES: dict[str, type[hashes.HashAlgorithm]] = {"sha1": hashes.SHA1, "sha256": hashes.SHA256}
-
-# RFC 5280 CRLReason names; BR 7.2.2 limits which may be used (see revocation rules).
-REASONS: dict[str, x509.ReasonFlags] = {flag.value: flag for flag in x509.ReasonFlags}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -35,9 +32,7 @@ class IssuerHashes:
 
     @classmethod
     def of(cls, issuer: x509.Certificate, alg: str) -> IssuerHashes:
-        name = issuer.subject.public_bytes()
-        key = public_key_bits(issuer)
-        return cls(alg, hashlib.new(alg, name).digest(), hashlib.new(alg, key).digest())
+        return cls(alg, *certid_hashes(issuer, alg))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -65,7 +60,7 @@ def build_response(
     """Sign one successful BasicOCSPResponse and return the DER OCSPResponse."""
     reason = None
     if status.reason and status.reason != "unspecified":
-        reason = REASONS[status.reason]
+        reason = FLAGS[status.reason]
     builder = ocsp.OCSPResponseBuilder().add_response_by_hash(
         issuer_name_hash=issuer.name_hash,
         issuer_key_hash=issuer.key_hash,

@@ -10,7 +10,7 @@ import datetime as dt
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 
-from shirushi.asn1.keys import public_key_bits
+from shirushi.asn1.keys import issuer_id
 from shirushi.ca import lint, names, profiles
 from shirushi.ca.hierarchy import (
     ISSUING,
@@ -24,7 +24,6 @@ from shirushi.ca.hierarchy import (
 )
 from shirushi.ca.ocsp_signer import certify_ocsp_signer
 from shirushi.ca.recording import record_certificate
-from shirushi.cache.records import issuer_id
 from shirushi.clock import Clock
 from shirushi.config import Settings
 from shirushi.files import write_atomic
@@ -89,8 +88,8 @@ def init_hierarchy(settings: Settings, store: Store, keys: KeyStore, clock: Cloc
         done.append(f"created issuing CA certificate: {ca.subject}")
     check_pair(issuing, issuing_signer, ISSUING)
 
-    root_id = issuer_id(public_key_bits(root))
-    issuing_id = issuer_id(public_key_bits(issuing))
+    root_id = issuer_id(root)
+    issuing_id = issuer_id(issuing)
     known = {row.id for row in store.issuers()}
     if root_id not in known:
         store.add_issuer(root_id, ROOT, root.subject.rfc4514_string(), der(root), now)

@@ -13,14 +13,13 @@
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import math
 import re
 
 from cryptography import x509
-from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
+from shirushi.asn1.keys import spki_sha256
 from shirushi.ca import names
 from shirushi.errors import InputError, PolicyError
 
@@ -55,12 +54,6 @@ def load_csr(data: bytes) -> x509.CertificateSigningRequest:
         return x509.load_der_x509_csr(data)
     except ValueError:
         raise InputError("not a certificate signing request (expected PEM 'CERTIFICATE REQUEST' or DER)") from None
-
-
-def spki_sha256(public_key: SubscriberKey) -> str:
-    """Hex SHA-256 of the DER SubjectPublicKeyInfo: the key's identity in the store."""
-    spki = public_key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
-    return hashlib.sha256(spki).hexdigest()
 
 
 def fermat_factorable(n: int, rounds: int = 100) -> bool:

@@ -12,9 +12,8 @@ from typing import TYPE_CHECKING
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from shirushi.asn1.keys import public_key_bits
+from shirushi.asn1.keys import IssuerId, issuer_id
 from shirushi.ca import profiles
-from shirushi.cache.records import issuer_id
 from shirushi.config import Settings
 from shirushi.errors import StateError
 from shirushi.files import write_atomic
@@ -42,8 +41,8 @@ class Hierarchy:
     ocsp_signer: x509.Certificate
 
     @property
-    def issuing_id(self) -> str:
-        return issuer_id(public_key_bits(self.issuing))
+    def issuing_id(self) -> IssuerId:
+        return issuer_id(self.issuing)
 
 
 class CertificatePaths:

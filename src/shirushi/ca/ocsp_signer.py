@@ -11,11 +11,10 @@ import logging
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 
-from shirushi.asn1.keys import public_key_bits
+from shirushi.asn1.keys import issuer_id
 from shirushi.ca import lint, names, profiles
 from shirushi.ca.hierarchy import ISSUING, OCSP_SIGNER, CertificatePaths, load_hierarchy
 from shirushi.ca.recording import record_certificate
-from shirushi.cache.records import issuer_id
 from shirushi.clock import Clock
 from shirushi.config import Settings, parse_duration
 from shirushi.signing import KeyStore, Signer, SignerKey
@@ -46,7 +45,7 @@ def certify_ocsp_signer(
     )
     lint.lint_builder(builder, "OCSP-RESPONDER", allow_local_urls=ca.lint_allow_local_urls)
     cert = builder.sign(SignerKey(issuing_signer), hashes.SHA256())
-    record_certificate(store, cert, issuer_id(public_key_bits(issuing)), kind="ocsp-signer", now=now, audit={})
+    record_certificate(store, cert, issuer_id(issuing), kind="ocsp-signer", now=now, audit={})
     CertificatePaths(settings.data_path).save(OCSP_SIGNER, cert)
     return cert
 

@@ -8,7 +8,7 @@ import logging
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from shirushi.ca import csr as csr_rules
+from shirushi.asn1.keys import spki_sha256
 from shirushi.ca.hierarchy import der
 from shirushi.store import CertificateRecord, Store
 
@@ -41,7 +41,7 @@ def record_certificate(
         dns_names=dns,
         not_before=cert.not_valid_before_utc,
         not_after=cert.not_valid_after_utc,
-        spki_sha256=csr_rules.spki_sha256(key),
+        spki_sha256=spki_sha256(key),
         kind=kind,
     )
     store.add_certificate(record, at=now, audit={"kind": kind, **audit}, presign=presign)

@@ -6,10 +6,10 @@ Keys (all under one prefix so a Redis shared with other software stays tidy):
     shirushi:ocsp:{issuer}:complete         set when a full load for that issuer has finished
     shirushi:ocsp:invalidate                pub/sub channel: a key whose record just changed
 
-`issuer` is `issuer_id()` of the issuing CA's public key; `alg` is "sha1" or "sha256" (the CertID
-hash algorithm the response echoes, RFC 9919 3.2.1); `serial` is lowercase hex without leading
-zeros. A record's TTL is nextUpdate - now, so an unrefreshed response vanishes instead of going
-stale.
+`issuer` is `shirushi.asn1.keys.issuer_id()` of the issuing CA's public key; `alg` is "sha1" or
+"sha256" (the CertID hash algorithm the response echoes, RFC 9919 3.2.1); `serial` is lowercase
+hex without leading zeros. A record's TTL is nextUpdate - now, so an unrefreshed response vanishes
+instead of going stale.
 
 A record is `HEADER` followed by the DER. The header holds the certificate's status version (it
 goes up with every revocation, so a writer can refuse to replace a newer status with an older
@@ -31,15 +31,6 @@ HASH_ALGORITHMS = ("sha1", "sha256")
 _HEADER = struct.Struct(">BQQQQ32s")
 _VERSION = 2
 HEADER_SIZE = _HEADER.size
-
-
-def issuer_id(public_key_bits: bytes) -> str:
-    """Short stable id of an issuer: the first 16 hex digits of SHA-256 of its subjectPublicKey.
-
-    `public_key_bits` is the BIT STRING value of the issuer's subjectPublicKey (the same input as
-    the CertID issuerKeyHash, RFC 6960 4.1.1), so a re-keyed CA gets a new id.
-    """
-    return hashlib.sha256(public_key_bits).hexdigest()[:16]
 
 
 def response_key(issuer: str, alg: str, serial: int) -> str:

@@ -1,18 +1,12 @@
 """CRL generation and publication (RFC 5280 5, BR 7.2, policy 4.9.6-4.9.8).
 
-- `build`: pure; hand-encoded, signed DER CRLs (`build_crl`, `Entry`).
+- `build`: pure; signed DER CRLs (`build_crl`, `Entry`), encoded by `shirushi.asn1.crl`.
 - `selection`: pure; which revocations a CRL lists as certificates expire (`select_entries`).
 - `publish`: file I/O; atomic publication into the repository plus the CRL archive (`publish`).
 """
 
-from shirushi.crl.build import (
-    CrlError,
-    DuplicateSerialError,
-    Entry,
-    EntryLike,
-    ProhibitedReasonError,
-    build_crl,
-)
+from shirushi.asn1.crl import CrlError, DuplicateSerialError, EntryLike, ProhibitedReasonError
+from shirushi.crl.build import Entry, build_crl
 from shirushi.crl.publish import ArchiveConflictError, StaleCrlError, publish
 from shirushi.crl.selection import Revocation, Selection, select_entries
 

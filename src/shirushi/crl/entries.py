@@ -23,7 +23,7 @@ import dataclasses
 import datetime as dt
 from collections.abc import Callable, Iterable, Sequence
 
-from shirushi.crl.build import encode_entry
+from shirushi.asn1.crl import encode_entry
 from shirushi.crl.selection import Revocation
 from shirushi.store.revoked import RevokedRow
 

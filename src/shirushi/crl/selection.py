@@ -19,7 +19,7 @@ import dataclasses
 import datetime as dt
 from collections.abc import Iterable
 
-from shirushi.crl.build import CrlError
+from shirushi.asn1.crl import CrlError
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -24,6 +24,7 @@ from collections.abc import Iterator, Sequence
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
+from shirushi.asn1.keys import IssuerId, issuer_id
 from shirushi.asn1.ocsp import IssuerHashes, Status, build_response
 from shirushi.cache import records
 from shirushi.cache.writer import CacheWriter, Entry
@@ -41,7 +42,7 @@ log = logging.getLogger("shirushi.presign")
 class SigningContext:
     """Everything a worker needs to sign responses for one issuer (picklable)."""
 
-    issuer_id: str
+    issuer_id: IssuerId
     hashes: tuple[IssuerHashes, ...]
     signer_cert_der: bytes
     validity: dt.timedelta
@@ -49,10 +50,8 @@ class SigningContext:
 
     @classmethod
     def create(cls, issuer: x509.Certificate, signer_cert: x509.Certificate, settings: Settings) -> SigningContext:
-        from shirushi.asn1.keys import public_key_bits
-
         return cls(
-            issuer_id=records.issuer_id(public_key_bits(issuer)),
+            issuer_id=issuer_id(issuer),
             hashes=tuple(IssuerHashes.of(issuer, alg) for alg in records.HASH_ALGORITHMS),
             signer_cert_der=signer_cert.public_bytes(serialization.Encoding.DER),
             validity=parse_duration(settings.presign.validity),

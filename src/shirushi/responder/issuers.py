@@ -4,21 +4,20 @@
 holds, per issuing CA and per CertID hash algorithm, the issuerNameHash and issuerKeyHash
 (RFC 6960 4.1.1) precomputed, so a request costs one dictionary lookup (standards OCSP-11).
 
-The issuerKeyHash input is the subjectPublicKey BIT STRING value (without tag, length and unused
-bits octet), taken from the SubjectPublicKeyInfo DER so that any key type works; this module must
-not import `shirushi.asn1.ocsp`, which pulls in the signing seam.
+The hashes and the issuer id come from `shirushi.asn1.keys` (the subjectPublicKey BIT STRING
+value, taken from the SubjectPublicKeyInfo DER so that any key type works); this module must not
+import `shirushi.asn1.ocsp`, which pulls in the signing seam.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 from collections.abc import Iterable
 from pathlib import Path
 
 from cryptography import x509
 
-from shirushi.asn1.keys import public_key_bits
+from shirushi.asn1.keys import IssuerId, certid_hashes, issuer_id
 from shirushi.cache import records
 from shirushi.config import Settings
 from shirushi.errors import ConfigError, StateError
@@ -46,15 +45,12 @@ class IssuerMap:
     """(alg, issuerNameHash, issuerKeyHash) -> issuer id, for the served CAs."""
 
     def __init__(self, certificates: Iterable[x509.Certificate]) -> None:
-        self._ids: dict[tuple[str, bytes, bytes], str] = {}
+        self._ids: dict[tuple[str, bytes, bytes], IssuerId] = {}
         self.names: list[str] = []
         for cert in certificates:
-            bits = public_key_bits(cert)
-            name = cert.subject.public_bytes()
-            issuer = records.issuer_id(bits)
+            issuer = issuer_id(cert)
             for alg in records.HASH_ALGORITHMS:
-                key = (alg, hashlib.new(alg, name).digest(), hashlib.new(alg, bits).digest())
-                self._ids[key] = issuer
+                self._ids[(alg, *certid_hashes(cert, alg))] = issuer
             self.names.append(cert.subject.rfc4514_string())
 
     def __len__(self) -> int:

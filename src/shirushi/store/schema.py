@@ -20,7 +20,7 @@ UTCDateTime = sa.DateTime(timezone=True)
 issuers = sa.Table(
     "issuers",
     metadata,
-    sa.Column("id", sa.String(32), primary_key=True),  # cache.records.issuer_id()
+    sa.Column("id", sa.String(32), primary_key=True),  # asn1.keys.issuer_id()
     sa.Column("name", sa.String(64), nullable=False, unique=True),  # "issuing-ca", "root"
     sa.Column("subject", sa.Text, nullable=False),
     sa.Column("certificate", sa.LargeBinary, nullable=False),  # DER

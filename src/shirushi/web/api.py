@@ -18,9 +18,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from shirushi.asn1.keys import spki_sha256
 from shirushi.backend import Backend
 from shirushi.bulkrevoke import MAX_SERIALS
-from shirushi.ca.csr import spki_sha256
 from shirushi.ca.hierarchy import pem
 from shirushi.errors import InputError, NotFoundError, ShirushiError
 from shirushi.store import CertificateRecord
