@@ -15,6 +15,7 @@ from cryptography.x509 import ocsp
 from pki import make_csr
 from shirushi import config
 from shirushi.backend import Backend
+from shirushi.ca.ocsp_signer import renew_ocsp_signer_if_due
 from shirushi.cache import records
 from shirushi.cache.writer import due_key
 from shirushi.clock import FrozenClock
@@ -180,11 +181,11 @@ def test_window_never_outlives_the_signer() -> None:
 
 def test_signer_renewed_when_near_its_end(backend: Backend) -> None:
     before = x509.load_pem_x509_certificate((backend.settings.data_path / "certs" / "ocsp-signer.pem").read_bytes())
-    assert backend.authority.renew_ocsp_signer_if_due() is None
+    assert renew_ocsp_signer_if_due(backend.settings, backend.store, backend.keys, backend.clock) is None
     clock = backend.clock
     assert isinstance(clock, FrozenClock)
     clock.set(before.not_valid_after_utc - dt.timedelta(days=29))
-    renewed = backend.authority.renew_ocsp_signer_if_due()
+    renewed = renew_ocsp_signer_if_due(backend.settings, backend.store, backend.keys, backend.clock)
     assert renewed is not None
     assert renewed.not_valid_after_utc > before.not_valid_after_utc
     assert renewed.public_key() == before.public_key()

@@ -9,7 +9,9 @@ from __future__ import annotations
 import functools
 from typing import TYPE_CHECKING
 
-from shirushi.ca.authority import OCSP_SIGNER, Authority
+from shirushi.ca.authority import Authority
+from shirushi.ca.bootstrap import init_hierarchy
+from shirushi.ca.hierarchy import OCSP_SIGNER
 from shirushi.clock import Clock, SystemClock
 from shirushi.config import Settings
 from shirushi.errors import ServiceError
@@ -48,7 +50,7 @@ class Backend:
     def init(self) -> list[str]:
         """`shirushi init`: the one use case allowed to create the database."""
         self._initialising = True
-        return self.authority.init()
+        return init_hierarchy(self.settings, self.store, self.keys, self.clock)
 
     @functools.cached_property
     def store(self) -> Store:

@@ -26,7 +26,7 @@ from cryptography.x509 import ocsp
 from cryptography.x509.oid import NameOID
 
 from shirushi.backend import Backend
-from shirushi.ca.authority import load_hierarchy, pem
+from shirushi.ca.hierarchy import load_hierarchy, pem
 from shirushi.config import Settings
 from shirushi.config_values import parse_listen
 from shirushi.errors import ServiceError, StateError

@@ -37,7 +37,8 @@ from typing import Any
 import uvicorn
 
 from shirushi.backend import Backend
-from shirushi.ca.authority import ISSUING, ROOT, load_hierarchy
+from shirushi.ca.hierarchy import ISSUING, ROOT, load_hierarchy
+from shirushi.ca.ocsp_signer import renew_ocsp_signer_if_due
 from shirushi.cache.embedded import EmbeddedRedis
 from shirushi.config import Settings
 from shirushi.config_values import parse_listen
@@ -155,7 +156,8 @@ class Scheduler:
                 self.backend.crls.generate(name, scheduled=True)
 
     def signer_job(self) -> None:
-        self.backend.authority.renew_ocsp_signer_if_due()  # logs "ocsp signer renewed" itself
+        backend = self.backend  # the renewal logs "ocsp signer renewed" itself
+        renew_ocsp_signer_if_due(backend.settings, backend.store, backend.keys, backend.clock)
 
     def tasks(self) -> list[asyncio.Task[None]]:
         return [
@@ -191,7 +193,7 @@ def prepare(backend: Backend, say: Callable[[str], None], stop: threading.Event)
     log.info("startup", extra={"step": "hierarchy", "data_dir": str(backend.settings.data_path)})
     # Lint workers start (and build pkilint's validators) once, before the API opens.
     backend.use_lint_pool()
-    backend.authority.renew_ocsp_signer_if_due()
+    renew_ocsp_signer_if_due(backend.settings, backend.store, backend.keys, backend.clock)
     pending = backend.drain_outbox()
     for item in pending:
         say(f"warning: pending: {item}")

@@ -28,9 +28,10 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.x509 import ocsp
 from cryptography.x509.oid import AuthorityInformationAccessOID, ExtendedKeyUsageOID
 
-from shirushi.ca.authority import ISSUING, CertificatePaths, write_atomic
+from shirushi.ca.hierarchy import ISSUING, CertificatePaths
 from shirushi.config import Settings
 from shirushi.errors import InputError, ServiceError
+from shirushi.files import write_atomic
 from shirushi.issuer_lookup import find_issuer, is_issuer, local_certificates
 
 TIMEOUT = 10.0

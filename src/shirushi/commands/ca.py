@@ -31,7 +31,7 @@ def cmd_init(settings: Settings, args: argparse.Namespace) -> int:
 
 def cmd_issue(settings: Settings, args: argparse.Namespace) -> int:
     from shirushi.backend import Backend
-    from shirushi.ca.authority import load_hierarchy, pem
+    from shirushi.ca.hierarchy import load_hierarchy, pem
     from shirushi.ca.csr import MAX_CSR_BYTES
 
     csr = read_file(args.csr, "CSR file", MAX_CSR_BYTES)
@@ -50,7 +50,7 @@ def cmd_issue(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_ca_certs(settings: Settings, args: argparse.Namespace) -> int:
-    from shirushi.ca.authority import load_hierarchy, pem
+    from shirushi.ca.hierarchy import load_hierarchy, pem
 
     hierarchy = load_hierarchy(settings)
     sys.stdout.write(pem(hierarchy.issuing) + pem(hierarchy.root))

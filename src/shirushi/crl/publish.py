@@ -1,9 +1,8 @@
 """Publish a signed CRL into the repository directory and archive it. Does file I/O.
 
 Publication is atomic (policy 2.3, 4.9.8: a CRL is published the moment it is issued, and a
-reader must never fetch half of one): the DER goes to a temporary file in the target's own
-directory, is fsynced, then `os.replace`d onto the final name, and the directory is fsynced so
-the rename survives a crash. HTTP servers reading the file see either the old CRL or the new one.
+reader must never fetch half of one): `files.write_atomic` renames a fsynced temporary file onto
+the final name. HTTP servers reading the file see either the old CRL or the new one.
 
 Every CRL is also kept at `{archive_dir}/{number}.crl` (policy 5.5.1: CRL issuance history is
 archived). An archived CRL is never overwritten: publishing the same bytes again is a harmless
@@ -21,11 +20,11 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
-import secrets
 from collections.abc import Iterator
 from pathlib import Path
 
 from shirushi.errors import ConflictError, InputError
+from shirushi.files import fsync_directory, write_atomic, write_temporary
 
 # The repository is public (policy 2.1); archived CRLs are read-only so that no later write of
 # ours can change them in place.
@@ -54,10 +53,10 @@ def publish(der: bytes, *, path: Path, archive_dir: Path, number: int) -> None:
         raise InputError(f"the CRL's cRLNumber is {actual}, not {number}")
     path.parent.mkdir(parents=True, exist_ok=True)
     archive_dir.mkdir(parents=True, exist_ok=True)
-    with _locked_directory(path.parent) as directory_fd:
+    with _locked_directory(path.parent):
         _check_not_stale(der, path, number)
         archive(der, archive_dir=archive_dir, number=number)
-        _replace_atomically(der, path, directory_fd, PUBLISHED_MODE)
+        write_atomic(path, der, PUBLISHED_MODE)
 
 
 def archive(der: bytes, *, archive_dir: Path, number: int) -> Path:
@@ -69,20 +68,16 @@ def archive(der: bytes, *, archive_dir: Path, number: int) -> Path:
     final = archive_dir / f"{number}.crl"
     if _same_file_content(final, der):
         return final
-    directory_fd = os.open(archive_dir, os.O_RDONLY | os.O_DIRECTORY)
+    temporary = write_temporary(der, archive_dir, final.name, ARCHIVED_MODE)
     try:
-        temporary = _write_temporary(der, archive_dir, final.name, ARCHIVED_MODE)
-        try:
-            os.link(temporary, final)
-        except FileExistsError:
-            # Another publisher archived this number between our check and now.
-            if not _same_file_content(final, der):
-                raise ArchiveConflictError(f"archive {final} holds a different CRL with number {number}") from None
-        finally:
-            os.unlink(temporary)
-        os.fsync(directory_fd)
+        os.link(temporary, final)
+    except FileExistsError:
+        # Another publisher archived this number between our check and now.
+        if not _same_file_content(final, der):
+            raise ArchiveConflictError(f"archive {final} holds a different CRL with number {number}") from None
     finally:
-        os.close(directory_fd)
+        os.unlink(temporary)
+    fsync_directory(archive_dir)
     return final
 
 
@@ -172,42 +167,11 @@ def _check_not_stale(der: bytes, path: Path, number: int) -> None:
 
 
 @contextlib.contextmanager
-def _locked_directory(directory: Path) -> Iterator[int]:
-    """Hold an exclusive flock on `directory`; yields its fd (also used to fsync renames)."""
+def _locked_directory(directory: Path) -> Iterator[None]:
+    """Hold an exclusive flock on `directory`."""
     fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
-        yield fd
+        yield
     finally:
         os.close(fd)  # closing the last fd releases the lock
-
-
-def _replace_atomically(der: bytes, path: Path, directory_fd: int, mode: int) -> None:
-    temporary = _write_temporary(der, path.parent, path.name, mode)
-    try:
-        os.replace(temporary, path)
-    except BaseException:
-        os.unlink(temporary)
-        raise
-    # The rename is only durable once the directory entry is on disk.
-    os.fsync(directory_fd)
-
-
-def _write_temporary(data: bytes, directory: Path, name: str, mode: int) -> Path:
-    """Write `data` to a new hidden file next to its final name, fsynced; return its path.
-
-    The same directory keeps the later rename or link on one filesystem, hence atomic.
-    """
-    temporary = directory / f".{name}.{secrets.token_hex(8)}.tmp"
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fchmod(fh.fileno(), mode)
-            os.fsync(fh.fileno())
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(temporary)
-        raise
-    return temporary

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from cryptography import x509
 
-from shirushi.ca.authority import ISSUING, ROOT, CertificatePaths
+from shirushi.ca.hierarchy import ISSUING, ROOT, CertificatePaths
 from shirushi.clock import Clock
 from shirushi.config import Settings
 from shirushi.crl.build import sign_crl

@@ -141,7 +141,7 @@ class Presigner:
 
     def context(self) -> SigningContext:
         """The signing context of the current CA files, made again only when they change."""
-        from shirushi.ca.authority import CertificatePaths, load_hierarchy
+        from shirushi.ca.hierarchy import CertificatePaths, load_hierarchy
 
         stamp = CertificatePaths(self.settings.data_path).stamp()
         cached = self._context

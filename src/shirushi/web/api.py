@@ -2,20 +2,16 @@
 
 Every route but the key-compromise report and the OpenAPI document needs
 `Authorization: Bearer <api.token>`. Errors are `{"error": CODE, "detail": TEXT}` with a 4xx (or
-503) status, mapped from ShirushiError in one place. Blocking work (signing, database) runs in
-the thread pool so the event loop keeps serving.
+503) status, mapped from ShirushiError in one place (`web.json_io`). Blocking work (signing,
+database) runs in the thread pool so the event loop keeps serving.
 """
 
 from __future__ import annotations
 
 import hmac
-import json
 import logging
 from typing import Any
 
-from cryptography import x509
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -25,27 +21,15 @@ from starlette.routing import Route
 from shirushi.asn1.keys import spki_sha256
 from shirushi.backend import Backend
 from shirushi.bulkrevoke import MAX_SERIALS
-from shirushi.ca.authority import pem
-from shirushi.ca.csr import SubscriberKey, load_csr
-from shirushi.errors import ArgumentError, InputError, NotFoundError, PolicyError, ShirushiError
+from shirushi.ca.hierarchy import pem
+from shirushi.errors import InputError, NotFoundError, ShirushiError
 from shirushi.store import CertificateRecord
+from shirushi.web.json_io import error, error_response, json_body, parse_serial, string_field
+from shirushi.web.key_proof import compromise_proof
 
 log = logging.getLogger("shirushi.api")
-MAX_BODY = 64 * 1024
 # A bulk revocation: MAX_SERIALS serials of up to 40 hex digits (with colons, quotes, commas).
 MAX_BULK_BODY = MAX_SERIALS * 64 + 4096
-# The largest RSA key the CA certifies is bounded only by what subscribers send; proofs for
-# keys beyond this are refused before the (costly) private-key validation.
-MAX_PROOF_KEY_BITS = 8192
-
-
-def error(status: int, code: str, detail: str) -> JSONResponse:
-    return JSONResponse({"error": code, "detail": detail}, status_code=status)
-
-
-def worded(exc: ShirushiError) -> str:
-    """The error in the API's words: an argument is named as its JSON field."""
-    return f"field {exc.argument!r} {exc.rule}" if isinstance(exc, ArgumentError) else str(exc)
 
 
 def record_json(rec: CertificateRecord) -> dict[str, Any]:
@@ -61,40 +45,6 @@ def record_json(rec: CertificateRecord) -> dict[str, Any]:
             "revoked_at": rec.revoked_at.strftime("%Y-%m-%dT%H:%M:%SZ"),
         },
     }
-
-
-async def _json_body(request: Request, limit: int = MAX_BODY) -> dict[str, Any]:
-    body = b""
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > limit:
-            raise InputError(f"request body over {limit} bytes")
-    try:
-        data = json.loads(body)
-    except (ValueError, UnicodeDecodeError, RecursionError):
-        raise InputError("request body is not JSON (or nests too deeply)") from None
-    if not isinstance(data, dict):
-        raise InputError("request body must be a JSON object")
-    return data
-
-
-def _string(data: dict[str, Any], key: str, *, required: bool = True) -> str | None:
-    value = data.get(key)
-    if value is None and not required:
-        return None
-    if not isinstance(value, str) or not value:
-        raise InputError(f"field {key!r} must be a non-empty string")
-    return value
-
-
-def _serial(text: str) -> int:
-    try:
-        value = int(text.replace(":", ""), 16)
-    except ValueError:
-        raise InputError(f"serial {text!r} is not hexadecimal") from None
-    if value <= 0:
-        raise InputError(f"serial {text!r} is out of range")
-    return value
 
 
 OPENAPI: dict[str, Any] = {
@@ -248,8 +198,7 @@ def create_app(backend: Backend) -> Starlette:
                 response: Response = await handler(request)
                 return response
             except ShirushiError as exc:
-                status = exc.http_status if 400 <= exc.http_status < 600 else 400
-                return error(status, exc.code, worded(exc))
+                return error_response(exc)
             except Exception as exc:  # never a traceback to a client; the log keeps the detail
                 log.exception("API %s %s failed", request.method, request.url.path)
                 return error(500, "internal", type(exc).__name__)
@@ -257,15 +206,15 @@ def create_app(backend: Backend) -> Starlette:
         return endpoint
 
     async def issue(request: Request) -> Response:
-        data = await _json_body(request)
-        csr = _string(data, "csr")
+        data = await json_body(request)
+        csr = string_field(data, "csr")
         dns = data.get("dns")
         if dns is not None and (not isinstance(dns, list) or not all(isinstance(d, str) for d in dns)):
             raise InputError("field 'dns' must be a list of strings")
         days = data.get("days")
         if days is not None and (not isinstance(days, int) or isinstance(days, bool)):
             raise InputError("field 'days' must be an integer")
-        subject = _string(data, "subject", required=False)
+        subject = string_field(data, "subject", required=False)
         assert csr is not None
 
         def work() -> dict[str, Any]:
@@ -285,15 +234,15 @@ def create_app(backend: Backend) -> Starlette:
         return JSONResponse(await run_in_threadpool(work), status_code=201)
 
     async def show(request: Request) -> Response:
-        serial = _serial(request.path_params["serial"])
+        serial = parse_serial(request.path_params["serial"])
         rec = await run_in_threadpool(backend.store.certificate, serial)
         if rec is None:
             raise NotFoundError(f"no certificate with serial {serial:X}")
         return JSONResponse(record_json(rec))
 
     async def revoke(request: Request) -> Response:
-        serial = _serial(request.path_params["serial"])
-        data = await _json_body(request)
+        serial = parse_serial(request.path_params["serial"])
+        data = await json_body(request)
         reason = data.get("reason", "unspecified")
         if not isinstance(reason, str):
             raise InputError("field 'reason' must be a string")
@@ -305,13 +254,13 @@ def create_app(backend: Backend) -> Starlette:
         return JSONResponse(body)
 
     async def key_compromise(request: Request) -> Response:
-        data = await _json_body(request)
+        data = await json_body(request)
 
         def work() -> list[str]:
             # In the thread pool: validating a large private key takes seconds of CPU, and this
             # route is open to anyone (policy 4.9.12).
             results = backend.revoker.revoke_key(
-                spki_sha256(_compromise_proof(data)),
+                spki_sha256(compromise_proof(data)),
                 "keyCompromise",
                 requested_by="key-compromise report",
                 note="keyCompromise reported through the API (policy 4.9.12)",
@@ -323,19 +272,19 @@ def create_app(backend: Backend) -> Starlette:
         return JSONResponse({"revoked": revoked})
 
     async def bulk_revoke(request: Request) -> Response:
-        data = await _json_body(request, MAX_BULK_BODY)
+        data = await json_body(request, MAX_BULK_BODY)
         serials = data.get("serials")
         if not isinstance(serials, list) or not all(isinstance(s, str) for s in serials):
             raise InputError("field 'serials' must be a list of hexadecimal strings")
         if not 1 <= len(serials) <= MAX_SERIALS:
             raise InputError(f"field 'serials' must hold 1 to {MAX_SERIALS} serials, not {len(serials)}")
-        reason = _string(data, "reason")
+        reason = string_field(data, "reason")
         assert reason is not None
         parsed: list[int] = []
         invalid: list[str] = []
         for text in serials:
             try:
-                serial = _serial(text)
+                serial = parse_serial(text)
             except InputError:
                 serial = 0
             if serial <= 0 or serial.bit_length() > 160:  # RFC 5280 4.1.2.2: at most 20 octets
@@ -374,38 +323,3 @@ def create_app(backend: Backend) -> Starlette:
         ],
         exception_handlers={404: not_found, 405: not_allowed},
     )
-
-
-def _compromise_proof(data: dict[str, Any]) -> SubscriberKey:
-    """The public key proven compromised (policy 4.9.12): the private key itself, or a CSR
-    signed by it whose subject says it reports a compromise."""
-    if "private_key" in data:
-        text = _string(data, "private_key")
-        assert text is not None
-        try:
-            # Size first, validation after: an oversized key is refused without the work.
-            unchecked = serialization.load_pem_private_key(
-                text.encode(), password=None, unsafe_skip_rsa_key_validation=True
-            )
-            if isinstance(unchecked, rsa.RSAPrivateKey) and unchecked.key_size > MAX_PROOF_KEY_BITS:
-                raise InputError(f"private_key is over {MAX_PROOF_KEY_BITS} bits")
-            key = serialization.load_pem_private_key(text.encode(), password=None)
-        except (ValueError, TypeError):
-            raise InputError("private_key is not a valid unencrypted PEM private key") from None
-        if not isinstance(key, rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey):
-            raise InputError("only RSA and ECDSA keys are certified by this CA")
-        return key.public_key()
-    if "csr" in data:
-        text = _string(data, "csr")
-        assert text is not None
-        csr = load_csr(text.encode())
-        if not csr.is_signature_valid:
-            raise InputError("the CSR's signature does not verify")
-        cn = csr.subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)
-        if not cn or "compromise" not in str(cn[0].value).lower():
-            raise PolicyError("the CSR's subject CN must state the key compromise, e.g. 'Proof of Key Compromise'")
-        public_key = csr.public_key()
-        if not isinstance(public_key, rsa.RSAPublicKey | ec.EllipticCurvePublicKey):
-            raise InputError("only RSA and ECDSA keys are certified by this CA")
-        return public_key
-    raise InputError("give 'private_key' (PEM) or 'csr' (PEM, signed by the compromised key)")

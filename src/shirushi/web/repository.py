@@ -22,7 +22,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 
-from shirushi.ca.authority import ISSUING, ROOT, CertificatePaths
+from shirushi.ca.hierarchy import ISSUING, ROOT, CertificatePaths
 from shirushi.clock import Clock, SystemClock
 from shirushi.config import Settings
 from shirushi.crl.service import crl_path
