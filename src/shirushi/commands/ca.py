@@ -31,8 +31,8 @@ def cmd_init(settings: Settings, args: argparse.Namespace) -> int:
 
 def cmd_issue(settings: Settings, args: argparse.Namespace) -> int:
     from shirushi.backend import Backend
-    from shirushi.ca.hierarchy import load_hierarchy, pem
     from shirushi.ca.csr import MAX_CSR_BYTES
+    from shirushi.ca.hierarchy import load_hierarchy, pem
 
     csr = read_file(args.csr, "CSR file", MAX_CSR_BYTES)
     backend = Backend(settings)
