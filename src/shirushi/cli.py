@@ -20,6 +20,7 @@ from shirushi import __version__
 from shirushi.clock import whole_seconds
 from shirushi.config import Settings, load
 from shirushi.errors import InputError, ServiceError, ShirushiError
+from shirushi.serials import serial_text
 
 Command = Callable[[Settings, argparse.Namespace], int]
 
@@ -162,7 +163,7 @@ def cmd_revoke(settings: Settings, args: argparse.Namespace) -> int:
         # BR 6.1.1.3: say that the key can no longer be certified.
         blocked = " key=blocked" if result.key_blocked else ""
         print(
-            f"revoked {rec.serial_hex.upper()} reason={rec.revocation_reason} "
+            f"revoked {serial_text(rec.serial)} reason={rec.revocation_reason} "
             f"at={rec.revoked_at:%Y-%m-%dT%H:%M:%SZ}{blocked}"
         )
     pending = results[-1].pending.messages() if results else []

@@ -29,6 +29,7 @@ from shirushi.backend import Backend
 from shirushi.ca.authority import load_hierarchy, pem
 from shirushi.config import Settings, parse_listen
 from shirushi.errors import ServiceError, StateError
+from shirushi.serials import serial_text
 
 SAMPLE_HOST = "www.example.jp"
 
@@ -135,7 +136,7 @@ def _demo(settings: Settings, config_path: str | None, *, serve_after: bool) -> 
         (directory / "root.pem").write_text(pem(hierarchy.root))
         for warning in issued.warnings:
             print(f"warning: {warning}")
-        print_checks(settings, directory, issued.record.serial_hex.upper(), config_path)
+        print_checks(settings, directory, serial_text(issued.record.serial), config_path)
         print_load_test(settings, directory, issued.certificate, hierarchy.issuing)
         if not serve_after:
             return 0

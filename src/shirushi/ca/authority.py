@@ -25,6 +25,7 @@ from shirushi.ca import lint, names, profiles, validity
 from shirushi.clock import Clock
 from shirushi.config import Settings, parse_duration
 from shirushi.errors import ConflictError, PolicyError, StateError
+from shirushi.serials import serial_text
 from shirushi.signing import KeyStore, Signer, SignerKey
 from shirushi.store import CertificateRecord, Store
 
@@ -282,7 +283,7 @@ class Authority:
         log.info(
             "certificate issued",
             extra={
-                "serial": record.serial_hex.upper(),
+                "serial": serial_text(record.serial),
                 "kind": kind,
                 "dns_names": list(dns),
                 "not_after": record.not_after,
