@@ -16,7 +16,8 @@ import sqlalchemy as sa
 
 from shirushi.store import schema
 from shirushi.store.audit import audit_values
-from shirushi.store.outbox import CHUNK, outbox_values
+from shirushi.store.database import CHUNK
+from shirushi.store.outbox import outbox_values
 from shirushi.store.records import CertificateRecord, certificate_record, serial_column, utc
 from shirushi.store.store import Store
 

@@ -11,6 +11,7 @@ from sqlalchemy.engine import Engine
 from shirushi.errors import ServiceError
 from shirushi.store import outbox, schema
 from shirushi.store.audit import append_audit
+from shirushi.store.database import CHUNK
 from shirushi.store.records import CRLRow, crl_row, serial_column, utc
 
 
@@ -70,10 +71,10 @@ class CRLs:
                 .where(k.c.issuer_id == issuer_id, k.c.number == number)
                 .values(entries=entries, sha256=sha256, published_at=utc(at))
             )
-            for i in range(0, len(shown), outbox.CHUNK):
+            for i in range(0, len(shown), CHUNK):
                 conn.execute(
                     c.update()
-                    .where(c.c.issuer_id == issuer_id, c.c.serial.in_(shown[i : i + outbox.CHUNK]))
+                    .where(c.c.issuer_id == issuer_id, c.c.serial.in_(shown[i : i + CHUNK]))
                     .values(crl_shown_after_expiry=True)
                 )
             append_audit(conn, at, "crl", issuer_id, None, {"number": number, "entries": entries, "sha256": sha256})

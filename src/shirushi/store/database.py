@@ -15,6 +15,8 @@ from shirushi.errors import ServiceError, StateError
 from shirushi.store import schema
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+# Values per IN (...) list: within SQLite's and PostgreSQL's parameter limits with room to spare.
+CHUNK = 500
 
 
 def connect(url: str, *, create: bool) -> Engine:

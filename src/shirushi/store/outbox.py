@@ -15,10 +15,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from shirushi.store import schema
+from shirushi.store.database import CHUNK
 from shirushi.store.records import OutboxRow, outbox_row, serial_column, utc
-
-# Enough for SQLite's and PostgreSQL's parameter limits with room to spare.
-CHUNK = 500
 
 
 def outbox_values(kind: Literal["ocsp", "crl"], issuer_id: str, serial: int | None, at: dt.datetime) -> dict[str, Any]:

@@ -15,7 +15,7 @@ from typing import Any
 
 from sqlalchemy.engine import Engine
 
-from shirushi.store.outbox import CHUNK
+from shirushi.store.database import CHUNK
 from shirushi.store.records import OutboxRow, serial_column, serial_value
 from shirushi.store.schema import OWED
 

@@ -21,6 +21,7 @@ from shirushi.serials import serial_text
 from shirushi.store import database, outbox, schema
 from shirushi.store.audit import append_audit
 from shirushi.store.crls import CRLs
+from shirushi.store.database import CHUNK
 from shirushi.store.records import (
     CertificateRecord,
     IssuerRow,
@@ -175,8 +176,8 @@ class Store:
         c = schema.certificates
         out: list[StatusRow] = []
         with self.engine.connect() as conn:
-            for i in range(0, len(serials), outbox.CHUNK):
-                chunk = [serial_column(s) for s in serials[i : i + outbox.CHUNK]]
+            for i in range(0, len(serials), CHUNK):
+                chunk = [serial_column(s) for s in serials[i : i + CHUNK]]
                 query = sa.select(
                     c.c.serial, c.c.not_after, c.c.revoked_at, c.c.revocation_reason, c.c.status_version
                 ).where(c.c.issuer_id == issuer_id, c.c.serial.in_(chunk))
