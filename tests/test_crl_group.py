@@ -86,17 +86,17 @@ class FakeStore:
     """What the store would answer: the owed revocations (not yet shown after expiry)."""
 
     def __init__(self) -> None:
-        self.rows: dict[str, Row] = {}
+        self.rows: dict[int, Row] = {}
         self.reads: list[int] = []
-        self.outbox: set[str] = set()  # serials of pending "crl" outbox rows
+        self.outbox: set[int] = set()  # serials of pending "crl" outbox rows
 
-    def changed(self) -> list[str]:
+    def changed(self) -> list[int]:
         """The serials the pending outbox names, then marked done (the CRL is made)."""
         out = sorted(self.outbox)
         self.outbox.clear()
         return out
 
-    def read(self, serials: Sequence[str] | None) -> list[RevokedRow]:
+    def read(self, serials: Sequence[int] | None) -> list[RevokedRow]:
         wanted = [s for s in self.rows if not self.rows[s].shown] if serials is None else serials
         self.reads.append(len(wanted))
         return [
@@ -124,7 +124,7 @@ operation = st.one_of(
 
 @settings(max_examples=150, deadline=None)
 @given(st.lists(operation, min_size=1, max_size=40))
-def test_memo_lists_exactly_what_a_full_read_would(ops: list[tuple[str, object, int, int]]) -> None:
+def test_memo_lists_exactly_what_a_full_read_would(ops: list[tuple[str, int, int, int]]) -> None:
     """After any sequence of revocations, key-compromise updates and CRLs (scheduled or not),
     the memo's listing equals `select_entries` over a full read, entry for entry."""
     store = FakeStore()
@@ -132,7 +132,7 @@ def test_memo_lists_exactly_what_a_full_read_would(ops: list[tuple[str, object, 
     now = T0
     for kind, a, seconds, days in ops:
         if kind == "revoke":
-            serial = format(a, "x")
+            serial = a
             if serial not in store.rows:
                 # Revoked up to an hour before `now` or two hours after (committed while a CRL
                 # was being prepared, or a clock step); expiring within days of now.
@@ -141,27 +141,21 @@ def test_memo_lists_exactly_what_a_full_read_would(ops: list[tuple[str, object, 
                 )
                 store.outbox.add(serial)
         elif kind == "compromise":
-            row = store.rows.get(format(a, "x"))
+            row = store.rows.get(a)
             if row is not None and row.reason != "keyCompromise":
                 row.reason = "keyCompromise"
                 row.revoked_at = min(row.revoked_at, now + dt.timedelta(seconds=seconds))
-                store.outbox.add(format(a, "x"))
+                store.outbox.add(a)
         else:
             scheduled = bool(a)
             now += dt.timedelta(seconds=seconds)
-            owed = [
-                Revocation(int(s, 16), r.revoked_at, r.reason, r.not_after)
-                for s, r in store.rows.items()
-                if not r.shown
-            ]
+            owed = [Revocation(s, r.revoked_at, r.reason, r.not_after) for s, r in store.rows.items() if not r.shown]
             expected = select_entries(owed, this_update=now, scheduled=scheduled)
             changed = None if scheduled else store.changed()
             listing = memo.refresh(changed, store.read, this_update=now, scheduled=scheduled)
             assert sorted(split(listing.revoked)) == sorted(encode_entry(e) for e in expected.entries)
             assert listing.entries == len(expected.entries)
-            assert sorted(int(s, 16) for s in listing.first_shown_after_expiry) == sorted(
-                expected.first_shown_after_expiry
-            )
+            assert sorted(listing.first_shown_after_expiry) == sorted(expected.first_shown_after_expiry)
             assert listing.deferred == len(expected.deferred)
             for serial in listing.first_shown_after_expiry:  # the CRL was published
                 store.rows[serial].shown = True
@@ -171,12 +165,12 @@ def test_memo_lists_exactly_what_a_full_read_would(ops: list[tuple[str, object, 
 def test_memo_reads_only_changed_rows() -> None:
     store = FakeStore()
     for i in range(1, 1001):
-        store.rows[format(i, "x")] = Row(T0 - dt.timedelta(hours=1), "superseded", T0 + dt.timedelta(days=30))
+        store.rows[i] = Row(T0 - dt.timedelta(hours=1), "superseded", T0 + dt.timedelta(days=30))
     memo = EntrySet(arl=False)
     assert memo.refresh(None, store.read, this_update=T0, scheduled=False).entries == 1000
-    store.rows["2000"] = Row(T0, "keyCompromise", T0 + dt.timedelta(days=30))
-    store.rows["5"].reason = "keyCompromise"
-    listing = memo.refresh(["2000", "5"], store.read, this_update=T0 + dt.timedelta(seconds=5), scheduled=False)
+    store.rows[0x2000] = Row(T0, "keyCompromise", T0 + dt.timedelta(days=30))
+    store.rows[5].reason = "keyCompromise"
+    listing = memo.refresh([0x2000, 5], store.read, this_update=T0 + dt.timedelta(seconds=5), scheduled=False)
     assert listing.entries == 1001 and listing.rows_read == 2
     now_compromised = Revocation(5, T0 - dt.timedelta(hours=1), "keyCompromise", T0 + dt.timedelta(days=30))
     assert encode_entry(now_compromised) in split(listing.revoked)

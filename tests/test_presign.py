@@ -74,7 +74,7 @@ def test_issuance_presigns_both_certid_algorithms(backend: Backend) -> None:
     # TTL = nextUpdate - now, measured against the frozen clock.
     assert ttl == 96 * 3600
     # No outbox work left behind for this certificate.
-    assert [w for w in backend.store.pending_outbox() if w.serial == serial] == []
+    assert [w for w in backend.store.outbox.pending() if w.serial == serial] == []
 
 
 def test_issuance_with_redis_down_leaves_outbox_work(tmp_path: Path) -> None:
@@ -90,7 +90,7 @@ def test_issuance_with_redis_down_leaves_outbox_work(tmp_path: Path) -> None:
     b.init()
     issued = b.authority.issue(make_csr())
     assert issued.warnings and "not yet in Redis" in issued.warnings[0]
-    pending = b.store.pending_outbox()
+    pending = b.store.outbox.pending()
     serial = issued.certificate.serial_number
     assert [(w.kind, w.serial) for w in pending if w.serial == serial] == [("ocsp", serial)]
     b.close()
@@ -202,7 +202,7 @@ def test_redis_unreachable_is_a_service_error(tmp_path: Path) -> None:
 
 def test_stale_refresh_never_overwrites_a_revocation(backend: Backend) -> None:
     """A refresh that read "good" before a revocation committed writes after it: Redis keeps revoked."""
-    from shirushi.store.store import StatusRow
+    from shirushi.store.records import StatusRow
 
     issued = backend.authority.issue(make_csr())
     serial = issued.certificate.serial_number

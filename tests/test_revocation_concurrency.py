@@ -115,7 +115,7 @@ def check_agreement(b: Backend, serials: list[int]) -> set[int]:
         expected = ocsp.OCSPCertStatus.REVOKED if serial in revoked else ocsp.OCSPCertStatus.GOOD
         assert response.certificate_status == expected, f"{serial:x}"
     client.close()
-    assert b.store.pending_outbox() == []
+    assert b.store.outbox.pending() == []
     return revoked
 
 

@@ -12,7 +12,9 @@ import sqlalchemy as sa
 
 from shirushi.errors import ConflictError, ServiceError
 from shirushi.store import CertificateRecord, Store
+from shirushi.store.database import migrate, revision
 from shirushi.store.revoked import RevokedReader
+from store_rows import add_audit, audit_entries, count_certificates
 
 T0 = dt.datetime(2026, 11, 29, 9, 0, tzinfo=dt.UTC)
 ISSUER = "00112233aabbccdd"
@@ -44,8 +46,8 @@ def record(serial: int, *, days: int = 200, spki: str = "ab" * 32) -> Certificat
 
 
 def test_migrations_are_idempotent(store: Store) -> None:
-    store.migrate()
-    store.migrate()
+    migrate(store.engine)
+    migrate(store.engine)
     assert [r.name for r in store.issuers()] == ["issuing-ca"]
 
 
@@ -63,9 +65,9 @@ def test_duplicate_serial_is_a_conflict_and_leaves_no_trace(store: Store) -> Non
     store.add_certificate(record(7), at=T0, audit={})
     with pytest.raises(ConflictError):
         store.add_certificate(record(7), at=T0, audit={})
-    assert store.count_certificates(ISSUER) == 1
-    assert len(store.audit_entries("issue")) == 1
-    assert len([w for w in store.pending_outbox() if w[1] == "ocsp"]) == 1
+    assert count_certificates(store, ISSUER) == 1
+    assert len(audit_entries(store, "issue")) == 1
+    assert len([w for w in store.outbox.pending() if w.kind == "ocsp"]) == 1
 
 
 def test_revocation_is_one_transaction_with_outbox_and_audit(store: Store) -> None:
@@ -74,12 +76,12 @@ def test_revocation_is_one_transaction_with_outbox_and_audit(store: Store) -> No
     assert rec is not None
     revoked = store.revoke(rec, reason="keyCompromise", revoked_at=T0, at=T0, audit={"reason": "keyCompromise"})
     assert revoked.revoked_at == T0
-    kinds = sorted(w[1] for w in store.pending_outbox())
+    kinds = sorted(w.kind for w in store.outbox.pending())
     assert kinds == ["crl", "ocsp", "ocsp"]  # issuance's OCSP work, then the revocation's two
     with pytest.raises(ConflictError, match="already revoked"):
         store.revoke(rec, reason="superseded", revoked_at=T0, at=T0, audit={})
-    assert [(r.serial, r.reason) for r in RevokedReader(store.engine).entries(ISSUER)] == [("9", "keyCompromise")]
-    assert [a["action"] for a in store.audit_entries()] == ["issue", "revoke"]
+    assert [(r.serial, r.reason) for r in RevokedReader(store.engine).entries(ISSUER)] == [(9, "keyCompromise")]
+    assert [a["action"] for a in audit_entries(store)] == ["issue", "revoke"]
 
 
 def test_statuses_are_paged_and_skip_expired(store: Store) -> None:
@@ -91,10 +93,10 @@ def test_statuses_are_paged_and_skip_expired(store: Store) -> None:
 
 
 def test_crl_numbers_strictly_increase_even_between_two_backends(store: Store) -> None:
-    other = Store.open(str(store.engine.url.render_as_string(hide_password=False)), migrate=False)
+    other = Store.open(str(store.engine.url.render_as_string(hide_password=False)))
 
     def allocate(s: Store) -> int:
-        return s.allocate_crl_number(ISSUER, this_update=T0, next_update=T0 + dt.timedelta(hours=96), scheduled=False)
+        return s.crls.allocate_number(ISSUER, this_update=T0, next_update=T0 + dt.timedelta(hours=96), scheduled=False)
 
     with concurrent.futures.ThreadPoolExecutor(4) as pool:
         numbers = list(pool.map(allocate, [store, other] * 10))
@@ -103,11 +105,11 @@ def test_crl_numbers_strictly_increase_even_between_two_backends(store: Store) -
 
 
 def test_audit_log_is_append_only(store: Store) -> None:
-    store.audit(T0, "test", {"a": 1})
+    add_audit(store, T0, "test", {"a": 1})
     for statement in ("update audit set action = 'x'", "delete from audit"):
         with pytest.raises(sa.exc.DBAPIError, match="append-only"), store.engine.begin() as conn:
             conn.execute(sa.text(statement))
-    assert [a["action"] for a in store.audit_entries()] == ["test"]
+    assert [a["action"] for a in audit_entries(store)] == ["test"]
 
 
 def test_revision_constant_is_alembics_head(store: Store) -> None:
@@ -121,22 +123,22 @@ def test_revision_constant_is_alembics_head(store: Store) -> None:
     config = Config(str(migrations / "alembic.ini"))
     config.set_main_option("script_location", str(migrations))
     assert ScriptDirectory.from_config(config).get_heads() == [schema.REVISION]
-    assert store.revision() == schema.REVISION
+    assert revision(store.engine) == schema.REVISION
 
 
 def test_migrate_runs_alembic_only_when_behind(store: Store) -> None:
     """A current schema is left alone; one behind (here: no version row) is brought up."""
     with store.engine.begin() as conn:
         conn.execute(sa.text("delete from alembic_version"))
-    assert store.revision() is None
+    assert revision(store.engine) is None
     with pytest.raises((sa.exc.DBAPIError, ServiceError)):
-        store.migrate()  # Alembic runs (and finds the tables there): proof it was not skipped
+        migrate(store.engine)  # Alembic runs (and finds the tables there): proof it was not skipped
     from shirushi.store import schema
 
     with store.engine.begin() as conn:
         conn.execute(sa.text("insert into alembic_version (version_num) values (:v)"), {"v": schema.REVISION})
-    store.migrate()
-    assert store.revision() == schema.REVISION
+    migrate(store.engine)
+    assert revision(store.engine) == schema.REVISION
 
 
 def test_schema_matches_the_migrations(store: Store) -> None:
@@ -162,7 +164,7 @@ def test_cli_on_postgresql(postgres_url: str, redis_url: str, tmp_path: Path) ->
     revoked = run_cli(["revoke", serial, "--reason", "superseded"], env)
     assert revoked.returncode == 0, revoked.stderr
     assert not (tmp_path / "data" / "shirushi.db").exists()
-    s = Store.open(postgres_url, migrate=False)
+    s = Store.open(postgres_url)
     rec = s.certificate(int(serial, 16))
     s.close()
     assert rec is not None and rec.revocation_reason == "superseded"

@@ -31,6 +31,7 @@ from shirushi.config import Settings
 from shirushi.config_values import parse_listen
 from shirushi.errors import ServiceError, StateError
 from shirushi.layout import Layout
+from shirushi.serials import serial_text
 
 SAMPLE_HOST = "www.example.jp"
 
@@ -137,7 +138,7 @@ def _demo(settings: Settings, config_path: str | None, *, serve_after: bool) -> 
         (directory / "root.pem").write_text(pem(hierarchy.root))
         for warning in issued.warnings:
             print(f"warning: {warning}")
-        print_checks(settings, directory, issued.record.serial_hex.upper(), config_path)
+        print_checks(settings, directory, serial_text(issued.record.serial), config_path)
         print_load_test(settings, directory, issued.certificate, hierarchy.issuing)
         if not serve_after:
             return 0

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 from shirushi.clock import Clock
 from shirushi.errors import ShirushiError
 from shirushi.store import CertificateRecord, Store
-from shirushi.store.store import OutboxRow
+from shirushi.store.records import OutboxRow
 
 if TYPE_CHECKING:
     from shirushi.crl.service import CRLService
@@ -76,7 +76,7 @@ class FollowUp:
 
     def issued(self, record: CertificateRecord) -> Pending:
         """The new certificate's OCSP response (BR 4.9.10), before issuance returns."""
-        return self._ocsp(self.store.pending_ocsp(record.issuer_id, [record.serial]), defer_done=True)
+        return self._ocsp(self.store.outbox.pending_ocsp(record.issuer_id, [record.serial]), defer_done=True)
 
     def revoked(self, records: Sequence[CertificateRecord]) -> Pending:
         """OCSP first (what most relying parties ask), then the CRL of each issuer concerned."""
@@ -84,7 +84,7 @@ class FollowUp:
         issuers = sorted({r.issuer_id for r in records})
         for issuer in issuers:
             serials = [r.serial for r in records if r.issuer_id == issuer]
-            pending += self._ocsp(self.store.pending_ocsp(issuer, serials))
+            pending += self._ocsp(self.store.outbox.pending_ocsp(issuer, serials))
         for issuer in issuers:
             pending += self._crl(issuer)
         return pending
@@ -92,7 +92,7 @@ class FollowUp:
     def drain(self, *, min_age: float = 0.0) -> Pending:
         """Do every piece of work committed at least `min_age` seconds ago and not yet done."""
         self._flush_done()
-        work = self.store.pending_outbox(older_than=self.clock.now() - dt.timedelta(seconds=min_age))
+        work = self.store.outbox.pending(older_than=self.clock.now() - dt.timedelta(seconds=min_age))
         pending = self._ocsp([w for w in work if w.kind == "ocsp"])
         for issuer in sorted({w.issuer_id for w in work if w.kind == "crl"}):
             pending += self._crl(issuer)
@@ -108,7 +108,7 @@ class FollowUp:
         with self._done_lock:
             done, self._done_later = self._done_later, []
         if done:
-            self.store.outbox_done(done, self.clock.now())
+            self.store.outbox.done(done, self.clock.now())
 
     def _mark_done_later(self, ids: list[int]) -> None:
         with self._done_lock:
@@ -146,7 +146,7 @@ class FollowUp:
         if defer_done:
             self._mark_done_later(done)
         else:
-            self.store.outbox_done(done, self.clock.now())
+            self.store.outbox.done(done, self.clock.now())
         return pending
 
     def _crl(self, issuer_id: str) -> Pending:

@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterable
 
 from shirushi.config import Settings
 from shirushi.errors import InputError, NotFoundError
+from shirushi.serials import serial_text
 from shirushi.store import CertificateRecord, Store
 
 MAX_EXPIRING_DAYS = 3660  # ten years: more is a typo, not a question
@@ -39,7 +40,7 @@ def parse_days(text: str) -> int:
 def describe(record: CertificateRecord, issuer: str, now: dt.datetime) -> list[str]:
     """One certificate's record and status, one `field: value` per line."""
     fields = [
-        ("serial", record.serial_hex.upper()),
+        ("serial", serial_text(record.serial)),
         ("status", status(record, now)),
         ("kind", record.kind),
         ("issuer", issuer),
@@ -60,7 +61,7 @@ def table(records: Iterable[CertificateRecord], now: dt.datetime) -> Iterable[st
     yield row.format("SERIAL", "STATUS", "NOT_AFTER", "KIND", "NAMES")
     for r in records:
         names = " ".join(r.dns_names) or r.subject
-        yield row.format(r.serial_hex.upper(), status(r, now), _time(r.not_after), r.kind, names)
+        yield row.format(serial_text(r.serial), status(r, now), _time(r.not_after), r.kind, names)
 
 
 def show(settings: Settings, serial: int, now: dt.datetime, say: Callable[[str], None] = print) -> int:
@@ -68,7 +69,7 @@ def show(settings: Settings, serial: int, now: dt.datetime, say: Callable[[str],
     try:
         record = store.certificate(serial)
         if record is None:
-            raise NotFoundError(f"no certificate with serial {format(serial, 'X')} was issued by this CA")
+            raise NotFoundError(f"no certificate with serial {serial_text(serial)} was issued by this CA")
         names = {i.id: f"{i.name} ({i.subject})" for i in store.issuers()}
         for line in describe(record, names.get(record.issuer_id, record.issuer_id), now):
             say(line)

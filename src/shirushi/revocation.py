@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 from shirushi.clock import Clock
 from shirushi.errors import ArgumentError, InputError, NotFoundError, PolicyError
 from shirushi.reasons import ALLOWED, CA_ONLY, FIVE_DAY_REASONS, REFUSED, SUBSCRIBER_REASONS
+from shirushi.serials import serial_text
 from shirushi.store import CertificateRecord, Store
 
 if TYPE_CHECKING:
@@ -135,18 +136,19 @@ class Revoker:
     ) -> CertificateRecord:
         reason = check_reason(reason, by_subscriber=by_subscriber)
         record = self.store.certificate(serial, issuer_id)
+        shown = serial_text(serial, lower=True)
         if record is None:
-            raise NotFoundError(f"no certificate with serial {serial:x} was issued by this CA")
+            raise NotFoundError(f"no certificate with serial {shown} was issued by this CA")
         if record.kind != "server":
             # CA and OCSP signer certificates follow BR 4.9.1.2 and need a new key or hierarchy
             # along with the revocation; this use case is for subscriber certificates.
             raise PolicyError(
-                f"certificate {serial:x} is the CA's own {record.kind} certificate, not a subscriber certificate"
+                f"certificate {shown} is the CA's own {record.kind} certificate, not a subscriber certificate"
             )
         now = self.clock.now()
         if record.not_after < now:
             raise PolicyError(
-                f"certificate {serial:x} expired on {record.not_after:%Y-%m-%d %H:%M:%SZ}; expired certificates "
+                f"certificate {shown} expired on {record.not_after:%Y-%m-%d %H:%M:%SZ}; expired certificates "
                 "are not revoked"
             )
         revoked_at = now
@@ -185,7 +187,7 @@ class Revoker:
         log.info(
             "certificate revoked",
             extra={
-                "serial": revoked.serial_hex.upper(),
+                "serial": serial_text(revoked.serial),
                 "reason": reason,
                 "revoked_at": revoked_at,
                 "requested_by": requested_by,

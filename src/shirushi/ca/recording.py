@@ -10,6 +10,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from shirushi.asn1.keys import spki_sha256
 from shirushi.ca.hierarchy import der
+from shirushi.serials import serial_text
 from shirushi.store import CertificateRecord, Store
 
 log = logging.getLogger("shirushi.ca")
@@ -48,7 +49,7 @@ def record_certificate(
     log.info(
         "certificate issued",
         extra={
-            "serial": record.serial_hex.upper(),
+            "serial": serial_text(record.serial),
             "kind": kind,
             "dns_names": list(dns),
             "not_after": record.not_after,

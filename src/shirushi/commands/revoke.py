@@ -11,6 +11,7 @@ import sys
 from shirushi.commands.inputs import parse_serial, parse_time, public_key_of, read_file
 from shirushi.config import Settings
 from shirushi.errors import InputError, ServiceError
+from shirushi.serials import serial_text
 
 
 def cmd_revoke(settings: Settings, args: argparse.Namespace) -> int:
@@ -48,7 +49,7 @@ def cmd_revoke(settings: Settings, args: argparse.Namespace) -> int:
         # BR 6.1.1.3: say that the key can no longer be certified.
         blocked = " key=blocked" if result.key_blocked else ""
         print(
-            f"revoked {rec.serial_hex.upper()} reason={rec.revocation_reason} "
+            f"revoked {serial_text(rec.serial)} reason={rec.revocation_reason} "
             f"at={rec.revoked_at:%Y-%m-%dT%H:%M:%SZ}{blocked}"
         )
     pending = results[-1].pending.messages() if results else []

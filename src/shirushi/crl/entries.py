@@ -27,7 +27,7 @@ from shirushi.asn1.crl import encode_entry
 from shirushi.crl.selection import Revocation
 from shirushi.store.revoked import RevokedRow
 
-Read = Callable[[Sequence[str] | None], list[RevokedRow]]
+Read = Callable[[Sequence[int] | None], list[RevokedRow]]
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -36,7 +36,7 @@ class Listing:
 
     revoked: bytes  # the revokedCertificates content, entries concatenated
     entries: int
-    first_shown_after_expiry: tuple[str, ...]  # serial hex; only on scheduled CRLs
+    first_shown_after_expiry: tuple[int, ...]  # serials; only on scheduled CRLs
     deferred: int  # revocations dated after thisUpdate, left for the next CRL
     rows_read: int  # rows read from the store for this CRL (the rest came from the set)
 
@@ -48,9 +48,9 @@ class EntrySet:
         self.arl = arl
         self.last_number = 0  # the CRL number last built from this set (0: none)
         self.last_certificate_id = 0  # certificate rows above this id were not yet looked at
-        self._not_after: dict[str, dt.datetime] = {}  # every owed entry, listed or late
-        self._der: dict[str, bytes] = {}  # listable entries
-        self._late: dict[str, Revocation] = {}  # dated after the last thisUpdate
+        self._not_after: dict[int, dt.datetime] = {}  # every owed entry, listed or late
+        self._der: dict[int, bytes] = {}  # listable entries
+        self._late: dict[int, Revocation] = {}  # dated after the last thisUpdate
         self._as_of: dt.datetime | None = None
 
     def __len__(self) -> int:
@@ -65,7 +65,7 @@ class EntrySet:
         self._as_of = None
 
     def refresh(
-        self, changed: Sequence[str] | None, read: Read, *, this_update: dt.datetime, scheduled: bool
+        self, changed: Sequence[int] | None, read: Read, *, this_update: dt.datetime, scheduled: bool
     ) -> Listing:
         """Re-read the `changed` serials (everything when None) and list the set.
 
@@ -80,7 +80,7 @@ class EntrySet:
             raise
 
     def _refresh(
-        self, changed: Sequence[str] | None, read: Read, *, this_update: dt.datetime, scheduled: bool
+        self, changed: Sequence[int] | None, read: Read, *, this_update: dt.datetime, scheduled: bool
     ) -> Listing:
         if changed is None or (self._as_of is not None and this_update < self._as_of):
             self.clear()
@@ -94,7 +94,7 @@ class EntrySet:
         for row in rows:
             self._drop(row.serial)
             self._not_after[row.serial] = row.not_after
-            revocation = Revocation(int(row.serial, 16), row.revoked_at, row.reason, row.not_after)
+            revocation = Revocation(row.serial, row.revoked_at, row.reason, row.not_after)
             if row.revoked_at >= too_late:
                 self._late[row.serial] = revocation
             else:
@@ -104,19 +104,19 @@ class EntrySet:
                 del self._late[serial]
                 self._der[serial] = encode_entry(revocation, arl=arl)
         self._as_of = this_update
-        first_shown: tuple[str, ...] = ()
+        first_shown: tuple[int, ...] = ()
         if scheduled:
             # RFC 5280 3.3: a scheduled CRL issued after notAfter is the entry's last appearance.
             not_after = self._not_after
             first_shown = tuple(serial for serial in self._der if not_after[serial] < this_update)
         return Listing(b"".join(self._der.values()), len(self._der), first_shown, len(self._late), len(rows))
 
-    def forget(self, serials: Iterable[str]) -> None:
+    def forget(self, serials: Iterable[int]) -> None:
         """These entries are no longer owed (their last CRL is published)."""
         for serial in serials:
             self._drop(serial)
 
-    def _drop(self, serial: str) -> None:
+    def _drop(self, serial: int) -> None:
         self._not_after.pop(serial, None)
         self._der.pop(serial, None)
         self._late.pop(serial, None)

@@ -29,6 +29,7 @@ from shirushi.crl.publish import publish
 from shirushi.errors import StateError
 from shirushi.signing import KeyStore, Signer
 from shirushi.store import Store
+from shirushi.store.records import OutboxRow
 from shirushi.store.revoked import RevokedReader, RevokedRow
 
 # More changed rows than this and a full read is cheaper than reading them by serial.
@@ -110,10 +111,10 @@ class CRLService:
             return signer
 
     def _changed(
-        self, entries: EntrySet, issuer_id: str, work: list[tuple[int, str | None]], *, scheduled: bool
-    ) -> list[str] | None:
+        self, entries: EntrySet, issuer_id: str, work: list[OutboxRow], *, scheduled: bool
+    ) -> list[int] | None:
         """The serials whose entries may differ from the memo's; None when all must be read."""
-        if scheduled or not entries.last_number or any(serial is None for _, serial in work):
+        if scheduled or not entries.last_number or any(w.serial is None for w in work):
             return None  # the daily CRL reads everything, so the memo cannot drift for long
         if entries.last_number != self._reader.latest_crl_number(issuer_id):
             return None  # another process made a CRL: it may have discharged changes we missed
@@ -121,7 +122,7 @@ class CRLService:
         inserted = self._reader.owed_since(issuer_id, entries.last_certificate_id, FULL_READ_ABOVE)
         if inserted is None:
             return None
-        return sorted({serial for _, serial in work if serial is not None} | set(inserted))
+        return sorted({w.serial for w in work if w.serial is not None} | set(inserted))
 
     def _entry_set(self, issuer_name: str) -> EntrySet:
         with self._guard:
@@ -138,7 +139,7 @@ class CRLService:
         signer = self._signer(issuer_name)
         arl = issuer_name == ROOT
 
-        def read(serials: Sequence[str] | None) -> list[RevokedRow]:
+        def read(serials: Sequence[int] | None) -> list[RevokedRow]:
             return self._reader.entries(row.id, serials)
 
         this_update = self.clock.now()
@@ -151,7 +152,7 @@ class CRLService:
         entries = self._entry_set(issuer_name)
         changed = self._changed(entries, row.id, work, scheduled=scheduled)
         listing = entries.refresh(changed, read, this_update=this_update, scheduled=scheduled)
-        number = self.store.allocate_crl_number(
+        number = self.store.crls.allocate_number(
             row.id, this_update=this_update, next_update=next_update, scheduled=scheduled
         )
         der = sign_crl(
@@ -165,14 +166,14 @@ class CRLService:
         )
         path = crl_path(self.settings, issuer_name)
         publish(der, path=path, archive_dir=self.settings.layout.crl_archive(issuer_name), number=number)
-        self.store.crl_published(
+        self.store.crls.published(
             row.id,
             number,
             entries=listing.entries,
             sha256=hashlib.sha256(der).hexdigest(),
             at=self.clock.now(),
             shown_after_expiry=list(listing.first_shown_after_expiry),
-            outbox_done=[work_id for work_id, _ in work],
+            outbox_done=[w.id for w in work],
         )
         entries.forget(listing.first_shown_after_expiry)
         entries.last_number, entries.last_certificate_id = number, top
@@ -200,11 +201,11 @@ class CRLService:
             return False
         # Only scheduled CRLs count: those issued on revocation do not retire expired entries
         # (RFC 5280 3.3), so a CA revoking daily must still publish its daily scheduled CRL.
-        last = self.store.last_crl(row.id, scheduled=True)
+        last = self.store.crls.last_scheduled(row.id)
         if last is None:
             return False
         interval = self.settings.crl.interval if issuer_name == ISSUING else ARL_VALIDITY / 2
-        return bool(self.clock.now() - last["this_update"] < interval)
+        return bool(self.clock.now() - last.this_update < interval)
 
     def current(self, issuer_name: str) -> x509.CertificateRevocationList | None:
         try:

@@ -33,7 +33,8 @@ from shirushi.config import Settings
 from shirushi.lifecycle import check_stop, die_with_parent, leave_stop_to_parent
 from shirushi.presign import planner
 from shirushi.signing import Signer
-from shirushi.store.store import StatusRow, Store
+from shirushi.store import Store
+from shirushi.store.records import StatusRow
 
 log = logging.getLogger("shirushi.presign")
 

@@ -1,5 +1,6 @@
 """The system of record: certificates, revocations, CRL numbers, outbox and audit (SQLAlchemy Core)."""
 
-from shirushi.store.store import CertificateRecord, Store
+from shirushi.store.records import CertificateRecord
+from shirushi.store.store import Store
 
 __all__ = ["CertificateRecord", "Store"]

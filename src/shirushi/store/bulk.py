@@ -9,17 +9,17 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import json
 from collections.abc import Sequence
 from typing import Any
 
 import sqlalchemy as sa
 
 from shirushi.store import schema
-from shirushi.store.store import CertificateRecord, Store, serial_hex
-
-UTC = dt.UTC
-CHUNK = 500
+from shirushi.store.audit import audit_values
+from shirushi.store.database import CHUNK
+from shirushi.store.outbox import outbox_values
+from shirushi.store.records import CertificateRecord, certificate_record, serial_column, utc
+from shirushi.store.store import Store
 
 
 @dataclasses.dataclass(frozen=True)
@@ -39,9 +39,9 @@ def certificates_by_serial(store: Store, serials: Sequence[int]) -> dict[int, li
     found: dict[int, list[CertificateRecord]] = {}
     with store.engine.connect() as conn:
         for i in range(0, len(serials), CHUNK):
-            chunk = [serial_hex(s) for s in serials[i : i + CHUNK]]
+            chunk = [serial_column(s) for s in serials[i : i + CHUNK]]
             for row in conn.execute(sa.select(c).where(c.c.serial.in_(chunk))):
-                record = CertificateRecord.from_row(row)
+                record = certificate_record(row)
                 found.setdefault(record.serial, []).append(record)
     return found
 
@@ -54,17 +54,16 @@ def revoke_batch(store: Store, items: Sequence[BatchItem], at: dt.datetime) -> l
     """
     c = schema.certificates
     done: list[CertificateRecord] = []
-    now = at.astimezone(UTC)
     with store.engine.begin() as conn:
         for item in items:
-            condition = [c.c.issuer_id == item.record.issuer_id, c.c.serial == item.record.serial_hex]
+            condition = [c.c.issuer_id == item.record.issuer_id, c.c.serial == serial_column(item.record.serial)]
             if not item.replace:
                 condition.append(c.c.revoked_at.is_(None))
             result = conn.execute(
                 c.update()
                 .where(*condition)
                 .values(
-                    revoked_at=item.revoked_at.astimezone(UTC),
+                    revoked_at=utc(item.revoked_at),
                     revocation_reason=item.reason,
                     status_version=c.c.status_version + 1,
                 )
@@ -72,22 +71,11 @@ def revoke_batch(store: Store, items: Sequence[BatchItem], at: dt.datetime) -> l
             if result.rowcount == 1:
                 done.append(dataclasses.replace(item.record, revoked_at=item.revoked_at, revocation_reason=item.reason))
         if done:
-            outbox = [
-                {"kind": kind, "issuer_id": r.issuer_id, "serial": r.serial_hex, "created_at": now}
-                for r in done
-                for kind in ("ocsp", "crl")
-            ]
+            outbox = [outbox_values(kind, r.issuer_id, r.serial, at) for r in done for kind in ("ocsp", "crl")]
             conn.execute(schema.outbox.insert(), outbox)
             by_serial = {(i.record.issuer_id, i.record.serial): i.audit for i in items}
             audit = [
-                {
-                    "at": now,
-                    "action": "revoke",
-                    "issuer_id": r.issuer_id,
-                    "serial": r.serial_hex,
-                    "detail": json.dumps(by_serial[(r.issuer_id, r.serial)], sort_keys=True, default=str),
-                }
-                for r in done
+                audit_values(at, "revoke", r.issuer_id, r.serial, by_serial[(r.issuer_id, r.serial)]) for r in done
             ]
             conn.execute(schema.audit.insert(), audit)
     return done

@@ -2,8 +2,8 @@
 
 A CRL of 100,000 entries is read on every revocation-driven CRL; SQLAlchemy result rows cost
 about 25 us each there (type processors, Row objects), the driver's plain tuples about 1 us. So
-these queries go to the DBAPI cursor directly and hand back plain tuples; the SQL is portable
-between SQLite and PostgreSQL (only the parameter style differs).
+these queries go to the DBAPI cursor directly and build their rows from the driver's tuples; the
+SQL is portable between SQLite and PostgreSQL (only the parameter style differs).
 """
 
 from __future__ import annotations
@@ -15,19 +15,18 @@ from typing import Any
 
 from sqlalchemy.engine import Engine
 
+from shirushi.store.database import CHUNK
+from shirushi.store.records import OutboxRow, serial_column, serial_value
 from shirushi.store.schema import OWED
 
 UTC = dt.UTC
-
-# Enough for SQLite's and PostgreSQL's parameter limits with room to spare.
-CHUNK = 500
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class RevokedRow:
     """One revoked certificate still owed a CRL entry, as stored."""
 
-    serial: str  # lowercase hex, as stored
+    serial: int
     revoked_at: dt.datetime
     reason: str
     not_after: dt.datetime
@@ -64,7 +63,7 @@ class RevokedReader:
     # both databases use the index.
     _OWED = f"issuer_id = ? AND {OWED}"
 
-    def entries(self, issuer_id: str, serials: Sequence[str] | None = None) -> list[RevokedRow]:
+    def entries(self, issuer_id: str, serials: Sequence[int] | None = None) -> list[RevokedRow]:
         """The named revocations still owed an entry (all of them when `serials` is None)."""
         columns = "serial, revoked_at, revocation_reason, not_after"
         raw: list[tuple[Any, ...]] = []
@@ -75,11 +74,11 @@ class RevokedReader:
             # in the SQL SQLite prefers walking the whole partial index.
             sql = f"SELECT {columns}, crl_shown_after_expiry FROM certificates WHERE issuer_id = ? AND serial IN "
             for i in range(0, len(serials), CHUNK):
-                chunk = list(serials[i : i + CHUNK])
+                chunk = [serial_column(s) for s in serials[i : i + CHUNK]]
                 rows = self._rows(sql + f"({', '.join('?' * len(chunk))})", (issuer_id, *chunk))
                 raw += [r[:4] for r in rows if r[1] is not None and not r[4]]
         return [
-            RevokedRow(serial, _time(revoked_at), reason or "unspecified", _time(not_after))
+            RevokedRow(serial_value(serial), _time(revoked_at), reason or "unspecified", _time(not_after))
             for serial, revoked_at, reason, not_after in raw
         ]
 
@@ -87,7 +86,7 @@ class RevokedReader:
         """The highest certificate row id (0 when there is none): rows above it are new."""
         return int(self._rows("SELECT max(id) FROM certificates", ())[0][0] or 0)
 
-    def owed_since(self, issuer_id: str, after_id: int, limit: int) -> list[str] | None:
+    def owed_since(self, issuer_id: str, after_id: int, limit: int) -> list[int] | None:
         """Serials of rows above `after_id` that are owed an entry; None when over `limit` rows.
 
         Catches revoked rows that arrived without an outbox row (inserted directly into the
@@ -98,16 +97,21 @@ class RevokedReader:
         if len(rows) > limit:
             return None
         return [
-            serial for issuer, serial, revoked_at, shown in rows if issuer == issuer_id and revoked_at and not shown
+            serial_value(serial)
+            for issuer, serial, revoked_at, shown in rows
+            if issuer == issuer_id and revoked_at and not shown
         ]
 
-    def pending_crl_work(self, issuer_id: str) -> list[tuple[int, str | None]]:
-        """(id, serial hex) of the outbox rows asking for a new CRL of this issuer, not yet done.
+    def pending_crl_work(self, issuer_id: str) -> list[OutboxRow]:
+        """The outbox rows asking for a new CRL of this issuer, not yet done.
 
         The serial is the revoked certificate; rows written by 0.1.0 have none.
         """
         sql = "SELECT id, serial FROM outbox WHERE kind = 'crl' AND issuer_id = ? AND done_at IS NULL"
-        return [(int(r[0]), r[1]) for r in self._rows(sql, (issuer_id,))]
+        return [
+            OutboxRow(int(id), "crl", issuer_id, None if serial is None else serial_value(serial))
+            for id, serial in self._rows(sql, (issuer_id,))
+        ]
 
     def latest_crl_number(self, issuer_id: str) -> int:
         """The highest CRL number reserved for this issuer (0 before the first)."""

@@ -23,6 +23,7 @@ from shirushi.backend import Backend
 from shirushi.bulkrevoke import MAX_SERIALS
 from shirushi.ca.hierarchy import pem
 from shirushi.errors import InputError, NotFoundError, ShirushiError
+from shirushi.serials import serial_text
 from shirushi.store import CertificateRecord
 from shirushi.web.json_io import error, error_response, json_body, parse_serial, string_field
 from shirushi.web.key_proof import compromise_proof
@@ -34,7 +35,7 @@ MAX_BULK_BODY = MAX_SERIALS * 64 + 4096
 
 def record_json(rec: CertificateRecord) -> dict[str, Any]:
     return {
-        "serial": rec.serial_hex.upper(),
+        "serial": serial_text(rec.serial),
         "status": "revoked" if rec.revoked_at else "good",
         "not_before": rec.not_before.strftime("%Y-%m-%dT%H:%M:%SZ"),
         "not_after": rec.not_after.strftime("%Y-%m-%dT%H:%M:%SZ"),
@@ -223,7 +224,7 @@ def create_app(backend: Backend) -> Starlette:
             issued = backend.authority.issue(csr.encode(), dns_names=dns, days=days, subject=subject)
             hierarchy = backend.authority.hierarchy()
             body: dict[str, Any] = {
-                "serial": issued.record.serial_hex.upper(),
+                "serial": serial_text(issued.record.serial),
                 "certificate": pem(issued.certificate),
                 "chain": pem(hierarchy.issuing) + pem(hierarchy.root),
             }
@@ -237,7 +238,7 @@ def create_app(backend: Backend) -> Starlette:
         serial = parse_serial(request.path_params["serial"])
         rec = await run_in_threadpool(backend.store.certificate, serial)
         if rec is None:
-            raise NotFoundError(f"no certificate with serial {serial:X}")
+            raise NotFoundError(f"no certificate with serial {serial_text(serial)}")
         return JSONResponse(record_json(rec))
 
     async def revoke(request: Request) -> Response:
@@ -266,7 +267,7 @@ def create_app(backend: Backend) -> Starlette:
                 note="keyCompromise reported through the API (policy 4.9.12)",
                 reported=True,
             )
-            return [r.record.serial_hex.upper() for r in results]
+            return [serial_text(r.record.serial) for r in results]
 
         revoked = await run_in_threadpool(work)
         return JSONResponse({"revoked": revoked})
@@ -293,11 +294,11 @@ def create_app(backend: Backend) -> Starlette:
                 parsed.append(serial)
         result = await run_in_threadpool(backend.bulk_revoker.revoke, parsed, reason, requested_by="api (bulk)")
         body: dict[str, Any] = {
-            "revoked": [r.serial_hex.upper() for r in result.revoked],
-            "already_revoked": [format(s, "X") for s in result.already_revoked],
-            "unknown": [format(s, "X") for s in result.unknown],
+            "revoked": [serial_text(r.serial) for r in result.revoked],
+            "already_revoked": [serial_text(s) for s in result.already_revoked],
+            "unknown": [serial_text(s) for s in result.unknown],
             "invalid": invalid,
-            "refused": {format(s, "X"): why for s, why in result.refused.items()},
+            "refused": {serial_text(s): why for s, why in result.refused.items()},
         }
         if result.pending:
             body["pending"] = result.pending.messages()

@@ -1,0 +1,93 @@
+"""CRL numbers and the record of published CRLs (RFC 5280 5.2.3, policy 5.5.1). Does database I/O."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from shirushi.errors import ServiceError
+from shirushi.store import outbox, schema
+from shirushi.store.audit import append_audit
+from shirushi.store.database import CHUNK
+from shirushi.store.records import CRLRow, crl_row, serial_column, utc
+
+
+class CRLs:
+    """The CRLs of one database: numbers reserved, CRLs published."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def allocate_number(
+        self, issuer_id: str, *, this_update: dt.datetime, next_update: dt.datetime, scheduled: bool
+    ) -> int:
+        """Reserve the next CRL number (RFC 5280 5.2.3); never reused, even across backends.
+
+        The unique (issuer, number) constraint turns a race between two backends into a retry.
+        """
+        k = schema.crls
+        for _attempt in range(20):
+            try:
+                with self.engine.begin() as conn:
+                    current = conn.execute(
+                        sa.select(sa.func.max(k.c.number)).where(k.c.issuer_id == issuer_id)
+                    ).scalar_one()
+                    number = (current or 0) + 1
+                    conn.execute(
+                        k.insert().values(
+                            issuer_id=issuer_id,
+                            number=number,
+                            this_update=utc(this_update),
+                            next_update=utc(next_update),
+                            scheduled=scheduled,
+                        )
+                    )
+                    return int(number)
+            except sa.exc.IntegrityError:
+                continue
+        raise ServiceError("could not allocate a CRL number: too much contention")
+
+    def published(
+        self,
+        issuer_id: str,
+        number: int,
+        *,
+        entries: int,
+        sha256: str,
+        at: dt.datetime,
+        shown_after_expiry: Sequence[int],
+        outbox_done: Sequence[int] = (),
+    ) -> None:
+        """Record a published CRL, the entries it showed after expiry and the CRL work it did."""
+        k, c = schema.crls, schema.certificates
+        shown = [serial_column(s) for s in shown_after_expiry]
+        with self.engine.begin() as conn:
+            outbox.mark_done(conn, outbox_done, at)
+            conn.execute(
+                k.update()
+                .where(k.c.issuer_id == issuer_id, k.c.number == number)
+                .values(entries=entries, sha256=sha256, published_at=utc(at))
+            )
+            for i in range(0, len(shown), CHUNK):
+                conn.execute(
+                    c.update()
+                    .where(c.c.issuer_id == issuer_id, c.c.serial.in_(shown[i : i + CHUNK]))
+                    .values(crl_shown_after_expiry=True)
+                )
+            append_audit(conn, at, "crl", issuer_id, None, {"number": number, "entries": entries, "sha256": sha256})
+
+    def last_scheduled(self, issuer_id: str) -> CRLRow | None:
+        """The newest published scheduled CRL of this issuer."""
+        k = schema.crls
+        query = (
+            sa.select(k)
+            .where(k.c.issuer_id == issuer_id, k.c.published_at.is_not(None), k.c.scheduled.is_(True))
+            .order_by(k.c.number.desc())
+            .limit(1)
+        )
+        with self.engine.connect() as conn:
+            r = conn.execute(query).first()
+        return None if r is None else crl_row(r)
