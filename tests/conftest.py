@@ -20,9 +20,9 @@ from pathlib import Path
 import pytest
 import redis
 
-from ocsp_pki import RedisProcess
+from support.ocsp_pki import RedisProcess
 
-pytest_plugins = ["softhsm"]  # the real SoftHSM2 token fixture (tests/softhsm.py)
+pytest_plugins = ["support.softhsm"]  # the real SoftHSM2 token fixture (tests/support/softhsm.py)
 
 FIXTURE_MARKS = {
     "redis_server": "redis",

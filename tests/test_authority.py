@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from pki import cli_env, make_csr, make_key, run_cli, split_pem
 from shirushi import config
 from shirushi.backend import Backend
 from shirushi.clock import FrozenClock
 from shirushi.errors import LintError, SignerError
-from store_rows import count_certificates
+from support.pki import cli_env, make_csr, make_key, run_cli, split_pem
+from support.store_rows import count_certificates
 
 SECOND = dt.timedelta(seconds=1)
 

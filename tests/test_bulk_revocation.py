@@ -16,10 +16,10 @@ from typing import Any
 import pytest
 import uvicorn
 
-from serving import free_port
 from shirushi.backend import Backend
 from shirushi.store import schema
 from shirushi.web.api import create_app
+from support.serving import free_port
 from test_revocation_concurrency import WORKER, archived, backend_of, check_agreement, check_numbers, seed
 from test_revocation_concurrency import env as env  # the fixture (SQLite and PostgreSQL)
 

@@ -175,7 +175,7 @@ def test_relative_paths_in_a_file_are_relative_to_the_file(tmp_path: Path, monke
 @pytest.mark.e2e
 def test_config_file_from_another_directory_finds_the_same_ca(tmp_path: Path) -> None:
     """`shirushi --config /abs/ca.toml ...` run from anywhere uses the data_dir beside the file."""
-    from pki import cli_env, run_cli
+    from support.pki import cli_env, run_cli
 
     conf = tmp_path / "site" / "ca.toml"
     conf.parent.mkdir()

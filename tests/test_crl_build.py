@@ -21,7 +21,7 @@ from shirushi.crl import (
     build_crl,
 )
 from shirushi.reasons import SUBSCRIBER_REASONS
-from test_crl_pki import (
+from support.crl_pki import (
     EPOCH,
     UTC,
     Pki,

@@ -14,7 +14,7 @@ from cryptography import x509
 
 from shirushi.crl import ArchiveConflictError, Entry, StaleCrlError, build_crl, publish
 from shirushi.errors import InputError
-from test_crl_pki import EPOCH, shared_pki
+from support.crl_pki import EPOCH, shared_pki
 
 
 def make_crl(number: int, *, entries: int = 3, offset: int = 0) -> bytes:

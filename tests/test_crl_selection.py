@@ -15,7 +15,7 @@ from cryptography import x509
 
 from shirushi.clock import FrozenClock
 from shirushi.crl import CrlError, Revocation, build_crl, publish, select_entries
-from test_crl_pki import EPOCH, Pki, shared_pki
+from support.crl_pki import EPOCH, Pki, shared_pki
 
 DAY = dt.timedelta(days=1)
 

@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 
-from pki import make_csr
 from shirushi import config
 from shirushi.backend import Backend
 from shirushi.clock import FrozenClock
+from support.pki import make_csr
 
 T0 = dt.datetime(2026, 11, 29, 9, 0, tzinfo=dt.UTC)
 H = dt.timedelta(hours=1)

@@ -7,10 +7,10 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.x509.oid import NameOID
 
-from pki import SUBJECT, make_csr, make_key
 from shirushi.ca import csr as rules
 from shirushi.ca.names import parse_name
 from shirushi.errors import InputError, PolicyError
+from support.pki import SUBJECT, make_csr, make_key
 
 
 def check(pem: bytes, **kw: object) -> rules.CheckedRequest:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from serving import Site
+from support.serving import Site
 
 pytestmark = [pytest.mark.e2e, pytest.mark.oracle]
 

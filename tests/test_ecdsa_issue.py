@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import SignatureAlgorithmOID
 
-from pki import cli_env, make_csr, run_cli, split_pem
+from support.pki import cli_env, make_csr, run_cli, split_pem
 from test_issue import BIN, non_loopback_errors
 
 pytestmark = [pytest.mark.e2e, pytest.mark.oracle]

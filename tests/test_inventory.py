@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from pki import cli_env, make_csr, run_cli, split_pem
+from support.pki import cli_env, make_csr, run_cli, split_pem
 
 
 @pytest.fixture

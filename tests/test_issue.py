@@ -18,7 +18,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import AuthorityInformationAccessOID, ExtendedKeyUsageOID, NameOID
 
-from pki import cli_env, make_csr, make_key, run_cli, split_pem
+from support.pki import cli_env, make_csr, make_key, run_cli, split_pem
 
 BIN = Path(
     shutil.which("lint_cabf_serverauth_cert") or Path(__file__).parents[1] / ".venv/bin/lint_cabf_serverauth_cert"

@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from pki import cli_env, make_csr, make_key, run_cli, split_pem
 from shirushi import config
 from shirushi.asn1.keys import spki_sha256
 from shirushi.backend import Backend
 from shirushi.errors import PolicyError
+from support.pki import cli_env, make_csr, make_key, run_cli, split_pem
 
 pytestmark = pytest.mark.e2e
 

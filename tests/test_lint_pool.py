@@ -22,14 +22,14 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives import serialization
 
-from pki import make_csr
 from shirushi import config
 from shirushi.backend import Backend
 from shirushi.ca import lint
 from shirushi.ca.lint_pool import LintPool
 from shirushi.clock import FrozenClock
 from shirushi.errors import LintError
-from store_rows import audit_entries, count_certificates
+from support.pki import make_csr
+from support.store_rows import audit_entries, count_certificates
 
 pytestmark = [pytest.mark.e2e, pytest.mark.oracle]  # worker processes, pkilint's command line
 

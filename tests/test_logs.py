@@ -13,12 +13,12 @@ from pathlib import Path
 
 import pytest
 
-from pki import make_csr, split_pem
-from serving import Site
 from shirushi import config, logs
 from shirushi.backend import Backend
 from shirushi.errors import ServiceError
 from shirushi.serve import Scheduler
+from support.pki import make_csr, split_pem
+from support.serving import Site
 
 TOKEN = "log-test-token-7f3a9c"
 

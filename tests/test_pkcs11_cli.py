@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives import serialization
 
-from pki import make_csr, split_pem
-from serving import Site
-from softhsm import LABEL, SoftHSM, make_tokens
+from support.pki import make_csr, split_pem
+from support.serving import Site
+from support.softhsm import LABEL, SoftHSM, make_tokens
 
 pytestmark = [pytest.mark.e2e, pytest.mark.oracle]
 
@@ -182,7 +182,7 @@ def test_token_keys_are_sensitive_and_never_extractable(site: Site, hsm: SoftHSM
 def test_token_problems_are_one_line(site: Site, tmp_path: Path, override: dict[str, str], message: str) -> None:
     (tmp_path / "req.pem").write_bytes(make_csr())
     env = {**site.env, **override}
-    from pki import run_cli
+    from support.pki import run_cli
 
     result = run_cli(["issue", "--csr", str(tmp_path / "req.pem")], env)
     assert result.returncode == 7, result.stderr

@@ -25,7 +25,7 @@ from shirushi.signing.backend import keystore
 from shirushi.signing.pkcs11 import PKCS11KeyStore, PKCS11Signer
 from shirushi.signing.pkcs11.cryptoki import CKR_PIN_LOCKED, login_error
 from shirushi.signing.software import FileKeyStore
-from softhsm import SPARE_LABEL, SoftHSM, close_all_sessions, logout, write_conf
+from support.softhsm import SPARE_LABEL, SoftHSM, close_all_sessions, logout, write_conf
 
 
 def verify(public: rsa.RSAPublicKey, signature: bytes, data: bytes) -> None:

@@ -23,7 +23,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from shirushi.asn1.ocsp import IssuerHashes, Status, build_response
 from shirushi.signing import SignerKey
 from shirushi.signing.pkcs11 import PKCS11KeyStore, PKCS11Signer
-from softhsm import SoftHSM
+from support.softhsm import SoftHSM
 
 NOW = dt.datetime(2030, 1, 1, tzinfo=dt.UTC)  # fixed, so nothing depends on the wall clock
 ATTIME = str(int((NOW + dt.timedelta(hours=1)).timestamp()))

@@ -12,7 +12,6 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.x509 import ocsp
 
-from pki import make_csr
 from shirushi import config
 from shirushi.backend import Backend
 from shirushi.ca.ocsp_signer import renew_ocsp_signer_if_due
@@ -21,6 +20,7 @@ from shirushi.cache.writer import due_key
 from shirushi.clock import FrozenClock
 from shirushi.errors import StateError
 from shirushi.presign import planner
+from support.pki import make_csr
 
 T0 = dt.datetime(2026, 11, 29, 9, 0, 0, tzinfo=dt.UTC)
 H = dt.timedelta(hours=1)

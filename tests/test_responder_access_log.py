@@ -22,7 +22,10 @@ from pathlib import Path
 import pytest
 import redis
 
-from ocsp_pki import (
+from shirushi.cache import records
+from shirushi.responder import accesslog
+from shirushi.responder.accesslog import AccessLog
+from support.ocsp_pki import (
     PKI,
     ResponderProcess,
     build_pki,
@@ -32,9 +35,6 @@ from ocsp_pki import (
     http_exchange,
     split_responses,
 )
-from shirushi.cache import records
-from shirushi.responder import accesslog
-from shirushi.responder.accesslog import AccessLog
 
 pytestmark = pytest.mark.e2e
 

@@ -12,7 +12,7 @@ import redis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ocsp_pki import PKI, ResponderProcess, build_pki, get_path, ocsp_status, split_responses
+from support.ocsp_pki import PKI, ResponderProcess, build_pki, get_path, ocsp_status, split_responses
 
 pytestmark = pytest.mark.e2e
 

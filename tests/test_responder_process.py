@@ -15,7 +15,16 @@ from pathlib import Path
 import pytest
 import redis
 
-from ocsp_pki import PKI, ResponderProcess, build_pki, free_port, get_path, http_exchange, ocsp_status, split_responses
+from support.ocsp_pki import (
+    PKI,
+    ResponderProcess,
+    build_pki,
+    free_port,
+    get_path,
+    http_exchange,
+    ocsp_status,
+    split_responses,
+)
 
 pytestmark = pytest.mark.e2e
 

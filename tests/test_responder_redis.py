@@ -13,7 +13,9 @@ from pathlib import Path
 import pytest
 import redis
 
-from ocsp_pki import (
+from shirushi.config import OCSPSettings, RedisSettings, Settings
+from shirushi.responder import Options
+from support.ocsp_pki import (
     PKI,
     RedisProcess,
     ResponderProcess,
@@ -25,8 +27,6 @@ from ocsp_pki import (
     ocsp_status,
     split_responses,
 )
-from shirushi.config import OCSPSettings, RedisSettings, Settings
-from shirushi.responder import Options
 
 pytestmark = pytest.mark.e2e
 

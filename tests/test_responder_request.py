@@ -11,7 +11,15 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ocsp_pki import (
+from shirushi.responder.request import (
+    MALFORMED_REQUEST,
+    UNAUTHORIZED,
+    CertID,
+    decode_get_path,
+    parse_request,
+    path_prefix,
+)
+from support.ocsp_pki import (
     ACCEPTABLE_RESPONSES_OID,
     BASIC_OID,
     NONCE_OID,
@@ -26,14 +34,6 @@ from ocsp_pki import (
     oid,
     seq,
     tlv,
-)
-from shirushi.responder.request import (
-    MALFORMED_REQUEST,
-    UNAUTHORIZED,
-    CertID,
-    decode_get_path,
-    parse_request,
-    path_prefix,
 )
 
 OK = der_request([der_cert_id(0x1234)])

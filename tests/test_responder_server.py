@@ -1,7 +1,7 @@
 """The responder end to end: a real server process, real Redis, stock OCSP clients.
 
 The server runs `python -m shirushi.responder` on the port written into the leaf certificates'
-AIA; responses are signed and stored as the presigner does (tests/ocsp_pki.py).
+AIA; responses are signed and stored as the presigner does (tests/support/ocsp_pki.py).
 """
 
 from __future__ import annotations
@@ -22,7 +22,10 @@ import pytest
 import redis
 from cryptography.x509 import ocsp
 
-from ocsp_pki import (
+from shirushi.cache import records
+from shirushi.config import OCSPSettings, RedisSettings, Settings
+from shirushi.responder import Options
+from support.ocsp_pki import (
     PKI,
     ResponderProcess,
     ThreadedResponder,
@@ -37,9 +40,6 @@ from ocsp_pki import (
     octets,
     split_responses,
 )
-from shirushi.cache import records
-from shirushi.config import OCSPSettings, RedisSettings, Settings
-from shirushi.responder import Options
 
 LINT = str(Path(sys.executable).with_name("lint_ocsp_response"))
 NONCE_OID = "1.3.6.1.5.5.7.48.1.2"

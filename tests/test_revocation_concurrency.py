@@ -27,7 +27,7 @@ from shirushi.backend import Backend
 from shirushi.cache import records
 from shirushi.store import CertificateRecord, schema
 
-WORKER = Path(__file__).parent / "revoke_worker.py"
+WORKER = Path(__file__).parent / "support" / "revoke_worker.py"
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

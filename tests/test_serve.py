@@ -28,8 +28,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509 import ocsp
 
-from pki import make_csr, make_key, split_pem
-from serving import Site
+from support.pki import make_csr, make_key, split_pem
+from support.serving import Site
 
 pytestmark = [pytest.mark.e2e, pytest.mark.oracle]
 

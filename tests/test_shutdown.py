@@ -22,8 +22,8 @@ from pathlib import Path
 import pytest
 import redis
 
-from seed import seed_certificates
-from serving import Site, free_port, wait_port
+from support.seed import seed_certificates
+from support.serving import Site, free_port, wait_port
 
 pytestmark = [pytest.mark.e2e, pytest.mark.oracle]
 

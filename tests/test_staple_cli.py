@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from pki import cli_env, make_csr, run_cli
+from support.pki import cli_env, make_csr, run_cli
 
 pytestmark = pytest.mark.e2e
 

@@ -28,8 +28,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509 import ocsp
 
-from pki import make_csr, make_key, run_cli, split_pem
-from serving import Site, free_port, wait_port
+from support.pki import make_csr, make_key, run_cli, split_pem
+from support.serving import Site, free_port, wait_port
 
 pytestmark = [pytest.mark.e2e, pytest.mark.oracle]
 

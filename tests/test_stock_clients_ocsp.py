@@ -21,8 +21,8 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from serving import Site
-from stock_clients import asked, revoke, serving_site
+from support.serving import Site
+from support.stock_clients import asked, revoke, serving_site
 from test_stapling import Leaf
 
 pytestmark = [pytest.mark.e2e, pytest.mark.oracle]

@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from serving import Site, free_port, wait_port
-from stock_clients import asked, revoke, serving_site
+from support.serving import Site, free_port, wait_port
+from support.stock_clients import asked, revoke, serving_site
 from test_stapling import HOST, Leaf, Nginx, s_client, stapled, stop, tls_nginx, wait_for_staple
 
 pytestmark = [pytest.mark.e2e, pytest.mark.oracle]

@@ -14,7 +14,7 @@ from shirushi.errors import ConflictError, ServiceError
 from shirushi.store import CertificateRecord, Store
 from shirushi.store.database import migrate, revision
 from shirushi.store.revoked import RevokedReader
-from store_rows import add_audit, audit_entries, count_certificates
+from support.store_rows import add_audit, audit_entries, count_certificates
 
 T0 = dt.datetime(2026, 11, 29, 9, 0, tzinfo=dt.UTC)
 ISSUER = "00112233aabbccdd"
@@ -153,7 +153,7 @@ def test_schema_matches_the_migrations(store: Store) -> None:
 
 def test_cli_on_postgresql(postgres_url: str, redis_url: str, tmp_path: Path) -> None:
     """init, issue, revoke and crl with database.url pointing at PostgreSQL: nothing goes to SQLite."""
-    from pki import cli_env, make_csr, run_cli, split_pem
+    from support.pki import cli_env, make_csr, run_cli, split_pem
 
     env = cli_env(tmp_path / "data", SHIRUSHI_DATABASE__URL=postgres_url, SHIRUSHI_REDIS__URL=redis_url)
     assert run_cli(["init"], env).returncode == 0

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from pki import make_csr
+from support.pki import make_csr
 
 pytestmark = pytest.mark.e2e
 
@@ -132,7 +132,7 @@ def test_responder_runs_without_the_backend_extra(installed: Path, tmp_path: Pat
     """`pip install shirushi` (no extra) is a working responder; CA commands say what to install."""
     import socket
 
-    from serving import free_port, wait_port
+    from support.serving import free_port, wait_port
 
     python = installed / "python"
     site = subprocess.run(

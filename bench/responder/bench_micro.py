@@ -26,7 +26,6 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tests"))
 
-from ocsp_pki import RedisProcess, build_pki, der_cert_id, der_extension, der_request, get_path, octets  # noqa: E402
 from shirushi.cache import records  # noqa: E402
 from shirushi.responder import accesslog, resp, respwire  # noqa: E402
 from shirushi.responder.http1 import parse_head  # noqa: E402
@@ -36,6 +35,7 @@ from shirushi.responder.request import parse_request  # noqa: E402
 from shirushi.responder.responses import Answer  # noqa: E402
 from shirushi.responder.routing import Options, Responder  # noqa: E402
 from shirushi.responder.server import HTTPConnection  # noqa: E402
+from support.ocsp_pki import RedisProcess, build_pki, der_cert_id, der_extension, der_request, get_path, octets  # noqa: E402
 
 PLAIN = der_request([der_cert_id(0x1234567890ABCDEF1234)])
 NONCE = der_request(

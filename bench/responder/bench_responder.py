@@ -1,6 +1,6 @@
 """Responder vs nginx on 127.0.0.1: requests/s with wrk (1 thread, 50 connections, bounded time).
 
-Starts a private redis-server, a test PKI (tests/ocsp_pki.py), one presigned response; then, one
+Starts a private redis-server, a test PKI (tests/support/ocsp_pki.py), one presigned response; then, one
 after the other so they never compete for the CPU:
 
 * nginx, one worker, serving the same DER as a static file with roughly the same headers;
@@ -43,7 +43,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 import redis  # noqa: E402
 
-from ocsp_pki import RedisProcess, build_pki, free_port, get_path  # noqa: E402
+from support.ocsp_pki import RedisProcess, build_pki, free_port, get_path  # noqa: E402
 
 SERIAL = 0x1234567890ABCDEF
 

@@ -44,11 +44,11 @@ from cryptography import x509
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tests"))
 
-from ocsp_pki import RedisProcess
 from shirushi import config
 from shirushi.backend import Backend
 from shirushi.cache import records
 from shirushi.web.api import create_app
+from support.ocsp_pki import RedisProcess
 
 TOKEN = "bench-token"
 REASONS = ["unspecified", "keyCompromise", "superseded", "affiliationChanged", "cessationOfOperation"]

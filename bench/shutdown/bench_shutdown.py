@@ -2,7 +2,7 @@
 the last child process gone.
 
 Makes a data directory (`shirushi init`), seeds N certificates straight into the SQLite store
-(tests/seed.py), starts `serve` (embedded Redis, default settings) and, once the start-up
+(tests/support/seed.py), starts `serve` (embedded Redis, default settings) and, once the start-up
 presign has written `--into` seconds' worth of responses, sends the signal. Cases, one after
 the other, each `--rounds` times:
 
@@ -38,8 +38,8 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 import redis  # noqa: E402
 
-from seed import seed_certificates  # noqa: E402
-from serving import Site  # noqa: E402
+from support.seed import seed_certificates  # noqa: E402
+from support.serving import Site  # noqa: E402
 
 
 def responses(site: Site) -> int:

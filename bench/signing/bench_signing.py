@@ -4,7 +4,7 @@ Builds real responses with `shirushi.asn1.ocsp.build_response` (the presigner's 
 for a fixed time, in 1 and in 2 worker processes (forked after the parent has logged in,
 as the presigner does), and in 1 process with 2 threads; measures raw `Signer.sign` too;
 runs `openssl speed -seconds 3 rsa2048` in the same run as the outside reference and prints
-the ratios. The SoftHSM2 token lives in a temporary directory made by tests/softhsm.py.
+the ratios. The SoftHSM2 token lives in a temporary directory made by tests/support/softhsm.py.
 Does I/O: temporary files, subprocesses, the PKCS#11 module.
 
     .venv/bin/python bench/signing/bench_signing.py [--seconds 5] [--json]
@@ -38,7 +38,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tests"))
 
-import softhsm  # noqa: E402  (tests/softhsm.py, found through the path set just above)
+import support.softhsm as softhsm  # noqa: E402  (tests/support/softhsm.py, found through the path set just above)
 from shirushi.asn1.ocsp import IssuerHashes, Status, build_response  # noqa: E402
 from shirushi.signing import Signer, SignerKey  # noqa: E402
 from shirushi.signing.pkcs11 import PKCS11KeyStore  # noqa: E402

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from shirushi.clock import Clock
 from shirushi.errors import InputError
 from shirushi.followup import FollowUp, Pending
-from shirushi.revocation import check_reason, deadline
+from shirushi.revocation import audit_detail, check_reason
 from shirushi.store import CertificateRecord, Store
 from shirushi.store.bulk import BatchItem, certificates_by_serial, revoke_batch
 
@@ -75,14 +75,8 @@ class BulkRevoker:
                 refused[serial] = "expired; expired certificates are not revoked"
                 continue
             revoked_at = record.revoked_at if replace and record.revoked_at is not None else now
-            audit = {
-                "reason": reason,
-                "requested_by": requested_by,
-                "requested_at": now.isoformat(),
-                "deadline": deadline(reason, now).isoformat(),
-                "effective_at": now.isoformat(),
-                "revocation_date": revoked_at.isoformat(),
-                "previous_reason": record.revocation_reason,
+            audit: dict[str, object] = {
+                **audit_detail(reason, requested_by, now, revoked_at, record.revocation_reason),
                 "bulk": True,
             }
             items.append(BatchItem(record, reason, revoked_at, audit, replace))

@@ -26,6 +26,21 @@ if TYPE_CHECKING:
 log = logging.getLogger("shirushi.revocation")
 
 
+def audit_detail(
+    reason: str, requested_by: str, now: dt.datetime, revoked_at: dt.datetime, previous_reason: str | None
+) -> dict[str, str | None]:
+    """The audit record of one revocation (policy 5.4.1): who asked, when, the BR 4.9.1.1 deadline."""
+    return {
+        "reason": reason,
+        "requested_by": requested_by,
+        "requested_at": now.isoformat(),
+        "deadline": deadline(reason, now).isoformat(),
+        "effective_at": now.isoformat(),
+        "revocation_date": revoked_at.isoformat(),
+        "previous_reason": previous_reason,
+    }
+
+
 def deadline(reason: str, requested_at: dt.datetime) -> dt.datetime:
     days = 5 if reason in FIVE_DAY_REASONS else 1
     return requested_at + dt.timedelta(days=days)
@@ -166,15 +181,7 @@ class Revoker:
         )
         if replace and at is None and record.revoked_at is not None:
             revoked_at = record.revoked_at
-        audit = {
-            "reason": reason,
-            "requested_by": requested_by,
-            "requested_at": now.isoformat(),
-            "deadline": deadline(reason, now).isoformat(),
-            "effective_at": now.isoformat(),
-            "revocation_date": revoked_at.isoformat(),
-            "previous_reason": record.revocation_reason,
-        }
+        audit = audit_detail(reason, requested_by, now, revoked_at, record.revocation_reason)
         revoked = self.store.revoke(
             record,
             reason=reason,

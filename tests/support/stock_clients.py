@@ -12,7 +12,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from serving import Site
+from support.serving import Site
 
 ACCESS_LOG_DEADLINE = 10.0  # seconds; the responder writes its access log about every second
 

@@ -12,7 +12,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from pki import cli_env, run_cli
+from support.pki import cli_env, run_cli
 
 
 def free_port() -> int:

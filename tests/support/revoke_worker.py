@@ -1,7 +1,7 @@
 """Test helper run as its own process: revoke the given serials from many threads at once.
 
-    python tests/revoke_worker.py THREADS SERIAL_HEX...
-    python tests/revoke_worker.py bulk SERIAL_HEX...     (one bulk revocation of them all)
+    python tests/support/revoke_worker.py THREADS SERIAL_HEX...
+    python tests/support/revoke_worker.py bulk SERIAL_HEX...     (one bulk revocation of them all)
 
 Settings come from the SHIRUSHI_* environment. Prints one line per finished revocation
 (`revoked HEX` or `pending HEX`), flushed, so a test can kill it part-way.
