@@ -78,7 +78,6 @@ class Responder:
         self.routes: dict[bytes, Route] = {}
         self.memo_get: dict[bytes, Decoded] = {}
         self.memo_post: dict[bytes, Decoded] = {}
-        self.requests = 0
         self.now = 0
         self.mono = 0.0
         self.idle_deadline = 0.0

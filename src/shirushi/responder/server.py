@@ -104,7 +104,6 @@ class HTTPConnection(asyncio.Protocol):
             self.buf = data
             self._process(data)
             return
-        self.responder.requests += 1
         self.route = route
         self._dispatch(route)
         if not self.waiting:
@@ -196,7 +195,6 @@ class HTTPConnection(asyncio.Protocol):
             if repeatable and whole is not None and end == len(whole) and buf is whole:
                 remember(responder.routes, whole, route)
             whole = None
-            responder.requests += 1
             self.route = route
             self._dispatch(route)
 
