@@ -112,6 +112,8 @@ def sign(backend: Backend, row: IssuerRow, report: Report, serials: list[int]) -
     """Sign what the import changed (revocations through the outbox, so none is lost)."""
     from shirushi.errors import ShirushiError
 
+    if not (report.new or report.revoked or report.completed):
+        return report
     presigner = backend.outside_presigner(row.id)
     if presigner is None:
         note = (
