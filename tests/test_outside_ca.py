@@ -7,8 +7,8 @@ from __future__ import annotations
 import datetime as dt
 import re
 import sqlite3
+import subprocess
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -32,7 +32,7 @@ class Shirushi:
         self.redis_url = redis_url
         assert self("init").returncode == 0
 
-    def __call__(self, *args: str) -> object:
+    def __call__(self, *args: str) -> subprocess.CompletedProcess[str]:
         return run_cli(list(args), self.env)
 
     def ok(self, *args: str) -> str:

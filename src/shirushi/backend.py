@@ -145,6 +145,13 @@ class Backend:
         self._outside[issuer] = (ca.signer.serial_number, presigner)
         return presigner
 
+    def outside_presigners(self) -> list[Presigner]:
+        """The presigners of every outside CA with an installed signer certificate."""
+        from shirushi.store.outside import outside_issuers
+
+        found = (self.outside_presigner(row.id) for row in outside_issuers(self.store))
+        return [p for p in found if p is not None]
+
     def _presign_issued(self, record: CertificateRecord) -> None:
         """BR 4.9.10: an authoritative response within 15 minutes of issuance; we do it at once."""
         pending = self.followup.issued(record)
