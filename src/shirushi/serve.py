@@ -165,6 +165,11 @@ class Scheduler:
     def signer_job(self) -> None:
         backend = self.backend  # the renewal logs "ocsp signer renewed" itself
         renew_ocsp_signer_if_due(backend.settings, backend.store, backend.keys, backend.clock)
+        from shirushi.outside.registry import renewal_due
+
+        # An outside CA's signer is renewed by that CA: say so, with the CSR ready.
+        for warning in renewal_due(backend.settings, backend.store, backend.keys, backend.clock.now()):
+            log.warning("outside signer renewal due", extra={"detail": warning})
 
     def tasks(self) -> list[asyncio.Task[None]]:
         tasks = [
@@ -213,9 +218,11 @@ def prepare(backend: Backend, say: Callable[[str], None], stop: threading.Event)
     if backend.presigner.ensure_complete(stop) is None:
         log.info("startup", extra={"step": "presign", "responses": 0, "cache": "complete"})
     # Outside CAs (`issuer add`): responders learn of them from Redis, which may have lost them.
-    from shirushi.outside.registry import publish_all
+    from shirushi.outside.registry import publish_all, renewal_due
 
     publish_all(backend.settings, backend.store, backend.redis)
+    for warning in renewal_due(backend.settings, backend.store, backend.keys, backend.clock.now()):
+        log.warning("outside signer renewal due", extra={"detail": warning})
     for presigner in backend.outside_presigners():
         check_stop(stop)
         presigner.ensure_complete(stop)

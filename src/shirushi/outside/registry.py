@@ -119,10 +119,10 @@ def install_signer(
 ) -> tuple[x509.Certificate, list[str]]:
     """`issuer signer-cert`: check and install the certificate; returns it and the warnings."""
     row = outside_issuer(store, name)
-    cert = load_certificate(data, "--cert")
     key = signer_key_name(name)
     if not keys.exists(key):
         raise StateError(f"{name} has no signer key yet: run `shirushi issuer signer-csr {name} --out FILE` first")
+    cert = load_certificate(data, "--cert")
     ca = x509.load_der_x509_certificate(row.certificate)
     found = checks.check_signer(cert, ca, keys.open(key).public_key(), now, settings.presign.validity)
     if found.errors:
@@ -147,6 +147,24 @@ def load(settings: Settings, row: IssuerRow) -> OutsideCA:
     except FileNotFoundError:
         signer = None
     return OutsideCA(row, x509.load_der_x509_certificate(row.certificate), signer)
+
+
+def renewal_due(settings: Settings, store: Store, keys: KeyStore, now: dt.datetime) -> list[str]:
+    """Outside CAs whose signer certificate ends within `ca.ocsp_signer_renew_before`: a fresh CSR
+    is written next to it (`{data_dir}/certs/outside/NAME-ocsp.csr`) for that CA to sign, since
+    only it can. Returns one warning per CA concerned."""
+    warnings = []
+    for row in records.outside_issuers(store):
+        ca = load(settings, row)
+        if ca.signer is None or ca.signer.not_valid_after_utc - now > settings.ca.ocsp_signer_renew_before:
+            continue
+        csr = settings.layout.outside / f"{row.name}-ocsp.csr"
+        write_atomic(csr, signer_csr(store, keys, row.name))
+        warnings.append(
+            f"the {row.name} OCSP signer certificate ends at {ca.signer.not_valid_after_utc:%Y-%m-%dT%H:%M:%SZ}: "
+            f"have {row.name} sign {csr}, then `shirushi issuer signer-cert {row.name} --cert FILE`"
+        )
+    return warnings
 
 
 def signing_context(settings: Settings, ca: OutsideCA) -> SigningContext:
