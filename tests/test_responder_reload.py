@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 import redis
 
+from shirushi.cache.records import ISSUERS_KEY
 from shirushi.config import load
-from shirushi.responder.reload import ISSUERS_KEY, RELOAD_EVERY, IssuerSource
+from shirushi.responder.reload import RELOAD_EVERY, IssuerSource
 from support.ocsp_pki import PKI, ResponderProcess, build_pki, get_path, http_exchange, ocsp_status, split_responses
 
 pytestmark = pytest.mark.e2e

@@ -20,6 +20,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from shirushi.asn1.keys import issuer_id
 from shirushi.ca.hierarchy import der, pem
+from shirushi.cache.records import ISSUERS_KEY
 from shirushi.config import Settings
 from shirushi.errors import InputError, NotFoundError, PolicyError, ServiceError, StateError
 from shirushi.files import write_atomic
@@ -31,8 +32,6 @@ from shirushi.store.records import IssuerRow
 
 if TYPE_CHECKING:
     from shirushi.presign.presigner import SigningContext
-
-ISSUERS_KEY = "shirushi:ocsp:issuers"
 
 
 def signer_key_name(name: str) -> str:
@@ -66,9 +65,11 @@ def add(settings: Settings, store: Store, client: redis.Redis, name: str, data: 
     if found.errors:
         raise PolicyError(f"{name}: {'; '.join(found.errors)}")
     ident = issuer_id(cert)
-    if any(row.id == ident for row in store.issuers()):
-        raise PolicyError(f"{name}: this CA's key is registered already")
-    records.add_issuer(store, ident, name, cert.subject.rfc4514_string(), der(cert), now)
+    same = [row for row in store.issuers() if row.id == ident]
+    if same and (same[0].name != name or same[0].certificate != der(cert)):
+        raise PolicyError(f"{name}: this CA's key is registered already, as {same[0].name}")
+    if not same:  # the same again: only tell the responders again (a Redis failure last time)
+        records.add_issuer(store, ident, name, cert.subject.rfc4514_string(), der(cert), now)
     write_atomic(settings.layout.outside_ca(name), pem(cert).encode())
     publish(client, {name: pem(cert)})
     return list(found.warnings)

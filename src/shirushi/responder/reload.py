@@ -17,13 +17,13 @@ from pathlib import Path
 import redis
 from cryptography import x509
 
+from shirushi.cache.records import ISSUERS_KEY
 from shirushi.config import Settings
 from shirushi.errors import ShirushiError
 from shirushi.responder.issuers import IssuerMap, issuers_path, load_issuers, read_bundle
 
 log = logging.getLogger("shirushi.responder")
 
-ISSUERS_KEY = "shirushi:ocsp:issuers"  # the same as shirushi.outside.registry.ISSUERS_KEY
 RELOAD_EVERY = 5.0  # seconds; issue: a new issuer is answered for within a bounded time
 MAX_CERT_BYTES = 64 * 1024
 

@@ -152,7 +152,7 @@ async def _follow_issuers(settings: Settings, responder: Responder, now: asyncio
                 await asyncio.wait_for(now.wait(), RELOAD_EVERY)
             now.clear()
             issuers = await asyncio.to_thread(source.changed)
-            if issuers is not None and source.stamp is not None:
+            if issuers is not None:
                 responder.set_issuers(issuers)
     finally:
         source.close()
