@@ -38,6 +38,7 @@ class Backend:
         self.clock = clock or SystemClock()
         self._initialising = False
         self._lint_pool: LintPool | None = None
+        self._outside: dict[str, tuple[int, Presigner]] = {}
 
     def use_lint_pool(self) -> None:
         """Lint issuance in worker processes, one per core (for the long-running `serve`)."""
@@ -99,7 +100,7 @@ class Backend:
         from shirushi.followup import FollowUp
 
         # The presigner and the CRL service are built on first use: issuance needs no CRL.
-        return FollowUp(self.store, self.clock, lambda: self.presigner, lambda: self.crls)
+        return FollowUp(self.store, self.clock, lambda: self.presigner, lambda: self.crls, self.outside_presigner)
 
     @functools.cached_property
     def revoker(self) -> Revoker:
@@ -112,6 +113,44 @@ class Backend:
         from shirushi.bulkrevoke import BulkRevoker
 
         return BulkRevoker(self.store, self.clock, self.followup)
+
+    def outside_presigner(self, issuer: str) -> Presigner | None:
+        """The presigner of outside CA `issuer` with its delegated signer (`shirushi.outside`);
+        None for another issuer or before its signer certificate is installed. Made again when
+        that certificate changes."""
+        from shirushi.outside import registry
+        from shirushi.presign.presigner import Presigner
+        from shirushi.store.outside import outside_issuers
+
+        row = next((r for r in outside_issuers(self.store) if r.id == issuer), None)
+        if row is None:
+            return None
+        ca = registry.load(self.settings, row)
+        if ca.signer is None:
+            return None
+        cached = self._outside.get(issuer)
+        if cached is not None and cached[0] == ca.signer.serial_number:
+            return cached[1]
+        context = registry.signing_context(self.settings, ca)
+        key = registry.signer_key_name(row.name)
+        presigner = Presigner(
+            self.settings,
+            self.store,
+            self.writer,
+            self.keys.open(key),
+            self.clock,
+            context=lambda: context,
+            key_name=key,
+        )
+        self._outside[issuer] = (ca.signer.serial_number, presigner)
+        return presigner
+
+    def outside_presigners(self) -> list[Presigner]:
+        """The presigners of every outside CA with an installed signer certificate."""
+        from shirushi.store.outside import outside_issuers
+
+        found = (self.outside_presigner(row.id) for row in outside_issuers(self.store))
+        return [p for p in found if p is not None]
 
     def _presign_issued(self, record: CertificateRecord) -> None:
         """BR 4.9.10: an authoritative response within 15 minutes of issuance; we do it at once."""

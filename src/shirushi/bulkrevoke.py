@@ -60,6 +60,9 @@ class BulkRevoker:
                 refused[serial] = "the serial exists under several issuers; revoke it by its own route"
                 continue
             record = records[0]
+            if record.kind == "outside":
+                refused[serial] = "issued by an outside CA: revoke it at that CA, then import its index or CRL"
+                continue
             if record.kind != "server":
                 refused[serial] = f"the CA's own {record.kind} certificate, not a subscriber certificate"
                 continue

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 
 from shirushi import __version__
 from shirushi.commands.ca import cmd_ca_certs, cmd_crl, cmd_init, cmd_issue, cmd_list, cmd_presign, cmd_show
+from shirushi.commands.outside import cmd_import, cmd_issuer_add, cmd_signer_cert, cmd_signer_csr
 from shirushi.commands.revoke import cmd_revoke
 from shirushi.commands.run import cmd_demo, cmd_responder, cmd_serve, cmd_staple
 from shirushi.config import load
@@ -72,6 +73,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--revoked", action="store_true", help="only revoked certificates")
     p.add_argument("--expiring", metavar="DAYS", help="only good certificates expiring within DAYS days")
     p.set_defaults(func=cmd_list)
+
+    p = sub.add_parser("issuer", help="outside CAs whose certificates' status Shirushi serves")
+    issuer = p.add_subparsers(dest="issuer_command", metavar="ACTION", required=True)
+    q = issuer.add_parser("add", help="register an outside CA (no key here) by its certificate")
+    q.add_argument("name", metavar="NAME", help="a short name for the CA, e.g. easyrsa")
+    q.add_argument("--cert", required=True, metavar="FILE", help="the CA certificate, PEM or DER")
+    q.set_defaults(func=cmd_issuer_add)
+    q = issuer.add_parser("signer-csr", help="make the delegated OCSP signer key; write its CSR")
+    q.add_argument("name", metavar="NAME")
+    q.add_argument("--out", required=True, metavar="FILE", help="where to write the PEM CSR ('-' for stdout)")
+    q.set_defaults(func=cmd_signer_csr)
+    q = issuer.add_parser("signer-cert", help="install the signer certificate the outside CA issued")
+    q.add_argument("name", metavar="NAME")
+    q.add_argument("--cert", required=True, metavar="FILE", help="the signer certificate, PEM or DER")
+    q.set_defaults(func=cmd_signer_cert)
+
+    p = sub.add_parser("import", help="an outside CA's issued serials and revocations")
+    p.add_argument("name", metavar="NAME", help="the outside CA (`issuer add`)")
+    p.add_argument("--openssl-index", metavar="FILE", help="OpenSSL `ca` / easy-rsa index.txt")
+    p.add_argument("--certs", nargs="+", metavar="PATH", help="certificate files or directories of them")
+    p.add_argument("--crl", metavar="FILE_OR_URL", help="the CA's CRL (PEM or DER), a file or http(s) URL")
+    p.set_defaults(func=cmd_import)
 
     p = sub.add_parser("serve", help="run everything: responder, repository, API, schedules")
     p.set_defaults(func=cmd_serve)

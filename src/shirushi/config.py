@@ -237,6 +237,29 @@ class MetricsSettings:
 
 
 @dataclasses.dataclass(frozen=True)
+class OutsideSettings:
+    """What `serve` follows of outside CAs (`issuer add`): entries are "NAME=PATH" or "NAME=URL"."""
+
+    # OpenSSL `ca` / easy-rsa index files, reread when they change (checked every poll_interval).
+    follow_index: tuple[str, ...] = ()
+    # CRLs (file or http(s) URL), fetched every crl_interval and when the last one's nextUpdate
+    # has passed.
+    follow_crl: tuple[str, ...] = ()
+    poll_interval: dt.timedelta = dt.timedelta(seconds=2)
+    crl_interval: dt.timedelta = dt.timedelta(minutes=5)
+
+    def follows(self, entries: tuple[str, ...]) -> list[tuple[str, str]]:
+        return [(name.strip(), where.strip()) for name, _, where in (e.partition("=") for e in entries)]
+
+    def validate(self) -> None:
+        for key in ("follow_index", "follow_crl"):
+            for entry in getattr(self, key):
+                name, sep, where = entry.partition("=")
+                if not sep or not name.strip() or not where.strip():
+                    raise ConfigError(f"outside.{key}: {entry!r} is not NAME=PATH (or NAME=URL)")
+
+
+@dataclasses.dataclass(frozen=True)
 class Settings:
     data_dir: str = "var/shirushi"
     ca: CASettings = CASettings()
@@ -250,6 +273,7 @@ class Settings:
     presign: PresignSettings = PresignSettings()
     log: LogSettings = LogSettings()
     metrics: MetricsSettings = MetricsSettings()
+    outside: OutsideSettings = OutsideSettings()
 
     @property
     def data_path(self) -> Path:

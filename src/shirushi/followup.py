@@ -61,13 +61,20 @@ class FollowUp:
     """Does outbox work for the use cases and for `serve`."""
 
     def __init__(
-        self, store: Store, clock: Clock, presigner: Callable[[], Presigner], crls: Callable[[], CRLService]
+        self,
+        store: Store,
+        clock: Clock,
+        presigner: Callable[[], Presigner],
+        crls: Callable[[], CRLService],
+        outside: Callable[[str], Presigner | None] | None = None,
     ) -> None:
         self.store = store
         self.clock = clock
         # Both built on first use: key and worker-pool set-up; issuance never builds a CRL.
         self._presigner = presigner
         self._crls = crls
+        # Outside CAs' presigners (`shirushi.outside`): their revocations arrive by import.
+        self._outside = outside
         # Outbox rows of issuances whose response is in Redis but not yet marked done. Concurrent
         # issuances mark theirs in one statement (whoever finds no flush running does it for all
         # queued); ids queued during a flush go with the next one, a drain, or close. Redoing
@@ -139,10 +146,13 @@ class FollowUp:
         for issuer in issuers:
             items = [w for w in work if w.issuer_id == issuer and w.serial is not None]
             ids = [w.id for w in work if w.issuer_id == issuer]
-            presigner = self._presigner()
-            if issuer != presigner.context().issuer_id:
-                # Only the issuing CA runs an OCSP service; the root's certificates are covered
-                # by its CRL (the ARL).
+            presigner: Presigner | None = self._presigner()
+            if presigner is not None and issuer != presigner.context().issuer_id:
+                # Only the issuing CA and outside CAs run an OCSP service; the root's
+                # certificates are covered by its CRL (the ARL). An outside CA without its
+                # signer certificate yet is signed in full when it is installed.
+                presigner = self._outside(issuer) if self._outside is not None else None
+            if presigner is None:
                 done += ids
                 continue
             rows = self.store.statuses_of(issuer, sorted({w.serial for w in items if w.serial is not None}))

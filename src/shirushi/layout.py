@@ -37,6 +37,17 @@ class Layout:
         return self.certs / "issuers.pem"
 
     @property
+    def outside(self) -> Path:
+        """Certificates of outside CAs (`issuer add`) and of their delegated OCSP signers."""
+        return self.certs / "outside"
+
+    def outside_ca(self, name: str) -> Path:
+        return self.outside / f"{name}.pem"
+
+    def outside_signer(self, name: str) -> Path:
+        return self.outside / f"{name}-ocsp.pem"
+
+    @property
     def repository(self) -> Path:
         """Files the repository serves (CRLs)."""
         return self.root / "repository"

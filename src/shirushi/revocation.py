@@ -42,6 +42,15 @@ def audit_detail(
     }
 
 
+def outside_refusal(store: Store, record: CertificateRecord) -> str:
+    """Why an outside CA's certificate is not revoked here (`shirushi.outside`)."""
+    name = next((i.name for i in store.issuers() if i.id == record.issuer_id), record.issuer_id)
+    return (
+        f"certificate {serial_text(record.serial, lower=True)} was issued by the outside CA {name}: revoke it "
+        f"at that CA (`openssl ca -revoke`, `easyrsa revoke`), then `shirushi import {name}` its index or CRL"
+    )
+
+
 def deadline(reason: str, requested_at: dt.datetime) -> dt.datetime:
     days = 5 if reason in FIVE_DAY_REASONS else 1
     return requested_at + dt.timedelta(days=days)
@@ -155,6 +164,8 @@ class Revoker:
         shown = serial_text(serial, lower=True)
         if record is None:
             raise NotFoundError(f"no certificate with serial {shown} was issued by this CA")
+        if record.kind == "outside":
+            raise PolicyError(outside_refusal(self.store, record))
         if record.kind != "server":
             # CA and OCSP signer certificates follow BR 4.9.1.2 and need a new key or hierarchy
             # along with the revocation; this use case is for subscriber certificates.

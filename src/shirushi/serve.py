@@ -122,6 +122,9 @@ class Scheduler:
         self.settings = backend.settings
         self.lock = asyncio.Lock()
         self.crl_every = self.settings.crl.interval.total_seconds()
+        from shirushi.outside.follow import Follower
+
+        self.follower = Follower(backend)
 
     async def run_job(self, name: str, job: Callable[[], object]) -> None:
         async with self.lock:
@@ -147,8 +150,12 @@ class Scheduler:
     def refresh_job(self) -> None:
         # A Redis that lost its data (restart without persistence, eviction) also lost the
         # completion marker: refill everything, then go on with what is due.
-        self.backend.presigner.ensure_complete(self.stop)
-        self.backend.presigner.refresh_due(self.stop)
+        for presigner in [self.backend.presigner, *self.backend.outside_presigners()]:
+            presigner.ensure_complete(self.stop)
+            presigner.refresh_due(self.stop)
+
+    def follow_job(self) -> None:
+        self.follower.poll()
 
     def crl_job(self) -> None:
         # Run a little more often than the interval so a CRL is never late (policy 4.9.7).
@@ -160,14 +167,23 @@ class Scheduler:
     def signer_job(self) -> None:
         backend = self.backend  # the renewal logs "ocsp signer renewed" itself
         renew_ocsp_signer_if_due(backend.settings, backend.store, backend.keys, backend.clock)
+        from shirushi.outside.registry import renewal_due
+
+        # An outside CA's signer is renewed by that CA: say so, with the CSR ready.
+        for warning in renewal_due(backend.settings, backend.store, backend.keys, backend.clock.now()):
+            log.warning("outside signer renewal due", extra={"detail": warning})
 
     def tasks(self) -> list[asyncio.Task[None]]:
-        return [
+        tasks = [
             asyncio.create_task(self.every("outbox", OUTBOX_EVERY, self.outbox_job, jitter=0)),
             asyncio.create_task(self.every("presign refresh", REFRESH_EVERY, self.refresh_job)),
             asyncio.create_task(self.every("CRL", min(self.crl_every / 24, 3600), self.crl_job)),
             asyncio.create_task(self.every("signer renewal", SIGNER_CHECK_EVERY, self.signer_job)),
         ]
+        if self.follower:
+            poll = self.settings.outside.poll_interval.total_seconds()
+            tasks.append(asyncio.create_task(self.every("follow", poll, self.follow_job, jitter=0)))
+        return tasks
 
 
 def start_responders(config_path: str | None, settings: Settings) -> subprocess.Popen[bytes]:
@@ -203,6 +219,15 @@ def prepare(backend: Backend, say: Callable[[str], None], stop: threading.Event)
     check_stop(stop)
     if backend.presigner.ensure_complete(stop) is None:
         log.info("startup", extra={"step": "presign", "responses": 0, "cache": "complete"})
+    # Outside CAs (`issuer add`): responders learn of them from Redis, which may have lost them.
+    from shirushi.outside.registry import publish_all, renewal_due
+
+    publish_all(backend.settings, backend.store, backend.redis)
+    for warning in renewal_due(backend.settings, backend.store, backend.keys, backend.clock.now()):
+        log.warning("outside signer renewal due", extra={"detail": warning})
+    for presigner in backend.outside_presigners():
+        check_stop(stop)
+        presigner.ensure_complete(stop)
     for name in (ISSUING, ROOT):
         check_stop(stop)
         if not backend.crls.is_current(name):

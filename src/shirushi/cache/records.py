@@ -5,6 +5,7 @@ Keys (all under one prefix so a Redis shared with other software stays tidy):
     shirushi:ocsp:{issuer}:{alg}:{serial}   one record: header + DER OCSPResponse
     shirushi:ocsp:{issuer}:complete         set when a full load for that issuer has finished
     shirushi:ocsp:invalidate                pub/sub channel: a key whose record just changed
+    shirushi:ocsp:issuers                   hash: outside CA name -> its PEM certificate
 
 `issuer` is `shirushi.asn1.keys.issuer_id()` of the issuing CA's public key; `alg` is "sha1" or
 "sha256" (the CertID hash algorithm the response echoes, RFC 9919 3.2.1); `serial` is lowercase
@@ -26,6 +27,8 @@ import struct
 
 PREFIX = "shirushi:ocsp:"
 INVALIDATE_CHANNEL = PREFIX + "invalidate"
+# Hash of the outside CAs responders answer for: name -> PEM certificate (responder/reload.py).
+ISSUERS_KEY = PREFIX + "issuers"
 HASH_ALGORITHMS = ("sha1", "sha256")
 
 _HEADER = struct.Struct(">BQQQQ32s")

@@ -19,7 +19,7 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
@@ -102,7 +102,7 @@ def sign_rows(
 _worker_signer: Signer | None = None
 
 
-def _worker_init(settings: Settings, parent: int) -> None:
+def _worker_init(settings: Settings, parent: int, key_name: str) -> None:
     global _worker_signer
     from shirushi.signing.backend import keystore
 
@@ -112,7 +112,7 @@ def _worker_init(settings: Settings, parent: int) -> None:
     die_with_parent(signal.SIGKILL, parent)
     leave_stop_to_parent()
 
-    _worker_signer = keystore(settings).open("ocsp-signer")
+    _worker_signer = keystore(settings).open(key_name)
 
 
 def _worker_sign(
@@ -130,7 +130,12 @@ class Presigner:
         writer: CacheWriter,
         signer: Signer,
         clock: Clock,
+        *,
+        context: Callable[[], SigningContext] | None = None,
+        key_name: str = "ocsp-signer",
     ) -> None:
+        """`context` and `key_name`: an outside CA's signing context and delegated signer key
+        (`shirushi.outside`); by default the issuing CA's, from the hierarchy files."""
         self.settings = settings
         self.store = store
         self.writer = writer
@@ -139,9 +144,13 @@ class Presigner:
         self.workers = settings.presign.workers or (os.cpu_count() or 1)
         self.batch = settings.presign.batch
         self._context: tuple[object, SigningContext] | None = None
+        self._context_of = context
+        self.key_name = key_name
 
     def context(self) -> SigningContext:
         """The signing context of the current CA files, made again only when they change."""
+        if self._context_of is not None:
+            return self._context_of()
         from shirushi.ca.hierarchy import CertificatePaths, load_hierarchy
 
         stamp = CertificatePaths(self.settings.data_path).stamp()
@@ -188,7 +197,7 @@ class Presigner:
                 count += len(rows)
             return count
         with concurrent.futures.ProcessPoolExecutor(
-            max_workers=self.workers, initializer=_worker_init, initargs=(self.settings, os.getpid())
+            max_workers=self.workers, initializer=_worker_init, initargs=(self.settings, os.getpid(), self.key_name)
         ) as pool:
             pending: set[concurrent.futures.Future[tuple[list[Entry], dict[int, int]]]] = set()
             try:

@@ -1,6 +1,7 @@
 """The issuers a responder answers for, and the Redis keys a CertID maps to.
 
-`load_issuers` reads the PEM bundle once at start (file I/O); everything else is pure. The map
+`load_issuers` reads the PEM bundle (file I/O; `reload.py` adds the outside CAs and rereads
+both); everything else is pure. The map
 holds, per issuing CA and per CertID hash algorithm, the issuerNameHash and issuerKeyHash
 (RFC 6960 4.1.1) precomputed, so a request costs one dictionary lookup (standards OCSP-11).
 
@@ -74,8 +75,11 @@ def load_issuers(path: Path) -> IssuerMap:
         raise StateError(f"issuer certificates {path} do not exist; run `shirushi init` or set ocsp.issuers") from None
     except OSError as exc:
         raise StateError(f"cannot read issuer certificates {path}: {exc.strerror}") from None
+    return IssuerMap(read_bundle(pem, path))
+
+
+def read_bundle(pem: bytes, path: Path) -> list[x509.Certificate]:
     try:
-        certificates = x509.load_pem_x509_certificates(pem)
+        return x509.load_pem_x509_certificates(pem)
     except ValueError:
         raise ConfigError(f"{path} is not a PEM bundle of certificates") from None
-    return IssuerMap(certificates)

@@ -86,6 +86,14 @@ class Responder:
         self.date = b""
         self.refresh_clock()
 
+    def set_issuers(self, issuers: IssuerMap) -> None:
+        """Answer for a new set of issuers (responder/reload.py); what was decoded under the old
+        set is forgotten, since a CertID may now map elsewhere."""
+        self.issuers = issuers
+        self.routes.clear()
+        self.memo_get.clear()
+        self.memo_post.clear()
+
     def refresh_clock(self) -> None:
         now = int(time.time())
         self.mono = time.monotonic()

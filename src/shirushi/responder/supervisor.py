@@ -6,7 +6,8 @@ stays reserved while a worker is restarted; each worker listens on its own socke
 port, and the kernel balances connections between them and any other `shirushi responder` on
 the same address.
 
-SIGHUP is passed on to the workers, which reopen the access log (`ocsp.access_log`, log rotation).
+SIGHUP is passed on to the workers, which reopen the access log (`ocsp.access_log`, log rotation)
+and reread the issuers (`reload.py`; they also do every few seconds).
 
 `run()` must be called from the main thread of a process that has no other threads (it forks and
 waits for signals with sigtimedwait); `shirushi serve` should give it a process of its own.
@@ -30,7 +31,8 @@ from shirushi.errors import ServiceError
 from shirushi.lifecycle import die_with_parent
 from shirushi.metrics.registry import mark_process_dead, prepare_directory
 from shirushi.responder.accesslog import access_log_path, check_writable
-from shirushi.responder.issuers import IssuerMap, issuers_path, load_issuers
+from shirushi.responder.issuers import IssuerMap
+from shirushi.responder.reload import IssuerSource
 from shirushi.responder.resp import Address
 from shirushi.responder.routing import Options
 from shirushi.responder.worker import listen_socket, worker_main
@@ -57,7 +59,11 @@ def run(
     that cannot be opened or an address that cannot be bound.
     """
     options = options or Options()
-    issuers = load_issuers(issuers_path(settings))
+    source = IssuerSource(settings)
+    try:
+        issuers = source.load()
+    finally:
+        source.close()  # no Redis connection crosses the fork
     Address(settings.redis_url)  # a bad redis.url is a ConfigError now, not in every worker
     access_log = access_log_path(settings)
     if access_log is not None:

@@ -5,12 +5,14 @@ address; the kernel spreads connections over them. A worker holds no keys and no
 only the issuer map, a Redis connection, and (optionally) the invalidation subscription.
 SIGTERM or SIGINT stop it gracefully: the socket closes, answers in flight are finished for up to
 `Options.linger` seconds, then every connection is closed and the access log (when
-`ocsp.access_log` is set) is flushed. SIGHUP reopens the access log (log rotation).
+`ocsp.access_log` is set) is flushed. SIGHUP reopens the access log (log rotation) and rereads
+the issuers, which are also reread every few seconds (`reload.py`): a new CA without a restart.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import signal
@@ -26,6 +28,7 @@ from shirushi.lifecycle import die_with_parent
 from shirushi.responder.accesslog import AccessLog, access_log_path
 from shirushi.responder.issuers import IssuerMap
 from shirushi.responder.lookup import Lookup
+from shirushi.responder.reload import RELOAD_EVERY, IssuerSource
 from shirushi.responder.request import path_prefix
 from shirushi.responder.resp import Address
 from shirushi.responder.routing import Options, Responder
@@ -88,13 +91,19 @@ async def serve(
     access_log = responder.access_log
     if access_log is not None:
         access_log.open()  # OSError: the worker fails to start (the supervisor checked the path)
+    reload_now = asyncio.Event()
     if stop is None:
         stop = asyncio.Event()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, stop.set)
-        # Without an access log SIGHUP is ignored rather than fatal: a stray `kill -HUP` (as a
-        # logrotate script may send) must not stop the responder.
-        loop.add_signal_handler(signal.SIGHUP, access_log.reopen if access_log is not None else _ignore)
+
+        # SIGHUP: reopen the access log (logrotate) and reread the issuers now.
+        def on_hup() -> None:
+            if access_log is not None:
+                access_log.reopen()
+            reload_now.set()
+
+        loop.add_signal_handler(signal.SIGHUP, on_hup)
         # The supervisor forks with these signals blocked so that none arrives before a
         # handler is in place; a signal sent meanwhile is delivered now.
         signal.pthread_sigmask(signal.SIG_UNBLOCK, (signal.SIGTERM, signal.SIGINT, signal.SIGCHLD, signal.SIGHUP))
@@ -112,6 +121,7 @@ async def serve(
         ticker[0] = loop.call_later(TICK, tick)
 
     ticker = [loop.call_later(TICK, tick)]
+    reloading = asyncio.create_task(_follow_issuers(settings, responder, reload_now))
     try:
         if on_ready is not None:
             on_ready(bound_port)
@@ -127,6 +137,7 @@ async def serve(
                 conn.transport.close()
         ticker[0].cancel()
         responder.tally.flush(lookup)
+        reloading.cancel()
         lookup.close()
         await server.wait_closed()
         await asyncio.sleep(0.01)
@@ -134,8 +145,19 @@ async def serve(
             access_log.close()
 
 
-def _ignore() -> None:
-    pass
+async def _follow_issuers(settings: Settings, responder: Responder, now: asyncio.Event) -> None:
+    """Reread the issuers every RELOAD_EVERY seconds, or at once when `now` is set (SIGHUP)."""
+    source = IssuerSource(settings)
+    try:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(now.wait(), RELOAD_EVERY)
+            now.clear()
+            issuers = await asyncio.to_thread(source.changed)
+            if issuers is not None:
+                responder.set_issuers(issuers)
+    finally:
+        source.close()
 
 
 def worker_main(settings: Settings, issuers: IssuerMap, options: Options, port: int, ready_fd: int, parent: int) -> int:

@@ -110,10 +110,22 @@ class IssuerRow:
     name: str
     subject: str
     certificate: bytes
+    outside: bool = False  # registered with `issuer add`: no key here (migration 0004)
+    crl_number: int | None = None  # the last CRL imported from an outside CA
+    crl_this_update: dt.datetime | None = None
 
 
 def issuer_row(r: Any) -> IssuerRow:
-    return IssuerRow(r.id, r.name, r.subject, bytes(r.certificate))
+    number = getattr(r, "crl_number", None)
+    return IssuerRow(
+        r.id,
+        r.name,
+        r.subject,
+        bytes(r.certificate),
+        bool(getattr(r, "outside", False)),
+        None if number is None else int(number),
+        aware(getattr(r, "crl_this_update", None)),
+    )
 
 
 @dataclasses.dataclass(frozen=True)

@@ -13,7 +13,7 @@ metadata = sa.MetaData()
 
 # The newest migration (migrations/versions): a database at it needs no Alembic run. A new
 # migration changes this too (tests/test_store.py checks it is Alembic's head).
-REVISION = "0002"
+REVISION = "0004"
 
 UTCDateTime = sa.DateTime(timezone=True)
 
@@ -25,6 +25,11 @@ issuers = sa.Table(
     sa.Column("subject", sa.Text, nullable=False),
     sa.Column("certificate", sa.LargeBinary, nullable=False),  # DER
     sa.Column("created_at", UTCDateTime, nullable=False),
+    # Migration 0004: a CA registered with `issuer add` (no key here); the last CRL imported
+    # from it (CRL numbers reach 20 octets, RFC 5280 5.2.3, hence Numeric).
+    sa.Column("outside", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("crl_number", sa.Numeric(50, 0)),
+    sa.Column("crl_this_update", UTCDateTime),
 )
 
 certificates = sa.Table(
