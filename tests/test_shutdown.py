@@ -1,7 +1,8 @@
 """Stopping `serve` and `shirushi responder` at any moment, with real processes.
 
-SIGTERM during the start-up presign of many certificates (seeded straight into the store; it runs
-behind the open OCSP port, misses meanwhile are signed live) ends `serve` promptly with status 0 and nothing left running; the next `serve` finishes the work.
+SIGTERM during the start-up presign of many certificates (seeded straight into the store; it
+runs behind the open OCSP port, misses meanwhile are signed live) ends `serve` promptly with
+status 0 and nothing left running; the next `serve` finishes the work.
 SIGKILL, at start-up or while serving, leaves no redis-server, responder or signing worker
 behind (they ask Linux for a parent-death signal). A revocation committed just before a stop
 reaches OCSP and the CRL after the restart; `openssl ocsp` and `openssl crl` judge that.

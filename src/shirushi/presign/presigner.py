@@ -42,6 +42,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("shirushi.presign")
 
+WORKER_NICE = 5
+
 
 @dataclasses.dataclass(frozen=True)
 class SigningContext:
@@ -115,6 +117,9 @@ def _worker_init(settings: Settings, parent: int) -> None:
     # them to the process. SIGKILL: a worker holds nothing that needs a clean stop.
     die_with_parent(signal.SIGKILL, parent)
     leave_stop_to_parent()
+    # Below the responders and the live-signing threads: a bulk refill uses whatever CPU they
+    # leave, so a miss answered live during the refill does not queue behind it.
+    os.nice(WORKER_NICE)
 
     _worker_signer = keystore(settings).open("ocsp-signer")
 
