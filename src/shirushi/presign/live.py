@@ -1,11 +1,12 @@
 """Signing one response on demand: the budget, the asked-for list, and the signing itself.
 
-`TokenBucket` and `Asked` are pure (time is an argument) and thread-safe. `LiveSigner.answer`
-does I/O: one store read, and for a known unexpired serial within the budget one signature and
-one Redis write through the presigner's CacheWriter (same compare-and-set on the status version
-as every other write, so a live answer never replaces a newer revoked one). The reply is read
-back from Redis after the write, so the caller always gets what Redis now holds: the newer
-record when a revocation won the race.
+`TokenBucket` and `Asked` are pure (time is an argument) and thread-safe.
+`LiveSigner.answer_many` does I/O for a batch of keys: one Redis read, one store read, for each
+known unexpired serial within the budget one signature, then one Redis write through the
+presigner's CacheWriter (same compare-and-set on the status version as every other write, so a
+live answer never replaces a newer revoked one). The reply is read back from Redis after the
+write, so the caller always gets what Redis now holds: the newer record when a revocation won
+the race.
 
 Order of the checks (issue "never dark", and the Must hold list): the serial is looked up before
 the budget is touched, so a flood of unknown serials costs store reads and no signatures; a
@@ -22,8 +23,10 @@ from collections.abc import Callable
 import redis
 
 from shirushi.cache import livewire, records
+from shirushi.cache.writer import Entry
 from shirushi.errors import ShirushiError
 from shirushi.presign.presigner import Presigner, sign_rows
+from shirushi.store.records import StatusRow
 
 log = logging.getLogger("shirushi.presign")
 
@@ -99,53 +102,80 @@ class LiveSigner:
         self.counts = Counts()
         self._lock = threading.Lock()
 
-    def _count(self, field: str) -> None:
+    def _count(self, field: str, n: int = 1) -> None:
         with self._lock:
-            setattr(self.counts, field, getattr(self.counts, field) + 1)
+            setattr(self.counts, field, getattr(self.counts, field) + n)
 
     def answer(self, key: bytes) -> tuple[int, bytes]:
+        return self.answer_many([key])[key]
+
+    def answer_many(self, keys: list[bytes]) -> dict[bytes, tuple[int, bytes]]:
+        """Distinct keys -> their answers, with one store query and two Redis round trips for
+        the lot (the service hands over what queued while the previous batch was signed)."""
         try:
-            return self._answer(key)
+            return self._answer_many(keys)
         except (ShirushiError, redis.RedisError) as exc:
-            self._count("failed")
+            self._count("failed", len(keys))
             log.warning("live signing failed", extra={"error": str(exc)})
-            return livewire.TRY_LATER, b""
+            return dict.fromkeys(keys, (livewire.TRY_LATER, b""))
 
-    def _answer(self, key: bytes) -> tuple[int, bytes]:
-        parsed = livewire.parse_key(key)
+    def _answer_many(self, keys: list[bytes]) -> dict[bytes, tuple[int, bytes]]:
+        out: dict[bytes, tuple[int, bytes]] = {}
         ctx = self.presigner.context()
-        if parsed is None or parsed[0] != ctx.issuer_id:
-            self._count("not_mine")
-            return livewire.NOT_MINE, b""
-        issuer, alg, serial = parsed
-        stored = self._stored(key)
-        if stored is not None:
-            # Written meanwhile (the refill, or a miss answered just before): no signature.
-            return livewire.OK, stored
+        wanted: dict[bytes, tuple[str, int]] = {}
+        for key in keys:
+            parsed = livewire.parse_key(key)
+            if parsed is None or parsed[0] != ctx.issuer_id:
+                out[key] = (livewire.NOT_MINE, b"")
+            else:
+                wanted[key] = (parsed[1], parsed[2])
+        self._count("not_mine", len(out))
+        # Written meanwhile (the refill, or a miss answered just before): no signature.
+        for key, stored in zip(wanted, self._stored(list(wanted)), strict=True):
+            if stored is not None:
+                out[key] = (livewire.OK, stored)
+        wanted = {k: v for k, v in wanted.items() if k not in out}
+        if not wanted:
+            return out
         now = self.presigner.clock.now()
-        rows = [r for r in self.presigner.store.statuses_of(issuer, [serial]) if r.not_after > now]
-        if not rows:
-            # Never issued, expired or purged: RFC 9919 3.2.3, the responder answers unauthorized.
-            self._count("unknown")
-            return livewire.UNKNOWN, b""
-        if not self.bucket.take(self.monotonic()):
-            self.asked.add(serial)
-            self._count("over_budget")
-            return livewire.TRY_LATER, b""
-        # Only the CertID hash algorithm asked for: the other one costs a signature nobody wants
-        # yet; the refill and the refresh sign both as usual.
-        one = dataclasses.replace(ctx, hashes=tuple(h for h in ctx.hashes if h.alg == alg))
-        entries, due = sign_rows(rows, one, self.presigner.signer, now)
-        self.presigner.writer.put(issuer, entries, due)
-        self._count("signed")
-        stored = self._stored(key)
-        if stored is None:
-            # Written and gone at once (a FLUSHALL in between): ask again later.
-            return livewire.TRY_LATER, b""
-        return livewire.OK, stored
+        serials = sorted({serial for _, serial in wanted.values()})
+        rows = {r.serial: r for r in self.presigner.store.statuses_of(ctx.issuer_id, serials) if r.not_after > now}
+        by_alg: dict[str, list[StatusRow]] = {}
+        signed: list[bytes] = []
+        for key, (alg, serial) in wanted.items():
+            row = rows.get(serial)
+            if row is None:
+                # Never issued, expired or purged: RFC 9919 3.2.3, the responder answers unauthorized.
+                out[key] = (livewire.UNKNOWN, b"")
+                self._count("unknown")
+            elif not self.bucket.take(self.monotonic()):
+                self.asked.add(serial)
+                out[key] = (livewire.TRY_LATER, b"")
+                self._count("over_budget")
+            else:
+                by_alg.setdefault(alg, []).append(row)
+                signed.append(key)
+        if not signed:
+            return out
+        entries: list[Entry] = []
+        due: dict[int, int] = {}
+        for alg, alg_rows in by_alg.items():
+            # Only the CertID hash algorithm asked for: the other one costs a signature nobody
+            # wants yet; the refill and the refresh sign both as usual.
+            one = dataclasses.replace(ctx, hashes=tuple(h for h in ctx.hashes if h.alg == alg))
+            more, more_due = sign_rows(alg_rows, one, self.presigner.signer, now)
+            entries += more
+            due.update(more_due)
+        self.presigner.writer.put(ctx.issuer_id, entries, due)
+        self._count("signed", len(signed))
+        for key, stored in zip(signed, self._stored(signed), strict=True):
+            # None: written and gone at once (a FLUSHALL in between): ask again later. Otherwise
+            # what Redis holds, which is the newer record if a revocation won the race.
+            out[key] = (livewire.OK, stored) if stored is not None else (livewire.TRY_LATER, b"")
+        return out
 
-    def _stored(self, key: bytes) -> bytes | None:
-        value = self.presigner.writer.client.get(key)
-        if isinstance(value, bytes) and records.unpack(value) is not None:
-            return value
-        return None
+    def _stored(self, keys: list[bytes]) -> list[bytes | None]:
+        if not keys:
+            return []
+        values = self.presigner.writer.client.mget(keys)
+        return [v if isinstance(v, bytes) and records.unpack(v) is not None else None for v in values]

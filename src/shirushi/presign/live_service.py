@@ -1,13 +1,14 @@
 """The backend's live-signing service: a unix socket the responders ask when Redis misses a record.
 
-Runs on `serve`'s event loop (socket I/O); the store read and the signature run in a small thread
-pool (`LiveSigner.answer`). Concurrent requests for the same key, from any number of responder
-connections, share one answer (one signature). At most `MAX_PENDING` distinct keys are in work
-at once; past that a request is answered `tryLater` at once rather than queued, so the wait a
-responder sees stays bounded. The socket file is created mode 0600 in a directory only the
-service's user reaches (`data_dir`): the responders run as that user, nobody else can ask for a
-signature. A line with the counts is logged every `REPORT_EVERY` seconds in which something
-happened.
+Runs on `serve`'s event loop (socket I/O); the store read and the signatures run in a small
+thread pool (`LiveSigner.answer_many`), each thread taking what queued meanwhile as one batch (up
+to `BATCH` keys), so a burst of misses costs one store query and one Redis write per batch, not
+per key. Concurrent requests for the same key, from any number of responder connections, share
+one answer (one signature). At most `MAX_PENDING` distinct keys are queued or in work at once;
+past that a request is answered `tryLater` at once rather than queued, so the wait a responder
+sees stays bounded. The socket file is created mode 0600 in a directory only the service's user
+reaches (`data_dir`): the responders run as that user, nobody else can ask for a signature. A
+line with the counts is logged every `REPORT_EVERY` seconds in which something happened.
 
 The protocol is `cache/livewire.py`.
 """
@@ -18,6 +19,7 @@ import asyncio
 import concurrent.futures
 import contextlib
 import dataclasses
+import functools
 import logging
 import os
 import stat
@@ -31,6 +33,7 @@ log = logging.getLogger("shirushi.presign")
 
 MAX_PENDING: Final = 256
 THREADS: Final = 2
+BATCH: Final = 64
 REPORT_EVERY: Final = 1.0
 
 
@@ -67,7 +70,9 @@ class LiveService:
     def __init__(self, signer: LiveSigner, path: Path) -> None:
         self.signer = signer
         self.path = path
-        self.waiting: dict[bytes, list[tuple[_Peer, int]]] = {}
+        self.waiting: dict[bytes, list[tuple[_Peer, int]]] = {}  # queued or in work
+        self.queued: list[bytes] = []
+        self.running = 0
         self.pool = concurrent.futures.ThreadPoolExecutor(THREADS, thread_name_prefix="live-sign")
         self.server: asyncio.AbstractServer | None = None
         self.reporter: asyncio.Task[None] | None = None
@@ -92,26 +97,38 @@ class LiveService:
     def ask(self, key: bytes, peer: _Peer, request_id: int) -> None:
         waiters = self.waiting.get(key)
         if waiters is not None:
-            waiters.append((peer, request_id))  # the same key in work: share its answer
+            waiters.append((peer, request_id))  # the same key queued or in work: share its answer
             return
         if len(self.waiting) >= MAX_PENDING:
             peer.send(request_id, livewire.TRY_LATER, b"")
             return
         self.waiting[key] = [(peer, request_id)]
-        assert self.loop is not None
-        future = self.loop.run_in_executor(self.pool, self.signer.answer, key)
-        future.add_done_callback(lambda f: self._done(key, f))
+        self.queued.append(key)
+        self._run()
 
-    def _done(self, key: bytes, future: asyncio.Future[tuple[int, bytes]]) -> None:
-        waiters = self.waiting.pop(key, [])
-        if future.cancelled() or future.exception() is not None:
-            if not future.cancelled():
-                log.error("live signing failed", exc_info=future.exception())
-            status, record = livewire.TRY_LATER, b""
+    def _run(self) -> None:
+        """Hand what has queued to a free thread, as one batch (one store query, one write)."""
+        assert self.loop is not None
+        while self.queued and self.running < THREADS:
+            batch, self.queued = self.queued[:BATCH], self.queued[BATCH:]
+            self.running += 1
+            future = self.loop.run_in_executor(self.pool, self.signer.answer_many, batch)
+            future.add_done_callback(functools.partial(self._done, batch))
+
+    def _done(self, batch: list[bytes], future: asyncio.Future[dict[bytes, tuple[int, bytes]]]) -> None:
+        self.running -= 1
+        answers: dict[bytes, tuple[int, bytes]] = {}
+        if future.cancelled():
+            pass
+        elif future.exception() is not None:
+            log.error("live signing failed", exc_info=future.exception())
         else:
-            status, record = future.result()
-        for peer, request_id in waiters:
-            peer.send(request_id, status, record)
+            answers = future.result()
+        for key in batch:
+            status, record = answers.get(key, (livewire.TRY_LATER, b""))
+            for peer, request_id in self.waiting.pop(key, []):
+                peer.send(request_id, status, record)
+        self._run()
 
     async def _report(self) -> None:
         last = dataclasses.replace(self.signer.counts)
