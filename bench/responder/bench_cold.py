@@ -36,6 +36,7 @@ import json
 import os
 import platform
 import random
+import shutil
 import sqlite3
 import statistics
 import sys
@@ -228,6 +229,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=15.0)
     parser.add_argument("--sign-seconds", type=float, default=3.0)
     parser.add_argument("--live-rate", default="", help="ocsp.live_rate (default: the configured default)")
+    parser.add_argument("--keep-log", type=Path, help="copy serve's log here at the end")
     args = parser.parse_args()
     out: dict[str, Any] = {"certs": args.certs, "revoked": args.revoked, "rate": args.rate, "seconds": args.seconds}
     with tempfile.TemporaryDirectory(prefix="bench-cold-") as tmp:
@@ -274,6 +276,8 @@ def main() -> None:
         finally:
             if site.proc is not None:
                 site.stop()
+            if args.keep_log:
+                shutil.copyfile(site.root / "serve.log", args.keep_log)
     out["machine"] = f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
     out["loadavg"] = os.getloadavg()
     print(json.dumps(out, indent=2))
