@@ -148,9 +148,25 @@ class OCSPSettings:
     # File the responder workers append one line per answered request to (policy 5.5.1: OCSP
     # access logs are archived); "" = no access log. Reopened when moved away or on SIGHUP.
     access_log: str = ""
+    # The backend's live-signing service, asked when Redis has no record for a request (a cold
+    # start, a flushed or replaced Redis, an evicted key): its unix socket ("" means
+    # {data_dir}/live.sock), the signatures per second it may make (0 = no live signing), and how
+    # long a responder waits for its answer before answering tryLater.
+    live_socket: str = ""
+    live_rate: float = 500.0
+    live_timeout: float = 1.0
+
+    def live_socket_path(self, data_dir: Path) -> Path:
+        return Path(self.live_socket).expanduser() if self.live_socket else Layout(data_dir).live_socket
 
     def validate(self) -> None:
         parse_listen(self.listen)
+        if not 0 <= self.live_rate <= 100_000:
+            raise ConfigError("ocsp.live_rate must be between 0 and 100000 signatures per second")
+        if not 0 < self.live_timeout <= 30:
+            raise ConfigError("ocsp.live_timeout must be between 0 and 30 seconds")
+        if len(str(self.live_socket).encode()) > 100:
+            raise ConfigError("ocsp.live_socket must be at most 100 bytes long (a unix socket path)")
         if not 1 <= self.workers <= 64:
             raise ConfigError("ocsp.workers must be between 1 and 64")
         if not 512 <= self.max_request_bytes <= 1 << 20:

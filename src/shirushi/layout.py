@@ -62,6 +62,11 @@ class Layout:
         return self.root / "redis.sock"
 
     @property
+    def live_socket(self) -> Path:
+        """Unix socket of the backend's live-signing service (`ocsp.live_socket` default)."""
+        return self.root / "live.sock"
+
+    @property
     def redis_dir(self) -> Path:
         """Working directory (and log) of the embedded redis-server."""
         return self.root / "redis"

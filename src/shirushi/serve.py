@@ -1,14 +1,20 @@
 """`shirushi serve`: everything in one command. Starts processes and servers.
 
-Start-up order (so that nothing answers wrongly while it fills):
+Start-up order (the OCSP port opens as soon as every answer it gives is correct):
 1. the embedded redis-server when `redis.url` is empty;
-2. catch up on committed work (outbox), renew the OCSP signer if due, presign every certificate
-   unless the cache says it is complete;
+2. catch up on committed work (outbox), renew the OCSP signer if due;
 3. publish CRLs when none is current, so the CDP URLs always answer;
-4. start the responder worker processes (fresh interpreters: they import no key code and hold no
-   keys) -- only now does the OCSP port open;
-5. serve the repository and the API, and run the schedules (outbox, presign refresh, CRLs,
+4. open the live-signing socket (`presign/live_service.py`): from now on a response missing from
+   Redis is signed on demand when a responder asks for it;
+5. start the responder worker processes (fresh interpreters: they import no key code and hold no
+   keys) -- the OCSP port opens;
+6. presign every certificate unless the cache says it is complete, in the background, serials
+   relying parties asked for first (`Presigner.full_load`);
+7. serve the repository and the API, and run the schedules (outbox, presign refresh, CRLs,
    signer renewal) until SIGTERM/SIGINT, then stop everything.
+
+With `ocsp.live_rate = 0` there is no live signing and a miss is `tryLater` until the refill has
+finished (the responder's rule without a signer), as before.
 
 SIGTERM/SIGINT act at any step: the long jobs (full presign, refill, refresh) check the stop
 token between batches, committed work stays in the store and what is not done is left to the
@@ -49,6 +55,8 @@ from shirushi.logs import configure as configure_logging
 from shirushi.logs import say_via
 from shirushi.metrics.http import MetricsServer, port_accepts, redis_answers
 from shirushi.metrics.registry import prepare_directory
+from shirushi.presign.live import Asked, LiveSigner, TokenBucket
+from shirushi.presign.live_service import LiveService
 
 log = logging.getLogger("shirushi.serve")
 
@@ -157,6 +165,14 @@ class Scheduler:
     def follow_job(self) -> None:
         self.follower.poll()
 
+    def refill_job(self) -> None:
+        # At start, behind the open OCSP port: misses meanwhile are signed live.
+        if self.backend.presigner.ensure_complete(self.stop) is None:
+            log.info("startup", extra={"step": "presign", "responses": 0, "cache": "complete"})
+        for presigner in self.backend.outside_presigners():
+            check_stop(self.stop)
+            presigner.ensure_complete(self.stop)
+
     def crl_job(self) -> None:
         # Run a little more often than the interval so a CRL is never late (policy 4.9.7).
         for name in (ISSUING, ROOT):
@@ -204,6 +220,19 @@ def start_responders(config_path: str | None, settings: Settings) -> subprocess.
     )
 
 
+async def start_live_service(settings: Settings, backend: Backend) -> LiveService | None:
+    """Step 4: the live-signing socket, unless `ocsp.live_rate` is 0."""
+    rate = settings.ocsp.live_rate
+    if rate <= 0:
+        return None
+    presigner = backend.presigner
+    signer = LiveSigner(presigner, TokenBucket(rate, rate, time.monotonic()), Asked(), time.monotonic)
+    presigner.asked = signer.asked  # the refill signs what was asked for first
+    service = LiveService(signer, settings.ocsp.live_socket_path(settings.data_path))
+    await service.start()
+    return service
+
+
 def prepare(backend: Backend, say: Callable[[str], None], stop: threading.Event) -> None:
     """Steps 2 and 3 of the start-up order; raises Stopped when `stop` is set meanwhile."""
     # Signer renewal, presign runs and CRL publications log their own lines.
@@ -217,17 +246,13 @@ def prepare(backend: Backend, say: Callable[[str], None], stop: threading.Event)
         say(f"warning: pending: {item}")
     log.info("startup", extra={"step": "outbox", "pending": len(pending)})
     check_stop(stop)
-    if backend.presigner.ensure_complete(stop) is None:
-        log.info("startup", extra={"step": "presign", "responses": 0, "cache": "complete"})
+    backend.presigner.context()  # the signer and its certificate load now: a bad one stops the start
     # Outside CAs (`issuer add`): responders learn of them from Redis, which may have lost them.
     from shirushi.outside.registry import publish_all, renewal_due
 
     publish_all(backend.settings, backend.store, backend.redis)
     for warning in renewal_due(backend.settings, backend.store, backend.keys, backend.clock.now()):
         log.warning("outside signer renewal due", extra={"detail": warning})
-    for presigner in backend.outside_presigners():
-        check_stop(stop)
-        presigner.ensure_complete(stop)
     for name in (ISSUING, ROOT):
         check_stop(stop)
         if not backend.crls.is_current(name):
@@ -329,6 +354,7 @@ async def _run(
         return 0
     if signals.token.is_set():
         return 0
+    live = await start_live_service(settings, backend)
     responders = state.responders = start_responders(config_path, settings)
     state.started = True
     log.info("startup", extra={"step": "responders", "responder_pid": responders.pid, "workers": settings.ocsp.workers})
@@ -341,7 +367,7 @@ async def _run(
     ]
     serving = [asyncio.create_task(s.serve()) for s in servers]
     scheduler = Scheduler(backend, signals.token)
-    tasks = scheduler.tasks()
+    tasks = [asyncio.create_task(scheduler.run_job("presign refill", scheduler.refill_job)), *scheduler.tasks()]
     log.info(
         "serving",
         extra={
@@ -370,6 +396,8 @@ async def _run(
         for s in servers:
             s.should_exit = True
         await asyncio.gather(*serving, *tasks, return_exceptions=True)
+        if live is not None:
+            await live.close()
         if responders.poll() is None:
             responders.terminate()
             try:

@@ -20,6 +20,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
+from typing import TYPE_CHECKING
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
@@ -36,7 +37,12 @@ from shirushi.signing import Signer
 from shirushi.store import Store
 from shirushi.store.records import StatusRow
 
+if TYPE_CHECKING:
+    from shirushi.presign.live import Asked
+
 log = logging.getLogger("shirushi.presign")
+
+WORKER_NICE = 5
 
 
 @dataclasses.dataclass(frozen=True)
@@ -111,6 +117,9 @@ def _worker_init(settings: Settings, parent: int, key_name: str) -> None:
     # them to the process. SIGKILL: a worker holds nothing that needs a clean stop.
     die_with_parent(signal.SIGKILL, parent)
     leave_stop_to_parent()
+    # Below the responders and the live-signing threads: a bulk refill uses whatever CPU they
+    # leave, so a miss answered live during the refill does not queue behind it.
+    os.nice(WORKER_NICE)
 
     _worker_signer = keystore(settings).open(key_name)
 
@@ -146,6 +155,9 @@ class Presigner:
         self._context: tuple[object, SigningContext] | None = None
         self._context_of = context
         self.key_name = key_name
+        # Serials relying parties asked for and the live path could not sign at once (over its
+        # budget): the full load signs them before the rest (set by `serve`, presign/live.py).
+        self.asked: Asked | None = None
 
     def context(self) -> SigningContext:
         """The signing context of the current CA files, made again only when they change."""
@@ -226,10 +238,32 @@ class Presigner:
         now = self.clock.now()
         started = time.monotonic()
         rows = self.store.statuses(ctx.issuer_id, valid_at=now, batch=self.batch)
+        if self.asked is not None:
+            rows = self._asked_first(ctx, rows, self.asked, now)
         count = self._sign_batches(ctx, rows, stop)
         self.writer.mark_complete(ctx.issuer_id, int(now.timestamp()))
         log.info("presign run", extra={"run": "full", "responses": count, "seconds": _since(started)})
         return count
+
+    def _asked_first(
+        self, ctx: SigningContext, rows: Iterator[list[StatusRow]], asked: Asked, now: dt.datetime
+    ) -> Iterator[list[StatusRow]]:
+        """The store's batches, each preceded by what was asked for since the previous one.
+
+        Batches are pulled only when a worker has room (`_sign_batches`' look-ahead), so a serial
+        asked for waits at most for the batches already in work. Serials signed that way are
+        skipped when the scan reaches them.
+        """
+        signed: set[int] = set()
+        for batch in rows:
+            while serials := asked.take(self.batch):
+                first = [r for r in self.store.statuses_of(ctx.issuer_id, serials) if r.not_after > now]
+                signed.update(r.serial for r in first)
+                if first:
+                    yield first
+            rest = [r for r in batch if r.serial not in signed] if signed else batch
+            if rest:
+                yield rest
 
     def ensure_complete(self, stop: threading.Event | None = None) -> int | None:
         """Full load unless the cache says it already holds everything; returns the count signed."""

@@ -3,7 +3,11 @@
 Outcomes (docs/standards.md, hot-path rule 3: a miss is a value):
 
 * a record -> its `Answer` (DER plus prebuilt caching headers);
-* no record, and the issuer's `complete` marker present -> `unauthorized`: the serial was never
+* no record, and a live-signing service on this host (`live_client.py`) -> its answer: the
+  response it signed for a known serial (and wrote to Redis), `unauthorized` for a serial its
+  store does not know (never issued, or expired and purged), `tryLater` over its budget, when it
+  is down or slower than `ocsp.live_timeout`. Never a guess;
+* no record, no live signer here, and the issuer's `complete` marker present -> `unauthorized`: the serial was never
   issued (or its record was purged). BR 4.9.10 forbids answering `good` for it and BR 7.2.2
   forbids the certificateHold trick of RFC 6960 2.2, and the responder holds no key to sign an
   `unknown`; RFC 9919 3.2.3 names `unauthorized` for exactly this case;
@@ -27,9 +31,10 @@ import logging
 from collections.abc import Callable
 from typing import Final
 
-from shirushi.cache import records
+from shirushi.cache import livewire, records
 from shirushi.responder import resp, respwire
 from shirushi.responder.issuers import Plan
+from shirushi.responder.live_client import ABSENT, LiveClient
 from shirushi.responder.request import INTERNAL_ERROR, TRY_LATER, UNAUTHORIZED
 from shirushi.responder.responses import Answer
 
@@ -164,12 +169,14 @@ class Lookup:
         timeout: float,
         l1_entries: int = 50000,
         l1_max_age: int = 60,
+        live: LiveClient | None = None,
     ) -> None:
         self.loop = loop
         self.now = 0  # Unix seconds, kept current by the worker's ticker
         self.link = resp.Link(loop, address, timeout, name="redis")
         self.l1 = L1(l1_entries, l1_max_age)
         self.subscriber: Subscriber | None = Subscriber(loop, address, timeout, self.l1) if l1_entries > 0 else None
+        self.live = live
         self.misses = 0  # Redis had no record
         self.failures = 0  # a Redis command failed or timed out
         self.l1_hits = 0
@@ -213,10 +220,30 @@ class Lookup:
                 done(self._answer(plan, value, generation))
             elif value is None:
                 self.misses += 1
-                if not self.link.send(plan.complete_command, on_marker):
-                    done(TRY_LATER)
+                if self.live is not None:
+                    status = self.live.ask(plan.key, on_live)
+                    if status is None:
+                        return  # on_live answers
+                    if status != ABSENT:
+                        done(TRY_LATER)
+                        return
+                ask_marker()
             else:  # FAILED or an error reply
                 self.failures += 1
+                done(TRY_LATER)
+
+        def on_live(status: int, value: bytes) -> None:
+            if status == livewire.OK:
+                done(self._answer(plan, value, generation))
+            elif status == livewire.UNKNOWN:
+                done(UNAUTHORIZED)  # the store does not know it: RFC 9919 3.2.3
+            elif status in (ABSENT, livewire.NOT_MINE):
+                ask_marker()  # no signer here for this issuer: the rule without one
+            else:
+                done(TRY_LATER)
+
+        def ask_marker() -> None:
+            if not self.link.send(plan.complete_command, on_marker):
                 done(TRY_LATER)
 
         def on_marker(value: respwire.Reply) -> None:
@@ -245,10 +272,14 @@ class Lookup:
 
     def check(self, now: float) -> None:
         self.link.check(now)
+        if self.live is not None:
+            self.live.check(now)
         if self.subscriber is not None:
             self.subscriber.check(now)
 
     def close(self) -> None:
         self.link.close()
+        if self.live is not None:
+            self.live.close()
         if self.subscriber is not None:
             self.subscriber.close()

@@ -27,6 +27,7 @@ from shirushi.config_values import parse_listen
 from shirushi.lifecycle import die_with_parent
 from shirushi.responder.accesslog import AccessLog, access_log_path
 from shirushi.responder.issuers import IssuerMap
+from shirushi.responder.live_client import LiveClient
 from shirushi.responder.lookup import Lookup
 from shirushi.responder.reload import RELOAD_EVERY, IssuerSource
 from shirushi.responder.request import path_prefix
@@ -65,6 +66,7 @@ def build_responder(
         settings.redis.timeout,
         l1_entries=options.l1_entries,
         l1_max_age=options.l1_max_age,
+        live=LiveClient(loop, settings.ocsp.live_socket_path(settings.data_path), settings.ocsp.live_timeout),
     )
     prefix = path_prefix(urllib.parse.urlsplit(settings.ocsp.url).path)
     max_age = int(settings.ocsp.max_age.total_seconds())
