@@ -192,7 +192,7 @@ def start_responder(
         "import sys\n"
         "from shirushi import config\n"
         "from shirushi.responder import Options, run\n"
-        f"options = Options(l1_entries={50000 if l1 else 0})\n"
+        f"options = Options(l1_bytes={None if l1 else 0})\n"
         "sys.exit(run(config.load(None), ready=lambda h, p: print('ready', flush=True), options=options))\n"
     )
     log = open(directory / f"responder-{workers}-{l1}.log", "ab")  # noqa: SIM115 - closed with the process
