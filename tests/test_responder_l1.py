@@ -15,7 +15,7 @@ def answer(next_update: int = NOW + 3600, refresh_by: int = NOW + 1800) -> Answe
 
 
 def test_l1_only_while_alive() -> None:
-    l1 = L1(10, 60)
+    l1 = L1(1 << 20, 60)
     l1.put(b"k", answer(), NOW, l1.generation)
     assert l1.get(b"k", NOW) is None  # not stored: no subscription yet
     l1.set_alive(True)
@@ -26,7 +26,7 @@ def test_l1_only_while_alive() -> None:
 
 
 def test_l1_refuses_a_reply_that_raced_an_invalidation() -> None:
-    l1 = L1(10, 60)
+    l1 = L1(1 << 20, 60)
     l1.set_alive(True)
     generation = l1.generation  # GET sent
     l1.invalidate(b"other")  # any invalidation while it is in flight
@@ -39,7 +39,7 @@ def test_l1_refuses_a_reply_that_raced_an_invalidation() -> None:
 
 
 def test_l1_invalidate_and_expiry() -> None:
-    l1 = L1(10, 60)
+    l1 = L1(1 << 20, 60)
     l1.set_alive(True)
     l1.put(b"k", answer(), NOW, l1.generation)
     l1.invalidate(b"k")
@@ -55,12 +55,50 @@ def test_l1_invalidate_and_expiry() -> None:
     assert b"d" not in l1.entries
 
 
-def test_l1_bounded() -> None:
-    l1 = L1(3, 60)
+def test_l1_bounded_by_bytes() -> None:
+    one = answer().size + len(b"k0")
+    l1 = L1(3 * one + one // 2, 60)
     l1.set_alive(True)
     for i in range(10):
         l1.put(b"k%d" % i, answer(), NOW, l1.generation)
+        assert l1.bytes <= l1.max_bytes
     assert len(l1.entries) == 3 and l1.get(b"k0", NOW) is not None
+    assert l1.bytes == sum(a.size + len(k) for k, (a, _) in l1.entries.items())
+    # Replacing an entry counts it once; an invalidated or expired one gives its bytes back.
+    l1.put(b"k0", answer(), NOW, l1.generation)
+    assert l1.bytes == 3 * one
+    l1.invalidate(b"k0")
+    assert l1.bytes == 2 * one and l1.get(b"k0", NOW) is None
+    assert l1.get(b"k1", NOW + 60) is None and l1.bytes == one
+    l1.set_alive(False)
+    assert l1.bytes == 0
+    # An answer larger than the whole budget is not cached (and evicts nothing).
+    small = L1(one - 1, 60)
+    small.set_alive(True)
+    small.put(b"k0", answer(), NOW, small.generation)
+    assert small.entries == {} and small.bytes == 0
+
+
+def test_l1_bytes_follow_the_der() -> None:
+    big = Answer(records.make_record(b"\x30" + b"\x00" * 5000, NOW - 60, NOW + 3600, NOW + 1800))
+    assert big.size - answer().size == 5001 - 5
+
+
+def test_answer_renders_only_what_is_asked() -> None:
+    a = answer()
+    date = b"Date: " + http_date(NOW) + b"\r\n"
+    assert a.post_keep(NOW, 3600, date) == a.post(date, KEEP)
+    assert a._get_head == b""
+    assert a.get_keep(NOW, 3600, date) == a.get(NOW, 3600, date, KEEP, False)
+    later = b"Date: " + http_date(NOW + 1) + b"\r\n"
+    assert a.get_keep(NOW + 1, 3600, later) == a.get(NOW + 1, 3600, later, KEEP, False)
+
+
+def test_http_date_matches_the_library() -> None:
+    import email.utils
+
+    for seconds in (0, 951782400, 1_700_000_000, NOW, 4102444799, 253402300799):
+        assert http_date(seconds) == email.utils.formatdate(seconds, usegmt=True).encode()
 
 
 def test_answer_headers() -> None:

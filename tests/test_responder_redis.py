@@ -145,7 +145,7 @@ def test_without_l1_every_answer_comes_from_redis(pki: PKI, redis_url: str, tmp_
         redis=RedisSettings(url=redis_url),
         ocsp=OCSPSettings(listen=f"127.0.0.1:{free_port()}", issuers=str(pki.directory / "issuers.pem")),
     )
-    with ThreadedResponder(settings, Options(l1_entries=0)) as server:
+    with ThreadedResponder(settings, Options(l1_bytes=0)) as server:
         wait_for(lambda: ask(server.port, pki, 51) == "SUCCESSFUL/GOOD", 2.0)
         pki.store(client, 51, revoked_at=dt.datetime.now(dt.UTC).replace(microsecond=0), publish=False)
         assert ask(server.port, pki, 51) == "SUCCESSFUL/REVOKED"

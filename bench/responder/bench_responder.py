@@ -100,9 +100,9 @@ def wait_port(port: int, timeout: float = 20.0) -> None:
     raise RuntimeError(f"nothing listens on {port}")
 
 
-def wrk(url: str, duration: int, script: Path | None = None) -> tuple[float, str, int]:
+def wrk(url: str, duration: int, script: Path | None = None, connections: int = 50) -> tuple[float, str, int]:
     """(requests/s, p99 latency, requests completed) of one wrk run."""
-    cmd = ["wrk", "-t1", "-c50", f"-d{duration}s", "--timeout", "5s", "--latency"]
+    cmd = ["wrk", "-t1", f"-c{connections}", f"-d{duration}s", "--timeout", "5s", "--latency"]
     if script is not None:
         cmd += ["-s", str(script)]
     done = subprocess.run([*cmd, url], capture_output=True, text=True, timeout=duration + 60, check=True)
@@ -174,7 +174,13 @@ def nonce_script(directory: Path, body: bytes) -> Path:
 
 
 def start_responder(
-    directory: Path, redis_url: str, issuers: Path, workers: int, l1: bool, access_log: Path | None = None
+    directory: Path,
+    redis_url: str,
+    issuers: Path,
+    workers: int,
+    l1: bool,
+    access_log: Path | None = None,
+    extra_env: dict[str, str] | None = None,
 ) -> tuple[subprocess.Popen[bytes], int]:
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("SHIRUSHI_")}
@@ -186,13 +192,14 @@ def start_responder(
             "SHIRUSHI_OCSP__LISTEN": f"127.0.0.1:{port}",
             "SHIRUSHI_OCSP__WORKERS": str(workers),
             "SHIRUSHI_OCSP__ACCESS_LOG": str(access_log or ""),
+            **(extra_env or {}),
         }
     )
     code = (
         "import sys\n"
         "from shirushi import config\n"
         "from shirushi.responder import Options, run\n"
-        f"options = Options(l1_entries={50000 if l1 else 0})\n"
+        f"options = Options(l1_bytes={None if l1 else 0})\n"
         "sys.exit(run(config.load(None), ready=lambda h, p: print('ready', flush=True), options=options))\n"
     )
     log = open(directory / f"responder-{workers}-{l1}.log", "ab")  # noqa: SIM115 - closed with the process

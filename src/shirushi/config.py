@@ -148,6 +148,11 @@ class OCSPSettings:
     # File the responder workers append one line per answered request to (policy 5.5.1: OCSP
     # access logs are archived); "" = no access log. Reopened when moved away or on SIGHUP.
     access_log: str = ""
+    # Per worker: MiB of answers kept in process memory (bounded by bytes; each costs its DER
+    # plus about 1.3 KB), valid only while the invalidation subscription lives; 0 = every answer
+    # from Redis. 384 holds about 145,000 answers of an RSA-2048 signer.
+    cache_mb: int = 384
+
     # The backend's live-signing service, asked when Redis has no record for a request (a cold
     # start, a flushed or replaced Redis, an evicted key): its unix socket ("" means
     # {data_dir}/live.sock), the signatures per second it may make (0 = no live signing), and how
@@ -161,6 +166,8 @@ class OCSPSettings:
 
     def validate(self) -> None:
         parse_listen(self.listen)
+        if not 0 <= self.cache_mb <= 1 << 16:
+            raise ConfigError("ocsp.cache_mb must be between 0 and 65536")
         if not 0 <= self.live_rate <= 100_000:
             raise ConfigError("ocsp.live_rate must be between 0 and 100000 signatures per second")
         if not 0 < self.live_timeout <= 30:

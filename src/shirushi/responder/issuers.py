@@ -18,7 +18,7 @@ from pathlib import Path
 
 from cryptography import x509
 
-from shirushi.asn1.keys import IssuerId, certid_hashes, issuer_id
+from shirushi.asn1.keys import certid_hashes, issuer_id
 from shirushi.cache import records
 from shirushi.config import Settings
 from shirushi.errors import ConfigError, StateError
@@ -46,12 +46,16 @@ class IssuerMap:
     """(alg, issuerNameHash, issuerKeyHash) -> issuer id, for the served CAs."""
 
     def __init__(self, certificates: Iterable[x509.Certificate]) -> None:
-        self._ids: dict[tuple[str, bytes, bytes], IssuerId] = {}
+        # -> (key prefix "shirushi:ocsp:{issuer}:{alg}:", GET of the issuer's complete marker),
+        # both built once: a request only appends its serial.
+        self._ids: dict[tuple[str, bytes, bytes], tuple[bytes, bytes]] = {}
         self.names: list[str] = []
         for cert in certificates:
             issuer = issuer_id(cert)
+            complete = command(b"GET", records.complete_key(issuer).encode())
             for alg in records.HASH_ALGORITHMS:
-                self._ids[(alg, *certid_hashes(cert, alg))] = issuer
+                prefix = records.response_key(issuer, alg, 0)[:-1].encode()
+                self._ids[(alg, *certid_hashes(cert, alg))] = (prefix, complete)
             self.names.append(cert.subject.rfc4514_string())
 
     def __len__(self) -> int:
@@ -59,12 +63,13 @@ class IssuerMap:
 
     def plan(self, cert_id: CertID) -> Plan | int:
         """The Redis keys for `cert_id`, or UNAUTHORIZED for an issuer we do not serve."""
-        issuer = self._ids.get((cert_id.alg, cert_id.name_hash, cert_id.key_hash))
-        if issuer is None:
+        found = self._ids.get((cert_id.alg, cert_id.name_hash, cert_id.key_hash))
+        if found is None:
             # RFC 6960 2.3 / RFC 9919 3.2.3: not capable of responding authoritatively.
             return UNAUTHORIZED
-        key = records.response_key(issuer, cert_id.alg, cert_id.serial).encode()
-        return Plan(key, command(b"GET", key), command(b"GET", records.complete_key(issuer).encode()))
+        prefix, complete = found
+        key = b"%s%x" % (prefix, cert_id.serial)  # records.response_key
+        return Plan(key, b"*2\r\n$3\r\nGET\r\n$%d\r\n%s\r\n" % (len(key), key), complete)
 
 
 def load_issuers(path: Path) -> IssuerMap:

@@ -48,12 +48,15 @@ PING_INTERVAL: Final = 1.0
 
 
 class L1:
-    """Answers by Redis key, valid only while the invalidation subscription is alive."""
+    """Answers by Redis key, valid only while the invalidation subscription is alive.
 
-    def __init__(self, max_entries: int, max_age: int) -> None:
-        self.max_entries = max_entries
+    Bounded by bytes (`ocsp.cache_mb`): each entry counts `Answer.size` plus its key."""
+
+    def __init__(self, max_bytes: int, max_age: int) -> None:
+        self.max_bytes = max_bytes
         self.max_age = max_age
         self.entries: dict[bytes, tuple[Answer, int]] = {}
+        self.bytes = 0  # what the entries count against max_bytes
         self.alive = False
         # Bumped by every invalidation and every subscription change; see the module docstring.
         self.generation = 0
@@ -66,29 +69,42 @@ class L1:
         if entry is None:
             return None
         if entry[1] <= now:
-            del self.entries[key]
+            self._drop(key)
             return None
         self.hits += 1
         return entry[0]
 
     def put(self, key: bytes, answer: Answer, now: int, generation: int) -> None:
-        if not self.alive or generation != self.generation or self.max_entries <= 0:
+        if not self.alive or generation != self.generation:
             return
-        if len(self.entries) >= self.max_entries:
+        size = answer.size + len(key)
+        if size > self.max_bytes:
+            return
+        expires = min(answer.next_update, answer.refresh_by, now + self.max_age)
+        if expires <= now:
+            return
+        self._drop(key)
+        while self.bytes + size > self.max_bytes:
             # Evict the newest entry: O(1), where deleting the oldest again and again makes
             # next(iter(dict)) walk deleted slots. The established hot set stays cached.
-            self.entries.popitem()
-        expires = min(answer.next_update, answer.refresh_by, now + self.max_age)
-        if expires > now:
-            self.entries[key] = (answer, expires)
+            old_key, (old, _) = self.entries.popitem()
+            self.bytes -= old.size + len(old_key)
+        self.entries[key] = (answer, expires)
+        self.bytes += size
+
+    def _drop(self, key: bytes) -> None:
+        entry = self.entries.pop(key, None)
+        if entry is not None:
+            self.bytes -= entry[0].size + len(key)
 
     def invalidate(self, key: bytes) -> None:
         self.generation += 1
-        self.entries.pop(key, None)
+        self._drop(key)
 
     def set_alive(self, alive: bool) -> None:
         self.generation += 1
         self.entries.clear()
+        self.bytes = 0
         self.alive = alive
 
 
@@ -167,15 +183,15 @@ class Lookup:
         loop: asyncio.AbstractEventLoop,
         address: resp.Address,
         timeout: float,
-        l1_entries: int = 50000,
+        l1_bytes: int = 256 << 20,
         l1_max_age: int = 60,
         live: LiveClient | None = None,
     ) -> None:
         self.loop = loop
         self.now = 0  # Unix seconds, kept current by the worker's ticker
         self.link = resp.Link(loop, address, timeout, name="redis")
-        self.l1 = L1(l1_entries, l1_max_age)
-        self.subscriber: Subscriber | None = Subscriber(loop, address, timeout, self.l1) if l1_entries > 0 else None
+        self.l1 = L1(l1_bytes, l1_max_age)
+        self.subscriber: Subscriber | None = Subscriber(loop, address, timeout, self.l1) if l1_bytes > 0 else None
         self.live = live
         self.misses = 0  # Redis had no record
         self.failures = 0  # a Redis command failed or timed out

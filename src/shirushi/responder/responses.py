@@ -13,7 +13,7 @@ carry `Cache-Control: max-age=N, public, no-transform, must-revalidate`, Last-Mo
 
 from __future__ import annotations
 
-import email.utils
+import time
 from typing import Final
 
 from shirushi.cache.records import Record
@@ -26,9 +26,29 @@ KEEP_10: Final = b"Connection: keep-alive\r\n"  # HTTP/1.0 client that asked for
 CLOSE: Final = b"Connection: close\r\n"
 
 
+_DAYS: Final = (b"Mon", b"Tue", b"Wed", b"Thu", b"Fri", b"Sat", b"Sun")
+_MONTHS: Final = (b"Jan", b"Feb", b"Mar", b"Apr", b"May", b"Jun", b"Jul", b"Aug", b"Sep", b"Oct", b"Nov", b"Dec")
+# What a cached answer holds besides its DER: the header fragments, the two rendered heads, the
+# Python objects and the cache's dict slot, key and tuple (measured with tracemalloc, rounded up;
+# bench/responder/profile_mix.py prints the figure); counted with the DER against ocsp.cache_mb.
+ANSWER_OVERHEAD: Final = 1300
+
+
 def http_date(seconds: int) -> bytes:
-    """IMF-fixdate (RFC 9110 5.6.7), e.g. b"Sun, 06 Nov 1994 08:49:37 GMT"."""
-    return email.utils.formatdate(seconds, usegmt=True).encode("ascii")
+    """IMF-fixdate (RFC 9110 5.6.7), e.g. b"Sun, 06 Nov 1994 08:49:37 GMT".
+
+    Formatted directly from time.gmtime: email.utils.formatdate costs several times more, and
+    every record read from Redis needs two of these."""
+    t = time.gmtime(seconds)
+    return b"%s, %02d %s %04d %02d:%02d:%02d GMT" % (
+        _DAYS[t.tm_wday],
+        t.tm_mday,
+        _MONTHS[t.tm_mon - 1],
+        t.tm_year,
+        t.tm_hour,
+        t.tm_min,
+        t.tm_sec,
+    )
 
 
 def date_line(seconds: int) -> bytes:
@@ -91,24 +111,27 @@ class Answer:
     """A cached record with its HTTP header fragments prebuilt."""
 
     __slots__ = (
-        "_date",
-        "_get_keep",
-        "_post_keep",
+        "_get_date",
+        "_get_head",
+        "_post_date",
+        "_post_head",
         "der",
         "etag",
         "fixed",
         "next_update",
         "ok_head",
         "refresh_by",
+        "size",
         "status",
     )
 
     def __init__(self, record: Record) -> None:
-        # The two commonest answers (GET and POST on a persistent HTTP/1.1 connection) are kept
-        # rendered for the current Date line; they change only when the second does.
-        self._date = b""
-        self._get_keep = b""
-        self._post_keep = b""
+        # The head of the two commonest answers (GET and POST on a persistent HTTP/1.1
+        # connection) is kept for the current Date line, each rendered only once asked: with many
+        # distinct answers most are asked less than once a second, and only the head is kept so
+        # a cached answer costs little more than its DER.
+        self._get_date = self._post_date = b""
+        self._get_head = self._post_head = b""
         self.der = record.der
         self.etag = record.etag.encode("ascii")
         self.next_update = record.next_update
@@ -128,23 +151,22 @@ class Answer:
                 b"\r\n",
             )
         )
+        # What this answer holds in memory, for the byte-bounded cache (lookup.L1).
+        self.size = len(self.der) + ANSWER_OVERHEAD
 
     def get_keep(self, now: int, cap: int, date: bytes) -> bytes:
-        """`get(..., KEEP, False)`, rendered once per second."""
-        if date is not self._date:
-            self._refresh(now, cap, date)
-        return self._get_keep
+        """`get(..., KEEP, False)`, its head rendered once per second."""
+        if date is not self._get_date:
+            self._get_head = self.get(now, cap, date, KEEP, True)
+            self._get_date = date
+        return self._get_head + self.der
 
     def post_keep(self, now: int, cap: int, date: bytes) -> bytes:
-        """`post(date, KEEP)`, rendered once per second."""
-        if date is not self._date:
-            self._refresh(now, cap, date)
-        return self._post_keep
-
-    def _refresh(self, now: int, cap: int, date: bytes) -> None:
-        self._get_keep = self.get(now, cap, date, KEEP, False)
-        self._post_keep = self.post(date, KEEP)
-        self._date = date
+        """`post(date, KEEP)`, its head rendered once per second."""
+        if date is not self._post_date:
+            self._post_head = b"".join((self.ok_head, date, b"\r\n"))
+            self._post_date = date
+        return self._post_head + self.der
 
     def max_age(self, now: int, cap: int) -> int:
         """RFC 9919 7.1: fresh no longer than nextUpdate, the planned re-signing, or the cap."""

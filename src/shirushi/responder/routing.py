@@ -29,8 +29,11 @@ HEAD: Final = 1
 POST: Final = 2
 _METHODS: Final = {b"GET": GET, b"HEAD": HEAD, b"POST": POST}
 _METHOD_NAMES: Final = {GET: b"GET", HEAD: b"HEAD", POST: b"POST", REFUSED: b"-"}
-MEMO_ENTRIES: Final = 8192
+MEMO_MIN_ENTRIES: Final = 8192
 MEMO_MAX_INPUT: Final = 512
+# One decode memo entry holds at most MEMO_MAX_INPUT bytes of input and its small result; sized
+# from the answer cache so that the requests of every cached answer are remembered too.
+MEMO_BYTES_PER_ENTRY: Final = 2048
 _V = TypeVar("_V")
 
 
@@ -38,7 +41,8 @@ _V = TypeVar("_V")
 class Options:
     """Tunables that are not configuration keys; defaults suit production."""
 
-    l1_entries: int = 50000  # 0 disables the in-process cache
+    # Bytes of answers kept in process (lookup.L1); None = `ocsp.cache_mb`, 0 disables the cache.
+    l1_bytes: int | None = None
     l1_max_age: int = 60  # seconds an L1 entry may live even with a healthy subscription
     idle_timeout: float = 30.0  # keep-alive connection with no request
     request_timeout: float = 10.0  # from the first byte of a request to its last
@@ -49,6 +53,14 @@ class Options:
     # Stop when the process that started the responder goes away (set by `shirushi serve`, so a
     # killed backend never leaves responders answering from a cache nobody refreshes).
     exit_with_parent: bool = False
+
+    def cache_bytes(self, cache_mb: int) -> int:
+        return cache_mb << 20 if self.l1_bytes is None else self.l1_bytes
+
+
+def memo_entries(cache_bytes: int) -> int:
+    """How many decoded requests each memo keeps, for an answer cache of `cache_bytes`."""
+    return max(MEMO_MIN_ENTRIES, cache_bytes // MEMO_BYTES_PER_ENTRY)
 
 
 class Responder:
@@ -63,6 +75,7 @@ class Responder:
         max_request_bytes: int,
         options: Options,
         access_log: AccessLog | None = None,
+        memo_size: int = MEMO_MIN_ENTRIES,
     ) -> None:
         self.issuers = issuers
         self.lookup = lookup
@@ -75,6 +88,7 @@ class Responder:
         self.access_log = access_log
         self.connections: set[HTTPConnection] = set()
         self.tally = Tally()  # request counts, flushed into the metrics by the worker's ticker
+        self.memo_size = memo_size
         # Decoding is pure, so its results are reused (bounded, short inputs only): whole
         # request bytes -> Route, GET target -> Decoded, POST body -> Decoded.
         self.routes: dict[bytes, Route] = {}
@@ -139,7 +153,7 @@ class Responder:
         der = decode_get_path(target, self.prefix)
         decoded, repeatable = (_UNDECODABLE, True) if der is None else self._plan(der)
         if repeatable:
-            remember(self.memo_get, target, decoded)
+            remember(self.memo_get, target, decoded, self.memo_size)
         return decoded, repeatable
 
     def plan_post(self, body: bytes) -> tuple[Decoded, bool]:
@@ -148,7 +162,7 @@ class Responder:
             return decoded, True
         decoded, repeatable = self._plan(body)
         if repeatable:
-            remember(self.memo_post, body, decoded)
+            remember(self.memo_post, body, decoded, self.memo_size)
         return decoded, repeatable
 
     def _plan(self, der: bytes) -> tuple[Decoded, bool]:
@@ -168,13 +182,13 @@ _UNDECODABLE: Decoded = (MALFORMED_REQUEST, accesslog.NO_CERT_ID)
 Route = tuple[int, Plan | int, bytes, bool, bytes | None, bytes]
 
 
-def remember(memo: dict[bytes, _V], key: bytes, value: _V) -> None:
+def remember(memo: dict[bytes, _V], key: bytes, value: _V, size: int) -> None:
     """Bounded, and only for short inputs. A full memo is emptied rather than trimmed: deleting
     the oldest key of a dict again and again makes `next(iter(d))` walk ever more deleted slots
     (measured: a flood of distinct requests fell to a tenth of the rate), and the hot entries
     come back on their next request."""
     if len(key) <= MEMO_MAX_INPUT:
-        if len(memo) >= MEMO_ENTRIES:
+        if len(memo) >= size:
             memo.clear()
         memo[key] = value
 

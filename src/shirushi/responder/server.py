@@ -197,7 +197,7 @@ class HTTPConnection(asyncio.Protocol):
             self.buf = buf[end:]
             route, repeatable = responder.route(head, body)
             if repeatable and whole is not None and end == len(whole) and buf is whole:
-                remember(responder.routes, whole, route)
+                remember(responder.routes, whole, route, responder.memo_size)
             whole = None
             self.route = route
             self._dispatch(route)

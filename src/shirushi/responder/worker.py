@@ -32,7 +32,7 @@ from shirushi.responder.lookup import Lookup
 from shirushi.responder.reload import RELOAD_EVERY, IssuerSource
 from shirushi.responder.request import path_prefix
 from shirushi.responder.resp import Address
-from shirushi.responder.routing import Options, Responder
+from shirushi.responder.routing import Options, Responder, memo_entries
 from shirushi.responder.server import HTTPConnection
 
 log = logging.getLogger("shirushi.responder")
@@ -64,7 +64,7 @@ def build_responder(
         loop,
         Address(settings.redis_url),
         settings.redis.timeout,
-        l1_entries=options.l1_entries,
+        l1_bytes=options.cache_bytes(settings.ocsp.cache_mb),
         l1_max_age=options.l1_max_age,
         live=LiveClient(loop, settings.ocsp.live_socket_path(settings.data_path), settings.ocsp.live_timeout),
     )
@@ -72,7 +72,16 @@ def build_responder(
     max_age = int(settings.ocsp.max_age.total_seconds())
     path = access_log_path(settings)
     access_log = AccessLog(path, loop) if path is not None else None
-    return Responder(issuers, lookup, prefix, max_age, settings.ocsp.max_request_bytes, options, access_log)
+    return Responder(
+        issuers,
+        lookup,
+        prefix,
+        max_age,
+        settings.ocsp.max_request_bytes,
+        options,
+        access_log,
+        memo_entries(options.cache_bytes(settings.ocsp.cache_mb)),
+    )
 
 
 async def serve(
