@@ -126,3 +126,33 @@ def test_crl_urls_and_raising_shards(tmp_path: Path, redis_url: str) -> None:
         assert full is not None and full.get_revoked_certificate_by_serial_number(old.serial_number) is not None
     finally:
         three.close()
+
+
+@pytest.mark.oracle
+def test_openssl_verify_with_the_shard_the_certificate_names(sharded: Backend, tmp_path: Path) -> None:
+    from cryptography.hazmat.primitives import serialization
+
+    from support.crl_pki import openssl
+
+    b = sharded
+    revoked = b.authority.issue(make_csr()).certificate
+    good = b.authority.issue(make_csr()).certificate
+    b.revoker.revoke(revoked.serial_number, "superseded")
+    b.crls.generate_all("issuing-ca", scheduled=True)
+    hierarchy = b.authority.hierarchy()
+    pem = serialization.Encoding.PEM
+    (tmp_path / "chain.pem").write_bytes(hierarchy.root.public_bytes(pem) + hierarchy.issuing.public_bytes(pem))
+    at = str(int((T0 + dt.timedelta(minutes=1)).timestamp()))
+    for cert, ok in ((revoked, False), (good, True)):
+        shard = cert.serial_number % 4 + 1
+        crl = b.crls.current("issuing-ca", shard)
+        assert crl is not None
+        (tmp_path / "crl.pem").write_bytes(crl.public_bytes(pem))
+        (tmp_path / "leaf.pem").write_bytes(cert.public_bytes(pem))
+        result = openssl(
+            "verify", "-attime", at, "-crl_check", "-CRLfile", tmp_path / "crl.pem",
+            "-CAfile", tmp_path / "chain.pem", tmp_path / "leaf.pem",
+        )  # fmt: skip
+        assert (result.returncode == 0) == ok, result.stdout + result.stderr
+        if not ok:
+            assert "certificate revoked" in result.stdout + result.stderr
