@@ -25,6 +25,7 @@ from cryptography.x509 import ocsp
 from shirushi import config
 from shirushi.backend import Backend
 from shirushi.cache import records
+from shirushi.crl.shards import crl_name, shard_of
 from shirushi.store import CertificateRecord, schema
 
 WORKER = Path(__file__).parent / "support" / "revoke_worker.py"
@@ -46,7 +47,7 @@ def backend_of(env: dict[str, str]) -> Backend:
     return Backend(config.load(None, environ=env))
 
 
-def seed(env: dict[str, str], count: int) -> list[int]:
+def seed(env: dict[str, str], count: int, shards: int = 1) -> list[int]:
     """An initialised CA with `count` subscriber certificates (records only: revocation needs no DER)."""
     b = backend_of(env)
     b.init()
@@ -65,6 +66,7 @@ def seed(env: dict[str, str], count: int) -> list[int]:
                 not_before=now - dt.timedelta(days=1),
                 not_after=now + dt.timedelta(days=30),
                 spki_sha256=format(serial, "064x")[-64:],
+                crl_shard=shard_of(serial, shards),
             ),
             at=now,
             audit={},
@@ -88,9 +90,9 @@ def workers(env: dict[str, str], parts: list[list[int]], threads: int) -> list[s
     ]
 
 
-def archived(env: dict[str, str]) -> dict[int, set[int]]:
-    """CRL number -> serials listed, for every archived CRL of the issuing CA."""
-    directory = Path(env["SHIRUSHI_DATA_DIR"]) / "archive" / "crl" / "issuing-ca"
+def archived(env: dict[str, str], shard: int = 0) -> dict[int, set[int]]:
+    """CRL number -> serials listed, for every archived CRL of the issuing CA's `shard`."""
+    directory = Path(env["SHIRUSHI_DATA_DIR"]) / "archive" / "crl" / crl_name("issuing-ca", shard)
     out = {}
     for path in directory.glob("*.crl"):
         crl = x509.load_der_x509_crl(path.read_bytes())
@@ -119,16 +121,15 @@ def check_agreement(b: Backend, serials: list[int]) -> set[int]:
     return revoked
 
 
-def check_numbers(env: dict[str, str], b: Backend, *, gaps_allowed: bool) -> None:
+def check_numbers(env: dict[str, str], b: Backend, *, gaps_allowed: bool, shard: int = 0) -> None:
     """Published CRL numbers increase by one (a crash may leave a reserved, unpublished number)."""
     issuer = b.store.issuer("issuing-ca")
     assert issuer is not None
-    crls = archived(env)
+    crls = archived(env, shard)
     numbers = sorted(crls)
+    k = schema.crls
     with b.store.engine.connect() as conn:
-        rows = conn.execute(
-            schema.crls.select().where(schema.crls.c.issuer_id == issuer.id).order_by(schema.crls.c.number)
-        ).all()
+        rows = conn.execute(k.select().where(k.c.issuer_id == issuer.id, k.c.shard == shard).order_by(k.c.number)).all()
     published = [int(r.number) for r in rows if r.published_at is not None]
     reserved = [int(r.number) for r in rows]
     assert reserved == list(range(1, len(reserved) + 1))  # never reused: the table is unique per number
@@ -153,6 +154,26 @@ def test_two_processes_many_threads(env: dict[str, str]) -> None:
     check_numbers(env, b, gaps_allowed=False)
     # Group commit: 48 revocations cost far fewer than 48 CRLs.
     assert len(archived(env)) < 40
+    b.close()
+
+
+def test_two_processes_sharded_crls(env: dict[str, str]) -> None:
+    """With crl.shards = 3: numbers per shard unique and consecutive, no shard drops an entry,
+    and each revocation is listed on the shard its certificate names and on no other."""
+    env = {**env, "SHIRUSHI_CRL__SHARDS": "3"}
+    serials = seed(env, 36, shards=3)
+    procs = workers(env, [serials[:18], serials[18:]], threads=9)
+    for proc in procs:
+        out, err = proc.communicate(timeout=300)
+        assert proc.returncode == 0, err
+        assert out.count("revoked ") == 18 and "pending" not in out
+    b = backend_of(env)
+    for shard in (1, 2, 3):
+        check_numbers(env, b, gaps_allowed=False, shard=shard)
+        crl = b.crls.current("issuing-ca", shard)
+        assert crl is not None
+        assert {e.serial_number for e in crl} == {s for s in serials if shard_of(s, 3) == shard}
+    assert archived(env, 0) == {}  # no revocation touched the full CRL
     b.close()
 
 

@@ -61,7 +61,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--yes", action="store_true", help="confirm --all")
     p.set_defaults(func=cmd_revoke)
 
-    p = sub.add_parser("crl", help="generate and publish the CRL now")
+    p = sub.add_parser("crl", help="generate and publish the CRLs now (`crl urls`: list their URLs)")
+    p.add_argument(
+        "action",
+        nargs="?",
+        choices=["urls"],
+        help="urls: print each CA's name, a tab and the CCADB JSON array of all its CRL URLs",
+    )
     p.add_argument("--issuer", choices=["issuing-ca", "root", "all"], default="all")
     p.set_defaults(func=cmd_crl)
 

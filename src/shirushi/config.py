@@ -204,12 +204,26 @@ class APISettings:
         parse_listen(self.listen)
 
 
+# Upper bound of `crl.shards`: a million revocations over 1024 shards is about 44 KiB a shard;
+# more would only multiply the CRLs made on schedule.
+MAX_CRL_SHARDS = 1024
+
+
 @dataclasses.dataclass(frozen=True)
 class CRLSettings:
     interval: dt.timedelta = dt.timedelta(hours=24)
     validity: dt.timedelta = dt.timedelta(hours=96)
+    # Partitioned CRLs (crl/shards.py): 1 = one full CRL per issuer; N > 1 = each new
+    # certificate's CRL Distribution Point names one of N shards, chosen by its serial.
+    shards: int = 1
+    # Policy 5.5.2: archived CRLs are kept this long, then pruned (crl/archive.py).
+    archive_retention_years: int = 7
 
     def validate(self) -> None:
+        if not 1 <= self.shards <= MAX_CRL_SHARDS:
+            raise ConfigError(f"crl.shards must be between 1 and {MAX_CRL_SHARDS}")
+        if not 1 <= self.archive_retention_years <= 100:
+            raise ConfigError("crl.archive_retention_years must be between 1 and 100")
         if self.validity > dt.timedelta(days=10):
             raise ConfigError("crl.validity must be at most 10 days (BR 4.9.7)")
         if self.interval >= self.validity:

@@ -3,8 +3,8 @@
 The store commits each change together with outbox rows naming the work that must follow it
 (`OutboxRow`). The use cases call `FollowUp` right after their commit for *their own* work:
 - `issued`: the new certificate's OCSP response (BR 4.9.10);
-- `revoked`: the revoked certificates' OCSP responses, then one CRL per issuer that lists them
-  (group-committed: concurrent revocations share a CRL, see `crl/group.py`).
+- `revoked`: the revoked certificates' OCSP responses, then one CRL per issuer and CRL shard
+  that lists them (group-committed: concurrent revocations share a CRL, see `crl/group.py`).
 `drain` does whatever is still pending, oldest first (at start and every few seconds under
 `serve`): work whose process died, or failed, after the commit. Each step says what is left
 (`Pending`); nothing is marked done before it is.
@@ -103,7 +103,8 @@ class FollowUp:
             for _ in records:
                 histogram.observe(elapsed)
         for issuer in issuers:
-            pending += self._crl(issuer)
+            # Only the shards these certificates name (crl/shards.py).
+            pending += self._crl(issuer, sorted({r.crl_shard for r in records if r.issuer_id == issuer}))
         return pending
 
     def drain(self, *, min_age: float = 0.0) -> Pending:
@@ -169,11 +170,12 @@ class FollowUp:
             self.store.outbox.done(done, self.clock.now())
         return pending
 
-    def _crl(self, issuer_id: str) -> Pending:
-        """A published CRL covering every revocation of this issuer committed so far."""
+    def _crl(self, issuer_id: str, shards: Sequence[int] | None = None) -> Pending:
+        """Published CRLs of these shards (None: of every shard with pending CRL work) covering
+        every revocation in them committed so far."""
         try:
             crls = self._crls()
-            crls.after_revocation(crls.issuer_name(issuer_id))
+            crls.after_revocation(crls.issuer_name(issuer_id), shards)
         except ShirushiError as exc:
             return Pending(crl=(issuer_id,), reasons=(f"CRL not yet published ({exc})",))
         return Pending()

@@ -176,9 +176,9 @@ class Scheduler:
     def crl_job(self) -> None:
         # Run a little more often than the interval so a CRL is never late (policy 4.9.7).
         for name in (ISSUING, ROOT):
-            check_stop(self.stop)
-            if not self.backend.crls.is_current(name):
-                self.backend.crls.generate(name, scheduled=True)
+            for shard in self.backend.crls.stale(name):
+                check_stop(self.stop)
+                self.backend.crls.generate(name, scheduled=True, shard=shard)
 
     def signer_job(self) -> None:
         backend = self.backend  # the renewal logs "ocsp signer renewed" itself
@@ -254,9 +254,9 @@ def prepare(backend: Backend, say: Callable[[str], None], stop: threading.Event)
     for warning in renewal_due(backend.settings, backend.store, backend.keys, backend.clock.now()):
         log.warning("outside signer renewal due", extra={"detail": warning})
     for name in (ISSUING, ROOT):
-        check_stop(stop)
-        if not backend.crls.is_current(name):
-            backend.crls.generate(name, scheduled=True)
+        for shard in backend.crls.stale(name):
+            check_stop(stop)
+            backend.crls.generate(name, scheduled=True, shard=shard)
     log.info("startup", extra={"step": "crl", "current": True})
 
 

@@ -123,8 +123,13 @@ def tbs_cert_list(
     this_update: dt.datetime,
     next_update: dt.datetime,
     revoked: bytes | bytearray,
+    distribution_point: str | None = None,
 ) -> bytes:
-    """The DER TBSCertList; `revoked` is the entries' DER concatenated, times are UTC."""
+    """The DER TBSCertList; `revoked` is the entries' DER concatenated, times are UTC.
+
+    With `distribution_point` the CRL carries a critical issuingDistributionPoint naming that
+    URL with onlyContainsUserCerts (RFC 5280 5.2.5): a partitioned CRL's scope.
+    """
     extensions = der.tlv(
         0xA0,
         der.tlv(
@@ -132,7 +137,8 @@ def tbs_cert_list(
             # authorityKeyIdentifier { [0] keyIdentifier } (RFC 5280 4.2.1.1, 5.2.1).
             der.extension(b"\x06\x03\x55\x1d\x23", der.tlv(0x30, der.tlv(0x80, key_id)))
             # cRLNumber INTEGER (RFC 5280 5.2.3).
-            + der.extension(b"\x06\x03\x55\x1d\x14", der.integer(number)),
+            + der.extension(b"\x06\x03\x55\x1d\x14", der.integer(number))
+            + (b"" if distribution_point is None else issuing_distribution_point(distribution_point)),
         ),
     )
     head = b"".join(
@@ -148,6 +154,15 @@ def tbs_cert_list(
     revoked_header = der.header(0x30, len(revoked)) if revoked else b""
     body_length = len(head) + len(revoked_header) + len(revoked) + len(extensions)
     return b"".join((der.header(0x30, body_length), head, revoked_header, revoked, extensions))
+
+
+def issuing_distribution_point(url: str) -> bytes:
+    """The critical issuingDistributionPoint Extension: { distributionPoint fullName { URI },
+    onlyContainsUserCerts TRUE } (RFC 5280 5.2.5; the CA/B Forum CRL profile, BR 7.2.2)."""
+    uri = der.tlv(0x86, url.encode("ascii"))  # GeneralName uniformResourceIdentifier [6]
+    full_name = der.tlv(0xA0, uri)  # DistributionPointName fullName [0] GeneralNames
+    value = der.tlv(0x30, der.tlv(0xA0, full_name) + b"\x81\x01\xff")  # [0] point, [1] TRUE
+    return der.tlv(0x30, b"\x06\x03\x55\x1d\x1c" + b"\x01\x01\xff" + der.tlv(0x04, value))
 
 
 def certificate_list(tbs: bytes, signature: bytes) -> bytes:

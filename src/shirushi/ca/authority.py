@@ -18,6 +18,7 @@ from shirushi.ca.hierarchy import ISSUING, CertificatePaths, Hierarchy, certific
 from shirushi.ca.recording import record_certificate
 from shirushi.clock import Clock
 from shirushi.config import Settings
+from shirushi.crl.shards import shard_of
 from shirushi.errors import ConflictError, PolicyError, StateError
 from shirushi.metrics.registry import metrics
 from shirushi.signing import KeyStore, Signer, SignerKey
@@ -97,16 +98,19 @@ class Authority:
         )
         issuing_signer = self._issuing_signer(hierarchy)
         for _attempt in range(3):
+            serial = x509.random_serial_number()
+            shard = shard_of(serial, self.settings.crl.shards)
             builder = profiles.server_certificate(
                 subject=request.subject,
                 dns_names=request.dns_names,
                 public_key=request.public_key,
                 issuer=hierarchy.issuing,
-                serial=x509.random_serial_number(),
+                serial=serial,
                 not_before=now,
                 not_after=not_after,
                 urls=self.urls,
                 policy_oid=self.settings.ca.policy_oid,
+                crl_shard=shard,
             )
             # Only what passed the lint reaches the CA key: lint_builder raises LintError otherwise.
             findings = lint.lint_builder(
@@ -123,6 +127,7 @@ class Authority:
                     hierarchy.issuing_id,
                     kind="server",
                     now=now,
+                    crl_shard=shard,
                     audit={
                         # Policy 5.4: the request itself is part of the record.
                         "csr": csr_data.decode("ascii", "replace") if b"-----BEGIN" in csr_data else csr_data.hex(),

@@ -21,6 +21,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import AuthorityInformationAccessOID, ExtendedKeyUsageOID, ObjectIdentifier
 
 from shirushi.asn1.keys import key_identifier
+from shirushi.crl.shards import crl_url
 
 # BR 7.1.6.1: Organization Validated reserved policy identifier.
 OV_POLICY = ObjectIdentifier("2.23.140.1.2.2")
@@ -48,6 +49,10 @@ class URLs:
     @property
     def issuing_crl(self) -> str:
         return self.repository + "issuing-ca.crl"
+
+    def issuing_crl_shard(self, shard: int) -> str:
+        """The CRL a subscriber certificate of that shard names (shard 0: `issuing_crl`)."""
+        return crl_url(self.repository, "issuing-ca", shard)
 
     @property
     def issuing_cert(self) -> str:
@@ -194,8 +199,10 @@ def server_certificate(
     not_after: dt.datetime,
     urls: URLs,
     policy_oid: str,
+    crl_shard: int = 0,
 ) -> x509.CertificateBuilder:
-    """Subscriber server certificate per table 7.1-1 (OV, BR 7.1.2.7)."""
+    """Subscriber server certificate per table 7.1-1 (OV, BR 7.1.2.7); its CRL Distribution
+    Point names its CRL shard (`crl/shards.py`)."""
     issuer_key = issuer.public_key()
     assert isinstance(issuer_key, rsa.RSAPublicKey)
     policies = x509.CertificatePolicies(
@@ -218,7 +225,7 @@ def server_certificate(
         .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
         .add_extension(x509.SubjectAlternativeName([x509.DNSName(n) for n in dns_names]), critical=False)
         .add_extension(policies, critical=False)
-        .add_extension(_cdp(urls.issuing_crl), critical=False)
+        .add_extension(_cdp(urls.issuing_crl_shard(crl_shard)), critical=False)
         .add_extension(
             x509.AuthorityInformationAccess(
                 [

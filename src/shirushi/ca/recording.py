@@ -25,6 +25,7 @@ def record_certificate(
     now: dt.datetime,
     audit: dict[str, object],
     presign: bool = True,
+    crl_shard: int = 0,
 ) -> CertificateRecord:
     """Store `cert` (issued by `issuer`) with its audit fields and log it; ConflictError on a reused serial."""
     key = cert.public_key()
@@ -44,6 +45,7 @@ def record_certificate(
         not_after=cert.not_valid_after_utc,
         spki_sha256=spki_sha256(key),
         kind=kind,
+        crl_shard=crl_shard,
     )
     store.add_certificate(record, at=now, audit={"kind": kind, **audit}, presign=presign)
     log.info(

@@ -7,6 +7,7 @@ files); output goes to stdout, warnings to stderr.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 
 from shirushi.commands.inputs import parse_serial, read_file
@@ -81,12 +82,18 @@ def cmd_crl(settings: Settings, args: argparse.Namespace) -> int:
     backend = Backend(settings)
     try:
         names = ["issuing-ca", "root"] if args.issuer == "all" else [args.issuer]
+        if args.action == "urls":
+            # CCADB policy 6.2: the disclosed URLs are exactly those in the certificates.
+            for name in names:
+                if backend.store.issuer(name) is not None:
+                    print(f"{name}\t{json.dumps(backend.crls.urls(name))}")
+            return 0
         for name in names:
-            published = backend.crls.generate(name, scheduled=True)
-            print(
-                f"published {published.path} number={published.number} entries={published.entries} "
-                f"nextUpdate={published.next_update:%Y-%m-%dT%H:%M:%SZ}"
-            )
+            for published in backend.crls.generate_all(name, scheduled=True):
+                print(
+                    f"published {published.path} number={published.number} entries={published.entries} "
+                    f"nextUpdate={published.next_update:%Y-%m-%dT%H:%M:%SZ}"
+                )
     finally:
         backend.close()
     return 0

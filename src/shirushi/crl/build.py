@@ -56,12 +56,15 @@ def build_crl(
     next_update: dt.datetime,
     entries: Iterable[EntryLike],
     arl: bool = False,
+    distribution_point: str | None = None,
 ) -> bytes:
     """Sign and return a DER CRL v2 of `issuer` listing `entries` in the order given.
 
     `arl` is True for a CA's CRL covering CA certificates (the root's ARL): it allows the
     cACompromise reason and a nextUpdate up to 365 days away instead of 10. `entries` is consumed
-    once, so a generator streaming from the store keeps memory low.
+    once, so a generator streaming from the store keeps memory low. `distribution_point` is the
+    URL the certificates in this CRL's scope name: it adds a critical issuingDistributionPoint
+    with that URL and onlyContainsUserCerts (a shard of partitioned CRLs, `shards.py`).
 
     Refuses with a `CrlError` subclass naming the rule: a reason not allowed here
     (`ProhibitedReasonError`; certificateHold and removeFromCRL always), a serial listed twice
@@ -72,7 +75,7 @@ def build_crl(
     """
     this_update, next_update = _check_crl(issuer, signer, number, this_update, next_update, arl=arl)
     revoked = encode_entries(entries, this_update, arl=arl)
-    return _sign(issuer, signer, number, this_update, next_update, revoked)
+    return _sign(issuer, signer, number, this_update, next_update, revoked, distribution_point)
 
 
 def sign_crl(
@@ -84,6 +87,7 @@ def sign_crl(
     next_update: dt.datetime,
     revoked: bytes | bytearray,
     arl: bool = False,
+    distribution_point: str | None = None,
 ) -> bytes:
     """Sign a CRL whose revokedCertificates content (the entries' DER, concatenated) is given.
 
@@ -92,7 +96,7 @@ def sign_crl(
     reasons allowed on this kind of CRL); the CRL-level checks are made here as there.
     """
     this_update, next_update = _check_crl(issuer, signer, number, this_update, next_update, arl=arl)
-    return _sign(issuer, signer, number, this_update, next_update, revoked)
+    return _sign(issuer, signer, number, this_update, next_update, revoked, distribution_point)
 
 
 def _check_crl(
@@ -131,6 +135,7 @@ def _sign(
     this_update: dt.datetime,
     next_update: dt.datetime,
     revoked: bytes | bytearray,
+    distribution_point: str | None,
 ) -> bytes:
     tbs = tbs_cert_list(
         issuer_name=subject_der(issuer),
@@ -139,6 +144,7 @@ def _sign(
         this_update=this_update,
         next_update=next_update,
         revoked=revoked,
+        distribution_point=distribution_point,
     )
     del revoked  # the TBS holds a copy; let a large CRL's entry buffer go before signing
     return certificate_list(tbs, signer.sign(tbs))

@@ -1,8 +1,11 @@
 """CRL generation as a use case: select entries, number, sign, publish, archive, record.
 
-Per issuer: the issuing CA's CRL (subscriber certificates) and the root's ARL (CA certificates).
-Published into the repository directory at the names the certificates' CRL Distribution Points
-use; archived by number (policy 5.5.1). Does I/O: store, key backend, files.
+Per issuer: the issuing CA's CRLs (subscriber certificates) and the root's ARL (CA certificates).
+The issuing CA's CRLs are its full CRL (shard 0) and, with `crl.shards` > 1, one CRL per shard
+(`shards.py`); each is its own scope with its own numbers, entry memo, lock and group commit,
+and carries a critical issuingDistributionPoint naming its URL. Published into the repository
+directory at the names the certificates' CRL Distribution Points use; archived by number
+(policy 5.5.1). Does I/O: store, key backend, files.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ import contextlib
 import dataclasses
 import datetime as dt
 import fcntl
+import functools
 import hashlib
 import logging
 import threading
@@ -26,6 +30,7 @@ from shirushi.crl.build import sign_crl
 from shirushi.crl.entries import EntrySet
 from shirushi.crl.group import GroupCommit
 from shirushi.crl.publish import publish
+from shirushi.crl.shards import crl_name, crl_url, published_shards
 from shirushi.errors import StateError
 from shirushi.metrics.registry import metrics
 from shirushi.signing import KeyStore, Signer
@@ -51,6 +56,7 @@ class Published:
     entries: int
     path: Path
     rows_read: int = 0  # full rows read from the store; the other entries came from memory
+    shard: int = 0  # 0: the issuer's full CRL
 
 
 def repository_dir(settings: Settings) -> Path:
@@ -58,8 +64,16 @@ def repository_dir(settings: Settings) -> Path:
     return settings.layout.repository
 
 
-def crl_path(settings: Settings, issuer_name: str) -> Path:
-    return repository_dir(settings) / f"{issuer_name}.crl"
+def crl_path(settings: Settings, issuer_name: str, shard: int = 0) -> Path:
+    return repository_dir(settings) / f"{crl_name(issuer_name, shard)}.crl"
+
+
+def distribution_point(settings: Settings, issuer_name: str, shard: int) -> str | None:
+    """The URL a CRL's issuingDistributionPoint names: the one in its certificates' CRL
+    Distribution Point. None for the root's ARL, which has a single, complete scope."""
+    if issuer_name == ROOT:
+        return None
+    return crl_url(settings.repository.url, issuer_name, shard)
 
 
 class CRLService:
@@ -71,8 +85,9 @@ class CRLService:
         self.paths = CertificatePaths(settings.data_path)
         self._reader = RevokedReader(store.engine)
         self._guard = threading.Lock()  # over the two dicts below
-        self._entries: dict[str, EntrySet] = {}
-        self._groups: dict[str, GroupCommit[Published]] = {}
+        # Per CRL scope: (issuer name, shard).
+        self._entries: dict[tuple[str, int], EntrySet] = {}
+        self._groups: dict[tuple[str, int], GroupCommit[Published]] = {}
         self._signers: dict[str, Signer] = {}
 
     def issuer_name(self, issuer_id: str) -> str:
@@ -81,27 +96,65 @@ class CRLService:
                 return row.name
         raise StateError(f"unknown issuer {issuer_id}")
 
-    def generate(self, issuer_name: str = ISSUING, *, scheduled: bool) -> Published:
-        """Make, publish and record the next CRL of `issuer_name` ("issuing-ca" or "root").
+    def shards(self, issuer_name: str) -> list[int]:
+        """The CRLs this issuer publishes: [0] for the root; the full CRL and every shard that
+        is configured or that certificates may name for the issuing CA."""
+        if issuer_name == ROOT:
+            return [0]
+        row = self.store.issuer(issuer_name)
+        in_use = 0 if row is None else self.store.crls.highest_shard(row.id)
+        return published_shards(self.settings.crl.shards, in_use)
 
-        One generation at a time per issuer, across processes (serve's schedule, CLI commands):
-        otherwise a CRL that read the revocations first could be numbered and published after
-        one that read them later, and drop an entry the earlier-published CRL listed.
+    def urls(self, issuer_name: str) -> list[str]:
+        """Every CRL URL of this issuer, as disclosed to the CCADB (policy 6.2: the same strings
+        as in the certificates)."""
+        if issuer_name == ROOT:
+            return [crl_url(self.settings.repository.url, ROOT, 0)]
+        return [crl_url(self.settings.repository.url, issuer_name, s) for s in self.shards(issuer_name)]
+
+    def generate(self, issuer_name: str = ISSUING, *, scheduled: bool, shard: int = 0) -> Published:
+        """Make, publish and record the next CRL of `issuer_name` ("issuing-ca" or "root") and `shard`.
+
+        One generation at a time per CRL scope, across processes (serve's schedule, CLI
+        commands): otherwise a CRL that read the revocations first could be numbered and
+        published after one that read them later, and drop an entry the earlier-published CRL
+        listed.
         """
-        with _exclusive(repository_dir(self.settings) / f".{issuer_name}.lock"):
-            return self._generate(issuer_name, scheduled=scheduled)
+        if shard and issuer_name == ROOT:
+            raise StateError("the root's ARL has no shards")
+        with _exclusive(repository_dir(self.settings) / f".{crl_name(issuer_name, shard)}.lock"):
+            return self._generate(issuer_name, shard, scheduled=scheduled)
 
-    def after_revocation(self, issuer_name: str) -> Published:
-        """A CRL listing every revocation committed before this call (group commit, `group.py`).
+    def generate_all(self, issuer_name: str = ISSUING, *, scheduled: bool) -> list[Published]:
+        """The next CRL of every shard of `issuer_name` (`shards`)."""
+        return [self.generate(issuer_name, scheduled=scheduled, shard=s) for s in self.shards(issuer_name)]
 
-        Concurrent callers in this process share one generation; the outbox rows asking for a
-        CRL of this issuer are marked done by whichever generation covers them.
+    def stale(self, issuer_name: str) -> list[int]:
+        """The shards of `issuer_name` without a current scheduled CRL (`is_current`)."""
+        return [s for s in self.shards(issuer_name) if not self.is_current(issuer_name, s)]
+
+    def after_revocation(self, issuer_name: str, shards: Sequence[int] | None = None) -> list[Published]:
+        """CRLs listing every revocation committed before this call (group commit, `group.py`),
+        one per shard in `shards`; None: every shard with pending CRL work in the outbox.
+
+        A revocation regenerates only its own shard. Concurrent callers in this process share
+        one generation per shard; the outbox rows asking for a CRL of a shard are marked done by
+        whichever generation of that shard covers them.
         """
-        with self._guard:
-            group = self._groups.get(issuer_name)
-            if group is None:
-                group = self._groups[issuer_name] = GroupCommit(lambda: self.generate(issuer_name, scheduled=False))
-        return group.request()
+        if shards is None:
+            row = self.store.issuer(issuer_name)
+            shards = [] if row is None else sorted(self._reader.pending_crl_work(row.id))
+        published = []
+        for shard in sorted(set(shards)):
+            key = (issuer_name, 0 if issuer_name == ROOT else shard)
+            with self._guard:
+                group = self._groups.get(key)
+                if group is None:
+                    group = self._groups[key] = GroupCommit(
+                        functools.partial(self.generate, key[0], scheduled=False, shard=key[1])
+                    )
+            published.append(group.request())
+        return published
 
     def _signer(self, issuer_name: str) -> Signer:
         # Opened once: loading the key costs more than signing a CRL.
@@ -112,27 +165,27 @@ class CRLService:
             return signer
 
     def _changed(
-        self, entries: EntrySet, issuer_id: str, work: list[OutboxRow], *, scheduled: bool
+        self, entries: EntrySet, issuer_id: str, shard: int, work: list[OutboxRow], *, scheduled: bool
     ) -> list[int] | None:
         """The serials whose entries may differ from the memo's; None when all must be read."""
         if scheduled or not entries.last_number or any(w.serial is None for w in work):
             return None  # the daily CRL reads everything, so the memo cannot drift for long
-        if entries.last_number != self._reader.latest_crl_number(issuer_id):
+        if entries.last_number != self._reader.latest_crl_number(issuer_id, shard):
             return None  # another process made a CRL: it may have discharged changes we missed
         # Revoked rows that came without outbox rows (inserted directly into the table).
-        inserted = self._reader.owed_since(issuer_id, entries.last_certificate_id, FULL_READ_ABOVE)
+        inserted = self._reader.owed_since(issuer_id, entries.last_certificate_id, FULL_READ_ABOVE, shard=shard)
         if inserted is None:
             return None
         return sorted({w.serial for w in work if w.serial is not None} | set(inserted))
 
-    def _entry_set(self, issuer_name: str) -> EntrySet:
+    def _entry_set(self, issuer_name: str, shard: int) -> EntrySet:
         with self._guard:
-            entries = self._entries.get(issuer_name)
+            entries = self._entries.get((issuer_name, shard))
             if entries is None:
-                entries = self._entries[issuer_name] = EntrySet(arl=issuer_name == ROOT)
+                entries = self._entries[(issuer_name, shard)] = EntrySet(arl=issuer_name == ROOT)
             return entries
 
-    def _generate(self, issuer_name: str, *, scheduled: bool) -> Published:
+    def _generate(self, issuer_name: str, shard: int, *, scheduled: bool) -> Published:
         row = self.store.issuer(issuer_name)
         cert = self.paths.load(issuer_name)
         if row is None or cert is None:
@@ -141,20 +194,20 @@ class CRLService:
         arl = issuer_name == ROOT
 
         def read(serials: Sequence[int] | None) -> list[RevokedRow]:
-            return self._reader.entries(row.id, serials)
+            return self._reader.entries(row.id, serials, shard=shard)
 
         this_update = self.clock.now()
         validity = ARL_VALIDITY if arl else self.settings.crl.validity
         next_update = this_update + validity
         # Read before the entries: every revocation these rows stand for is committed (same
         # transaction), so the entries read next include it and this CRL discharges them.
-        work = self._reader.pending_crl_work(row.id)
+        work = self._reader.pending_crl_work(row.id).get(shard, [])
         top = self._reader.last_certificate_id()
-        entries = self._entry_set(issuer_name)
-        changed = self._changed(entries, row.id, work, scheduled=scheduled)
+        entries = self._entry_set(issuer_name, shard)
+        changed = self._changed(entries, row.id, shard, work, scheduled=scheduled)
         listing = entries.refresh(changed, read, this_update=this_update, scheduled=scheduled)
         number = self.store.crls.allocate_number(
-            row.id, this_update=this_update, next_update=next_update, scheduled=scheduled
+            row.id, this_update=this_update, next_update=next_update, scheduled=scheduled, shard=shard
         )
         der = sign_crl(
             issuer=cert,
@@ -164,9 +217,11 @@ class CRLService:
             next_update=next_update,
             revoked=listing.revoked,
             arl=arl,
+            distribution_point=distribution_point(self.settings, issuer_name, shard),
         )
-        path = crl_path(self.settings, issuer_name)
-        publish(der, path=path, archive_dir=self.settings.layout.crl_archive(issuer_name), number=number)
+        path = crl_path(self.settings, issuer_name, shard)
+        archive_dir = self.settings.layout.crl_archive(crl_name(issuer_name, shard))
+        publish(der, path=path, archive_dir=archive_dir, number=number)
         self.store.crls.published(
             row.id,
             number,
@@ -175,6 +230,7 @@ class CRLService:
             at=self.clock.now(),
             shown_after_expiry=list(listing.first_shown_after_expiry),
             outbox_done=[w.id for w in work],
+            shard=shard,
         )
         entries.forget(listing.first_shown_after_expiry)
         entries.last_number, entries.last_certificate_id = number, top
@@ -182,6 +238,7 @@ class CRLService:
             "crl published",
             extra={
                 "issuer": issuer_name,
+                "shard": shard,
                 "number": number,
                 "entries": listing.entries,
                 "rows_read": listing.rows_read,
@@ -193,25 +250,33 @@ class CRLService:
         )
         metrics().crls_published.labels(issuer_name).inc()
         return Published(
-            issuer_name, number, this_update, next_update, listing.entries, path, rows_read=listing.rows_read
+            issuer_name,
+            number,
+            this_update,
+            next_update,
+            listing.entries,
+            path,
+            rows_read=listing.rows_read,
+            shard=shard,
         )
 
-    def is_current(self, issuer_name: str) -> bool:
-        """True when a scheduled CRL was published within `crl.interval` (so `serve` needs none now)."""
+    def is_current(self, issuer_name: str, shard: int = 0) -> bool:
+        """True when a scheduled CRL of that shard was published within `crl.interval` (so
+        `serve` needs none now)."""
         row = self.store.issuer(issuer_name)
-        if row is None or not crl_path(self.settings, issuer_name).exists():
+        if row is None or not crl_path(self.settings, issuer_name, shard).exists():
             return False
         # Only scheduled CRLs count: those issued on revocation do not retire expired entries
         # (RFC 5280 3.3), so a CA revoking daily must still publish its daily scheduled CRL.
-        last = self.store.crls.last_scheduled(row.id)
+        last = self.store.crls.last_scheduled(row.id, shard)
         if last is None:
             return False
         interval = self.settings.crl.interval if issuer_name == ISSUING else ARL_VALIDITY / 2
         return bool(self.clock.now() - last.this_update < interval)
 
-    def current(self, issuer_name: str) -> x509.CertificateRevocationList | None:
+    def current(self, issuer_name: str, shard: int = 0) -> x509.CertificateRevocationList | None:
         try:
-            return x509.load_der_x509_crl(crl_path(self.settings, issuer_name).read_bytes())
+            return x509.load_der_x509_crl(crl_path(self.settings, issuer_name, shard).read_bytes())
         except FileNotFoundError:
             return None
 

@@ -22,9 +22,16 @@ class CRLs:
         self.engine = engine
 
     def allocate_number(
-        self, issuer_id: str, *, this_update: dt.datetime, next_update: dt.datetime, scheduled: bool
+        self,
+        issuer_id: str,
+        *,
+        this_update: dt.datetime,
+        next_update: dt.datetime,
+        scheduled: bool,
+        shard: int = 0,
     ) -> int:
-        """Reserve the next CRL number (RFC 5280 5.2.3); never reused, even across backends.
+        """Reserve the next CRL number of this issuer's `shard` (RFC 5280 5.2.3: per CRL scope);
+        never reused, even across backends.
 
         The unique (issuer, number) constraint turns a race between two backends into a retry.
         """
@@ -33,12 +40,13 @@ class CRLs:
             try:
                 with self.engine.begin() as conn:
                     current = conn.execute(
-                        sa.select(sa.func.max(k.c.number)).where(k.c.issuer_id == issuer_id)
+                        sa.select(sa.func.max(k.c.number)).where(k.c.issuer_id == issuer_id, k.c.shard == shard)
                     ).scalar_one()
                     number = (current or 0) + 1
                     conn.execute(
                         k.insert().values(
                             issuer_id=issuer_id,
+                            shard=shard,
                             number=number,
                             this_update=utc(this_update),
                             next_update=utc(next_update),
@@ -60,6 +68,7 @@ class CRLs:
         at: dt.datetime,
         shown_after_expiry: Sequence[int],
         outbox_done: Sequence[int] = (),
+        shard: int = 0,
     ) -> None:
         """Record a published CRL, the entries it showed after expiry and the CRL work it did."""
         k, c = schema.crls, schema.certificates
@@ -68,7 +77,7 @@ class CRLs:
             outbox.mark_done(conn, outbox_done, at)
             conn.execute(
                 k.update()
-                .where(k.c.issuer_id == issuer_id, k.c.number == number)
+                .where(k.c.issuer_id == issuer_id, k.c.shard == shard, k.c.number == number)
                 .values(entries=entries, sha256=sha256, published_at=utc(at))
             )
             for i in range(0, len(shown), CHUNK):
@@ -77,22 +86,35 @@ class CRLs:
                     .where(c.c.issuer_id == issuer_id, c.c.serial.in_(shown[i : i + CHUNK]))
                     .values(crl_shown_after_expiry=True)
                 )
-            append_audit(conn, at, "crl", issuer_id, None, {"number": number, "entries": entries, "sha256": sha256})
+            detail = {"shard": shard, "number": number, "entries": entries, "sha256": sha256}
+            append_audit(conn, at, "crl", issuer_id, None, detail)
 
-    def last_scheduled(self, issuer_id: str) -> CRLRow | None:
-        """The newest published scheduled CRL of this issuer."""
-        return self._last(issuer_id, scheduled_only=True)
+    def last_scheduled(self, issuer_id: str, shard: int = 0) -> CRLRow | None:
+        """The newest published scheduled CRL of this issuer's `shard`."""
+        return self._last(issuer_id, shard, scheduled_only=True)
 
-    def last_published(self, issuer_id: str) -> CRLRow | None:
-        """The newest published CRL of this issuer, scheduled or made for a revocation."""
-        return self._last(issuer_id, scheduled_only=False)
+    def last_published(self, issuer_id: str, shard: int = 0) -> CRLRow | None:
+        """The newest published CRL of this issuer's `shard`, scheduled or made for a revocation."""
+        return self._last(issuer_id, shard, scheduled_only=False)
 
-    def _last(self, issuer_id: str, *, scheduled_only: bool) -> CRLRow | None:
+    def _last(self, issuer_id: str, shard: int, *, scheduled_only: bool) -> CRLRow | None:
         k = schema.crls
-        query = sa.select(k).where(k.c.issuer_id == issuer_id, k.c.published_at.is_not(None))
+        query = sa.select(k).where(k.c.issuer_id == issuer_id, k.c.shard == shard, k.c.published_at.is_not(None))
         if scheduled_only:
             query = query.where(k.c.scheduled.is_(True))
         query = query.order_by(k.c.number.desc()).limit(1)
         with self.engine.connect() as conn:
             r = conn.execute(query).first()
         return None if r is None else crl_row(r)
+
+    def highest_shard(self, issuer_id: str) -> int:
+        """The highest shard this issuer ever numbered a CRL for (0: only the full CRL).
+
+        Every shard that certificates name has had a CRL (`serve` makes them all at start, a
+        revocation makes its own), so this keeps them published after `crl.shards` is lowered.
+        By the unique (issuer, shard, number) index, not by the certificates.
+        """
+        k = schema.crls
+        with self.engine.connect() as conn:
+            top = conn.execute(sa.select(sa.func.max(k.c.shard)).where(k.c.issuer_id == issuer_id)).scalar_one()
+        return int(top or 0)

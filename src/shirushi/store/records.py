@@ -50,6 +50,7 @@ class CertificateRecord:
     revoked_at: dt.datetime | None = None
     revocation_reason: str | None = None
     crl_shown_after_expiry: bool = False
+    crl_shard: int = 0  # the CRL its CRL Distribution Point names (crl/shards.py)
 
 
 def certificate_record(row: Any) -> CertificateRecord:
@@ -66,6 +67,7 @@ def certificate_record(row: Any) -> CertificateRecord:
         revoked_at=aware(row.revoked_at),
         revocation_reason=row.revocation_reason,
         crl_shown_after_expiry=bool(row.crl_shown_after_expiry),
+        crl_shard=int(row.crl_shard),
     )
 
 

@@ -55,22 +55,33 @@ certificates = sa.Table(
     sa.Column("status_version", sa.Integer, nullable=False, server_default="0"),
     # RFC 5280 3.3: set once a scheduled CRL issued after notAfter has listed the entry.
     sa.Column("crl_shown_after_expiry", sa.Boolean, nullable=False, default=False),
+    # The CRL shard named in the certificate's CRL Distribution Point (migration 0003): chosen at
+    # issuance, never changed; 0 is the issuer's full CRL (crl/shards.py).
+    sa.Column("crl_shard", sa.Integer, nullable=False, server_default="0"),
     sa.UniqueConstraint("issuer_id", "serial", name="uq_certificates_issuer_serial"),
 )
 sa.Index("ix_certificates_spki", certificates.c.spki_sha256)
 sa.Index("ix_certificates_not_after", certificates.c.not_after)
 sa.Index("ix_certificates_revoked", certificates.c.issuer_id, certificates.c.revoked_at)
-# Revocations still owed a CRL entry (migration 0002): counted on every revocation-driven CRL.
+# Revocations still owed a CRL entry (migrations 0002, 0003): a shard's CRL reads its entries by it.
 OWED = "revoked_at IS NOT NULL AND NOT crl_shown_after_expiry"
-sa.Index("ix_certificates_owed", certificates.c.issuer_id, sqlite_where=sa.text(OWED), postgresql_where=sa.text(OWED))
+sa.Index(
+    "ix_certificates_owed",
+    certificates.c.issuer_id,
+    certificates.c.crl_shard,
+    sqlite_where=sa.text(OWED),
+    postgresql_where=sa.text(OWED),
+)
 
 crls = sa.Table(
     "crls",
     metadata,
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
     sa.Column("issuer_id", sa.String(32), sa.ForeignKey("issuers.id"), nullable=False),
-    # RFC 5280 5.2.3: strictly increasing per issuer; the unique constraint makes two backends
-    # racing for the same number fail instead of reusing it.
+    # Which CRL of the issuer (0: the full CRL, N: shard N; migration 0003).
+    sa.Column("shard", sa.Integer, nullable=False, server_default="0"),
+    # RFC 5280 5.2.3: strictly increasing per CRL scope (issuer and shard); the unique constraint
+    # makes two backends racing for the same number fail instead of reusing it.
     sa.Column("number", sa.BigInteger, nullable=False),
     sa.Column("this_update", UTCDateTime, nullable=False),
     sa.Column("next_update", UTCDateTime),
@@ -78,7 +89,7 @@ crls = sa.Table(
     sa.Column("entries", sa.Integer),
     sa.Column("sha256", sa.String(64)),
     sa.Column("published_at", UTCDateTime),
-    sa.UniqueConstraint("issuer_id", "number", name="uq_crls_issuer_number"),
+    sa.UniqueConstraint("issuer_id", "shard", "number", name="uq_crls_issuer_shard_number"),
 )
 
 # Work that must follow a committed change (re-sign an OCSP response, regenerate a CRL). Written

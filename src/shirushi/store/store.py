@@ -93,6 +93,7 @@ class Store:
             kind=rec.kind,
             created_at=utc(at),
             crl_shown_after_expiry=False,
+            crl_shard=rec.crl_shard,
         )
         try:
             with self.engine.begin() as conn:

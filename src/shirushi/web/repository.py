@@ -2,7 +2,8 @@
 
 CRLs are served at exactly the URLs written in the certificates' CRL Distribution Points, DER as
 `application/pkix-crl` (RFC 5280 4.2.1.13, RFC 2585), with validators and a Cache-Control bounded
-by nextUpdate. Publication is atomic (rename), so a request sees one whole CRL or another.
+by nextUpdate; every shard of partitioned CRLs (`crl/shards.py`) under the same rules.
+Publication is atomic (rename), so a request sees one whole CRL or another.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from shirushi.ca.hierarchy import ISSUING, ROOT, CertificatePaths
 from shirushi.clock import Clock, SystemClock
 from shirushi.config import Settings
 from shirushi.crl.service import crl_path
+from shirushi.crl.shards import crl_name, parse_crl_name
 
 # Relying parties re-fetch at least hourly even when nextUpdate is days away, so a CRL published
 # on revocation reaches them within the hour (CCADB asks for retrieval every 4 hours).
@@ -67,17 +69,22 @@ def index_page(base: str, crls: list[str], certificates: list[str], documents: l
     )
 
 
+def _is_shard(file_name: str) -> bool:
+    scope = parse_crl_name(file_name.removesuffix(".crl"))
+    return scope is not None and scope[1] > 0 and crl_name(*scope) + ".crl" == file_name
+
+
 def create_app(settings: Settings, clock: Clock | None = None) -> Starlette:
     clock = clock or SystemClock()
     certs = CertificatePaths(settings.data_path)
     documents = Path(settings.repository.documents) if settings.repository.documents else None
 
     async def crl(request: Request) -> Response:
-        name = request.path_params["name"]
-        if name not in NAMES:
+        scope = parse_crl_name(request.path_params["name"])
+        if scope is None or scope[0] not in NAMES or (scope[0] == ROOT and scope[1]):
             return _not_found()
         try:
-            der = crl_path(settings, name).read_bytes()
+            der = crl_path(settings, *scope).read_bytes()
             parsed = x509.load_der_x509_crl(der)
         except (FileNotFoundError, ValueError):
             return _not_found()
@@ -127,6 +134,11 @@ def create_app(settings: Settings, clock: Clock | None = None) -> Starlette:
 
     async def index(request: Request) -> Response:
         crls = [f"{n}.crl" for n in NAMES if crl_path(settings, n).exists()]
+        # Shards in numeric order after each issuer's full CRL.
+        crls += sorted(
+            (p.name for p in crl_path(settings, ISSUING).parent.glob(f"{ISSUING}-*.crl") if _is_shard(p.name)),
+            key=lambda n: int(n[len(ISSUING) + 1 : -4]),
+        )
         cas = [f"{n}.{ext}" for n in NAMES if certs.cert(n).exists() for ext in ("crt", "pem")]
         docs = ["cp", "cps"]
         if documents is not None:

@@ -7,14 +7,14 @@
   `gen-crl` writes, is ordered by thisUpdate).
 
 Revision ID: 0004
-Revises: 0002
+Revises: 0003
 """
 
 import sqlalchemy as sa
 from alembic import op
 
 revision = "0004"
-down_revision = "0002"
+down_revision = "0003"
 
 UTC = sa.DateTime(timezone=True)
 
