@@ -14,6 +14,7 @@ from collections.abc import Sequence
 
 from shirushi import __version__
 from shirushi.commands.ca import cmd_ca_certs, cmd_crl, cmd_init, cmd_issue, cmd_list, cmd_presign, cmd_show
+from shirushi.commands.reports import cmd_reports
 from shirushi.commands.revoke import cmd_revoke
 from shirushi.commands.run import cmd_demo, cmd_responder, cmd_serve, cmd_staple
 from shirushi.config import load
@@ -72,6 +73,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--revoked", action="store_true", help="only revoked certificates")
     p.add_argument("--expiring", metavar="DAYS", help="only good certificates expiring within DAYS days")
     p.set_defaults(func=cmd_list)
+
+    p = sub.add_parser("reports", help="certificate problem reports with their 24 h deadlines (BR 4.9.5)")
+    p.add_argument("--open", action="store_true", help="only reports not yet closed")
+    p.set_defaults(func=cmd_reports, action="list")
+    actions = p.add_subparsers(dest="action", metavar="ACTION")
+    close = actions.add_parser("close", help="close a report with the action taken")
+    close.add_argument("id", metavar="ID", help="the report's id, as `shirushi reports` lists it")
+    close.add_argument("--action", dest="close_action", required=True, choices=["revoked", "rejected"])
+    close.add_argument("--note", required=True, metavar="TEXT", help="what was found and done")
 
     p = sub.add_parser("serve", help="run everything: responder, repository, API, schedules")
     p.set_defaults(func=cmd_serve)

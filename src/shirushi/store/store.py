@@ -20,6 +20,7 @@ from shirushi.errors import ConflictError
 from shirushi.serials import serial_text
 from shirushi.store import database, outbox, schema
 from shirushi.store.audit import append_audit
+from shirushi.store.challenges import KeyChallenges
 from shirushi.store.crls import CRLs
 from shirushi.store.database import CHUNK
 from shirushi.store.records import (
@@ -32,6 +33,7 @@ from shirushi.store.records import (
     status_row,
     utc,
 )
+from shirushi.store.reports import ProblemReports
 
 
 class Store:
@@ -41,6 +43,8 @@ class Store:
         self.engine = engine
         self.outbox = outbox.Outbox(engine)
         self.crls = CRLs(engine)
+        self.reports = ProblemReports(engine)
+        self.challenges = KeyChallenges(engine)
 
     @classmethod
     def open(cls, url: str, *, create: bool = True) -> Store:
@@ -51,6 +55,11 @@ class Store:
 
     def close(self) -> None:
         self.engine.dispose()
+
+    def audit(self, at: dt.datetime, action: str, detail: dict[str, Any], serial: int | None = None) -> None:
+        """Append an audit entry that goes with no other change (an API call, policy 5.4.1)."""
+        with self.engine.begin() as conn:
+            append_audit(conn, at, action, None, serial, detail)
 
     # -- issuers --------------------------------------------------------------------------
 
