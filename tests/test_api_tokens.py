@@ -158,6 +158,14 @@ def test_without_a_valid_token_401(site: Site) -> None:
     # The open routes stay open.
     status, doc, _ = call(site, "GET", "/api/v1/openapi.json")
     assert status == 200 and doc["openapi"].startswith("3.")
+    for path in (
+        "/api/v1/certificates/{serial}/renew",
+        "/api/v1/problem-reports",
+        "/api/v1/key-compromise/challenge",
+    ):
+        assert "post" in doc["paths"][path], path
+    assert doc["paths"]["/api/v1/problem-reports"]["post"]["security"] == []
+    assert "signature" in str(doc["paths"]["/api/v1/key-compromise"]["post"]["requestBody"])
 
 
 @pytest.mark.e2e

@@ -1,7 +1,8 @@
 """The RA/admin API (JSON over HTTP, Starlette). Does I/O through the Backend.
 
-Every route but the key-compromise report and the OpenAPI document needs
-`Authorization: Bearer <api.token>`. Errors are `{"error": CODE, "detail": TEXT}` with a 4xx (or
+Every route but the open ones (key-compromise reports and challenges, problem reports, the
+OpenAPI document) needs `Authorization: Bearer TOKEN` of a token with the route's role
+(`web.guard`, docs/ra.md). Errors are `{"error": CODE, "detail": TEXT}` with a 4xx (or
 503) status, mapped from ShirushiError in one place (`web.json_io`). Blocking work (signing,
 database) runs in the thread pool so the event loop keeps serving.
 """
@@ -26,10 +27,13 @@ from shirushi.serials import serial_text
 from shirushi.store import CertificateRecord
 from shirushi.web.guard import Guard, requested_by
 from shirushi.web.json_io import error, json_body, parse_serial, string_field
+from shirushi.web.key_challenge import PATHS as CHALLENGE_PATHS
 from shirushi.web.key_challenge import challenge_handler, challenge_proof, is_challenge_proof
 from shirushi.web.key_proof import compromise_proof
+from shirushi.web.problem_reports import PATHS as REPORT_PATHS
 from shirushi.web.problem_reports import problem_report_handler
 from shirushi.web.ratelimit import RateLimit
+from shirushi.web.renewal import PATHS as RENEWAL_PATHS
 from shirushi.web.renewal import renew_handler
 
 log = logging.getLogger("shirushi.api")
@@ -139,12 +143,26 @@ OPENAPI: dict[str, Any] = {
                         "application/json": {
                             "schema": {
                                 "type": "object",
-                                "properties": {"private_key": {"type": "string"}, "csr": {"type": "string"}},
+                                "properties": {
+                                    "private_key": {"type": "string"},
+                                    "csr": {"type": "string"},
+                                    "public_key": {"type": "string"},
+                                    "challenge": {"type": "string", "description": "base64, from .../challenge"},
+                                    "signature": {
+                                        "type": "string",
+                                        "description": "base64; RSA PKCS#1 v1.5 or ECDSA, SHA-256, over the "
+                                        "decoded challenge bytes",
+                                    },
+                                },
                             }
                         }
                     }
                 },
-                "responses": {"200": {"description": "revoked serials"}, "400": {"description": "no valid proof"}},
+                "responses": {
+                    "200": {"description": "revoked serials"},
+                    "400": {"description": "no valid proof"},
+                    "422": {"description": "signature or challenge refused (bad, expired, used, other key)"},
+                },
             }
         },
         "/api/v1/revocations": {
@@ -178,6 +196,9 @@ OPENAPI: dict[str, Any] = {
         },
     },
 }
+
+
+OPENAPI["paths"].update({**RENEWAL_PATHS, **CHALLENGE_PATHS, **REPORT_PATHS})
 
 
 def create_app(backend: Backend) -> Starlette:

@@ -86,3 +86,30 @@ def challenge_proof(backend: Backend, data: dict[str, Any]) -> SubscriberKey:
     if not challenges.use(value, spki, now):
         raise ProofRefused("challenge already used by another report: ask for a new one")
     return key
+
+
+# This route in the OpenAPI document (web/api.py merges it).
+PATHS: dict[str, Any] = {
+    "/api/v1/key-compromise/challenge": {
+        "post": {
+            "summary": "A challenge to sign with a compromised key (policy 4.9.12); open to anyone, rate-limited",
+            "security": [],
+            "requestBody": {
+                "content": {
+                    "application/json": {
+                        "schema": {
+                            "type": "object",
+                            "required": ["public_key"],
+                            "properties": {"public_key": {"type": "string", "description": "PEM SubjectPublicKeyInfo"}},
+                        }
+                    }
+                }
+            },
+            "responses": {
+                "200": {"description": "challenge (base64) and expires_at (1 h); single use, for that key only"},
+                "400": {"description": "not a PEM RSA or ECDSA public key"},
+                "429": {"description": "too many requests from this address (Retry-After)"},
+            },
+        }
+    }
+}

@@ -9,6 +9,7 @@ its body and fields are size-bounded (`shirushi.reports`). Does I/O through the 
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -67,3 +68,39 @@ def _optional_text(data: dict[str, object], key: str) -> str:
     if not isinstance(value, str):
         raise InputError(f"field {key!r} must be a string")
     return value
+
+
+# This route in the OpenAPI document (web/api.py merges it).
+PATHS: dict[str, Any] = {
+    "/api/v1/problem-reports": {
+        "post": {
+            "summary": "Report a problem with a certificate (BR 4.9.3); open to anyone, rate-limited",
+            "security": [],
+            "requestBody": {
+                "content": {
+                    "application/json": {
+                        "schema": {
+                            "type": "object",
+                            "required": ["reason"],
+                            "additionalProperties": False,
+                            "properties": {
+                                "serial": {"type": "string"},
+                                "certificate": {"type": "string", "description": "PEM, instead of serial"},
+                                "reason": {"type": "string", "maxLength": reports.MAX_REASON},
+                                "contact": {"type": "string", "maxLength": reports.MAX_CONTACT},
+                                "detail": {"type": "string", "maxLength": reports.MAX_DETAIL},
+                            },
+                        }
+                    }
+                }
+            },
+            "responses": {
+                "201": {"description": "id, received_at and deadline (24 h later, BR 4.9.5)"},
+                "400": {"description": "malformed report"},
+                "404": {"description": "no certificate with that serial was issued here"},
+                "422": {"description": "the certificate given is not the one issued here with its serial"},
+                "429": {"description": "too many requests from this address (Retry-After)"},
+            },
+        }
+    }
+}

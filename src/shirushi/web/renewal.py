@@ -55,3 +55,35 @@ def renew_handler(backend: Backend) -> Handler:
         return JSONResponse(await run_in_threadpool(work), status_code=201)
 
     return renew_route
+
+
+# This route in the OpenAPI document (web/api.py merges it).
+PATHS: dict[str, Any] = {
+    "/api/v1/certificates/{serial}/renew": {
+        "post": {
+            "summary": "Renew a certificate with a new key (policy 4.7); role issue",
+            "parameters": [{"name": "serial", "in": "path", "required": True, "schema": {"type": "string"}}],
+            "requestBody": {
+                "content": {
+                    "application/json": {
+                        "schema": {
+                            "type": "object",
+                            "required": ["csr"],
+                            "additionalProperties": False,
+                            "properties": {"csr": {"type": "string"}, "days": {"type": "integer"}},
+                        }
+                    }
+                }
+            },
+            "responses": {
+                "201": {"description": "issued: serial, certificate, chain, renewal_of; same names and subject"},
+                "400": {"description": "malformed request, or a CSR with the old key (error same_key)"},
+                "401": {"description": "no or wrong token"},
+                "403": {"description": "the token lacks the role issue"},
+                "404": {"description": "unknown serial"},
+                "409": {"description": "the certificate is revoked or expired"},
+                "422": {"description": "before the renewal window (90 days before expiry)"},
+            },
+        }
+    }
+}
