@@ -46,8 +46,8 @@ def test_demo_prints_checks_that_pass(tmp_path: Path) -> None:
         output = "".join(lines)
         assert "Serving; press Ctrl-C" in output, output
         commands = [line.strip() for line in lines if line.startswith("  ") and not line.strip().startswith("#")]
-        assert len(commands) == 10, commands
-        verify, ocsp, reqout, curl_get, respin, curl_crl, show_crl, revoke, ocsp_again, locust = commands
+        assert len(commands) == 12, commands
+        verify, ocsp, reqout, curl_get, respin, curl_crl, show_crl, revoke, ocsp_again, ready, scrape, locust = commands
         assert ocsp == ocsp_again
         # Pasted into a plain shell elsewhere: no SHIRUSHI_* variables, another directory.
         env = {k: v for k, v in os.environ.items() if not k.startswith("SHIRUSHI_")}
@@ -65,6 +65,11 @@ def test_demo_prints_checks_that_pass(tmp_path: Path) -> None:
         assert "Certificate Revocation List" in shell(f"{curl_crl} && {show_crl}")
         assert "revoked" in shell(revoke)
         assert ": revoked" in shell(ocsp)
+        assert '"ready": true' in shell(ready)
+        deadline = time.monotonic() + 10  # responders add their counts four times a second
+        while 'cert_status="revoked"' not in (scraped := shell(scrape)):
+            assert time.monotonic() < deadline, scraped
+            time.sleep(0.2)
         # The load test as printed (20 s, headless); locust exits 1 on any failed request.
         stats = tmp_path / "locust"
         run = subprocess.run(

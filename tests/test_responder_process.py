@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -190,5 +191,32 @@ def test_default_issuers_path_in_data_dir(pki: PKI, stored: str, tmp_path: Path)
     server = ResponderProcess(tmp_path, {"SHIRUSHI_REDIS__URL": stored}).start()
     try:
         assert good(server.port, pki)
+    finally:
+        assert server.stop() == 0
+
+
+def test_a_lone_responder_serves_its_metrics(pki: PKI, stored: str, tmp_path: Path) -> None:
+    port = free_port()
+    server = responder(pki, stored, tmp_path, ocsp__workers="2", metrics__listen=f"127.0.0.1:{port}").start()
+    base = f"http://127.0.0.1:{port}"
+    try:
+        assert server.proc is not None
+        assert len(children(server.proc.pid)) == 3  # two workers and the metrics listener
+        with urllib.request.urlopen(base + "/readyz", timeout=10) as resp:
+            assert json.loads(resp.read()) == {"ready": True, "checks": {"redis": "ok", "ocsp": "ok"}}
+        assert all(good(server.port, pki) for _ in range(4))
+        deadline = time.monotonic() + 10
+        while True:
+            with urllib.request.urlopen(base + "/metrics", timeout=10) as resp:
+                text = resp.read().decode()
+            answered = sum(
+                float(line.rpartition(" ")[2])
+                for line in text.splitlines()
+                if line.startswith("shirushi_ocsp_requests_total{") and 'cert_status="good"' in line
+            )
+            if answered >= 4:
+                break
+            assert time.monotonic() < deadline, text
+            time.sleep(0.1)
     finally:
         assert server.stop() == 0

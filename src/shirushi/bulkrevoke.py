@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from shirushi.clock import Clock
 from shirushi.errors import InputError
 from shirushi.followup import FollowUp, Pending
+from shirushi.metrics.registry import metrics
 from shirushi.revocation import audit_detail, check_reason
 from shirushi.store import CertificateRecord, Store
 from shirushi.store.bulk import BatchItem, certificates_by_serial, revoke_batch
@@ -81,6 +82,8 @@ class BulkRevoker:
             }
             items.append(BatchItem(record, reason, revoked_at, audit, replace))
         done = revoke_batch(self.store, items, now) if items else []
+        if done:
+            metrics().revocations.labels(reason).inc(len(done))
         made = {(r.issuer_id, r.serial) for r in done}
         # Revoked by someone else between our read and our transaction.
         already += [i.record.serial for i in items if (i.record.issuer_id, i.record.serial) not in made]

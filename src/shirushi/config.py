@@ -234,6 +234,17 @@ class LogSettings:
 
 
 @dataclasses.dataclass(frozen=True)
+class MetricsSettings:
+    # Prometheus text at GET /metrics, with GET /healthz and /readyz; "" disables. Under `serve`
+    # it covers the backend and every responder worker; a lone `shirushi responder` serves its own.
+    listen: str = "127.0.0.1:9108"
+
+    def validate(self) -> None:
+        if self.listen:
+            parse_listen(self.listen)
+
+
+@dataclasses.dataclass(frozen=True)
 class Settings:
     data_dir: str = "var/shirushi"
     ca: CASettings = CASettings()
@@ -246,6 +257,7 @@ class Settings:
     crl: CRLSettings = CRLSettings()
     presign: PresignSettings = PresignSettings()
     log: LogSettings = LogSettings()
+    metrics: MetricsSettings = MetricsSettings()
 
     @property
     def data_path(self) -> Path:

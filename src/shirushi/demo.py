@@ -162,6 +162,14 @@ def print_checks(settings: Settings, directory: Path, serial: str, config_path: 
     # Pasteable from any directory: absolute paths, and the data directory spelled out.
     conf = f" --config {shlex.quote(str(Path(config_path).resolve()))}" if config_path else ""
     exe = Path(sys.executable).parent / "shirushi"
+    metrics = ""
+    if settings.metrics.listen:
+        base = f"http://{settings.metrics.listen}"
+        metrics = f"""
+  # readiness and the Prometheus metrics (requests by outcome and status, CRL age, presign lag)
+  curl -s {base}/readyz
+  curl -s {base}/metrics | grep '^shirushi_ocsp_requests_total'
+"""
     cli = f"SHIRUSHI_DATA_DIR={shlex.quote(str(settings.data_path))} {exe if exe.exists() else 'shirushi'}{conf}"
     print(
         f"""
@@ -186,7 +194,7 @@ Check it with stock tools (paste these):
   # revoke it, then ask again: "revoked"
   {cli} revoke {serial} --reason keyCompromise
   openssl ocsp -issuer {d}/issuing-ca.pem -cert {d}/sample.pem -url {ocsp} -CAfile {d}/root.pem -no_nonce
-""",
+{metrics}""",
         flush=True,
     )
 

@@ -16,11 +16,13 @@ import dataclasses
 import datetime as dt
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING
 
 from shirushi.clock import Clock
 from shirushi.errors import ShirushiError
+from shirushi.metrics.registry import metrics
 from shirushi.store import CertificateRecord, Store
 from shirushi.store.records import OutboxRow
 
@@ -81,10 +83,18 @@ class FollowUp:
     def revoked(self, records: Sequence[CertificateRecord]) -> Pending:
         """OCSP first (what most relying parties ask), then the CRL of each issuer concerned."""
         pending = Pending()
+        started = time.monotonic()  # the revocations committed just before this call
         issuers = sorted({r.issuer_id for r in records})
         for issuer in issuers:
             serials = [r.serial for r in records if r.issuer_id == issuer]
             pending += self._ocsp(self.store.outbox.pending_ocsp(issuer, serials))
+        if not pending.ocsp:
+            # Written to Redis and announced on the invalidation channel: every responder's
+            # view has changed (their in-process caches drop the key on the announcement).
+            elapsed = time.monotonic() - started
+            histogram = metrics().revocation_propagation
+            for _ in records:
+                histogram.observe(elapsed)
         for issuer in issuers:
             pending += self._crl(issuer)
         return pending

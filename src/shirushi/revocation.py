@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 from shirushi.clock import Clock
 from shirushi.errors import ArgumentError, InputError, NotFoundError, PolicyError
+from shirushi.metrics.registry import metrics
 from shirushi.reasons import ALLOWED, CA_ONLY, FIVE_DAY_REASONS, REFUSED, SUBSCRIBER_REASONS
 from shirushi.serials import serial_text
 from shirushi.store import CertificateRecord, Store
@@ -191,6 +192,7 @@ class Revoker:
             replace=replace,
             block_key=reason == "keyCompromise",  # BR 6.1.1.3: a compromised key is never certified again
         )
+        metrics().revocations.labels(reason).inc()
         log.info(
             "certificate revoked",
             extra={

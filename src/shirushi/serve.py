@@ -42,11 +42,13 @@ from shirushi.ca.ocsp_signer import renew_ocsp_signer_if_due
 from shirushi.cache.embedded import EmbeddedRedis
 from shirushi.config import Settings
 from shirushi.config_values import parse_listen
-from shirushi.errors import ShirushiError, StateError
+from shirushi.errors import ServiceError, ShirushiError, StateError
 from shirushi.layout import Layout
 from shirushi.lifecycle import Stopped, check_stop
 from shirushi.logs import configure as configure_logging
 from shirushi.logs import say_via
+from shirushi.metrics.http import MetricsServer, port_accepts, redis_answers
+from shirushi.metrics.registry import prepare_directory
 
 log = logging.getLogger("shirushi.serve")
 
@@ -220,6 +222,75 @@ async def _main(
 
     for sig in StopSignal.SIGNALS:
         loop.add_signal_handler(sig, on_signal, sig)
+    state = _State()
+    metrics_server = start_metrics(settings, backend, state)
+    try:
+        return await _run(settings, backend, config_path, say, signals, stop, state)
+    finally:
+        if metrics_server is not None:
+            metrics_server.stop()
+
+
+class _State:
+    """What /readyz needs to know about this `serve`: start-up done, responders running."""
+
+    def __init__(self) -> None:
+        self.started = False
+        self.responders: subprocess.Popen[bytes] | None = None
+
+    def check_started(self) -> str | None:
+        return None if self.started else "starting up (presign, CRLs)"
+
+    def check_responders(self) -> str | None:
+        if self.responders is None:
+            return "not started yet"
+        code = self.responders.poll()
+        return None if code is None else f"exited with status {code}"
+
+
+def start_metrics(settings: Settings, backend: Backend, state: _State) -> MetricsServer | None:
+    """The metrics listener, up from the start so that /healthz answers while `serve` prepares."""
+    if not settings.metrics.listen:
+        return None
+    from shirushi.metrics.scrape import BackendCollector, exposition
+
+    def database() -> str | None:
+        backend.store.ping()
+        return None
+
+    checks = {
+        "startup": state.check_started,
+        "database": database,
+        "redis": redis_answers(backend.redis),
+        "responders": state.check_responders,
+        "ocsp": port_accepts(settings.ocsp.listen),
+    }
+    try:
+        server = MetricsServer(
+            settings.metrics.listen, exposition(metrics_directory(settings), [BackendCollector(backend)]), checks
+        )
+    except OSError as exc:
+        raise ServiceError(
+            f"cannot listen on metrics.listen {settings.metrics.listen}: {exc.strerror or exc}"
+        ) from None
+    server.start()
+    log.info("startup", extra={"step": "metrics", "listen": settings.metrics.listen})
+    return server
+
+
+def metrics_directory(settings: Settings) -> Path:
+    return settings.data_path / "metrics"
+
+
+async def _run(
+    settings: Settings,
+    backend: Backend,
+    config_path: str | None,
+    say: Callable[[str], None],
+    signals: StopSignal,
+    stop: asyncio.Event,
+    state: _State,
+) -> int:
     try:
         await asyncio.to_thread(prepare, backend, say, signals.token)
     except Stopped:
@@ -233,7 +304,8 @@ async def _main(
         return 0
     if signals.token.is_set():
         return 0
-    responders = start_responders(config_path, settings)
+    responders = state.responders = start_responders(config_path, settings)
+    state.started = True
     log.info("startup", extra={"step": "responders", "responder_pid": responders.pid, "workers": settings.ocsp.workers})
     from shirushi.web.api import create_app as create_api
     from shirushi.web.repository import create_app as create_repository
@@ -309,6 +381,10 @@ def serve(settings: Settings, config_path: str | None = None, say: Callable[[str
 
 
 def _serve(settings: Settings, config_path: str | None, say: Callable[[str], None], signals: StopSignal) -> int:
+    if settings.metrics.listen:
+        # Before anything imports prometheus_client; the responders and presign workers inherit
+        # it. Under the serve lock: the directory belongs to this run alone.
+        prepare_directory(metrics_directory(settings))
     embedded = None
     if not settings.redis.url:
         # Started before any other thread exists: it is tied to this process in a preexec_fn.

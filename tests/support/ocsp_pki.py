@@ -284,6 +284,7 @@ class ResponderProcess:
                 "SHIRUSHI_DATA_DIR": str(directory / "data"),
                 "SHIRUSHI_OCSP__LISTEN": f"127.0.0.1:{free_port()}",
                 "SHIRUSHI_OCSP__WORKERS": "1",
+                "SHIRUSHI_METRICS__LISTEN": "",
             }
         )
         env.update(settings)

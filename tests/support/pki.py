@@ -51,6 +51,7 @@ def make_csr(
 def cli_env(data_dir: Path, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("SHIRUSHI_")}
     env["SHIRUSHI_DATA_DIR"] = str(data_dir)
+    env["SHIRUSHI_METRICS__LISTEN"] = ""  # tests that want the metrics listener give it a free port
     env.update(extra)
     return env
 

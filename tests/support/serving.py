@@ -41,6 +41,8 @@ class Site:
         self.root = root
         self.data = root / "data"
         self.ocsp_port, self.repo_port, self.api_port = free_port(), free_port(), free_port()
+        self.metrics_port = free_port()
+        self.metrics_url = f"http://127.0.0.1:{self.metrics_port}"
         self.ocsp_url = f"http://127.0.0.1:{self.ocsp_port}/"
         self.repo_url = f"http://127.0.0.1:{self.repo_port}/"
         self.api_url = f"http://127.0.0.1:{self.api_port}"
@@ -52,6 +54,7 @@ class Site:
             SHIRUSHI_REPOSITORY__URL=self.repo_url,
             SHIRUSHI_CA__CPS_URI=self.repo_url + "cps",
             SHIRUSHI_API__LISTEN=f"127.0.0.1:{self.api_port}",
+            SHIRUSHI_METRICS__LISTEN=f"127.0.0.1:{self.metrics_port}",
             **extra_env,
         )
         self.proc: subprocess.Popen[bytes] | None = None

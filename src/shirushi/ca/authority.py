@@ -19,6 +19,7 @@ from shirushi.ca.recording import record_certificate
 from shirushi.clock import Clock
 from shirushi.config import Settings
 from shirushi.errors import ConflictError, PolicyError, StateError
+from shirushi.metrics.registry import metrics
 from shirushi.signing import KeyStore, Signer, SignerKey
 from shirushi.store import CertificateRecord, Store
 
@@ -150,4 +151,5 @@ class Authority:
                 hook(record)
             except Exception as exc:  # the certificate exists; a failed follow-up is reported, not lost
                 warnings.append(str(exc))
+        metrics().certificates_issued.inc()
         return Issued(cert, record, warnings)

@@ -27,6 +27,7 @@ from shirushi.crl.entries import EntrySet
 from shirushi.crl.group import GroupCommit
 from shirushi.crl.publish import publish
 from shirushi.errors import StateError
+from shirushi.metrics.registry import metrics
 from shirushi.signing import KeyStore, Signer
 from shirushi.store import Store
 from shirushi.store.records import OutboxRow
@@ -190,6 +191,7 @@ class CRLService:
                 "path": str(path),
             },
         )
+        metrics().crls_published.labels(issuer_name).inc()
         return Published(
             issuer_name, number, this_update, next_update, listing.entries, path, rows_read=listing.rows_read
         )

@@ -170,8 +170,10 @@ class Lookup:
         self.link = resp.Link(loop, address, timeout, name="redis")
         self.l1 = L1(l1_entries, l1_max_age)
         self.subscriber: Subscriber | None = Subscriber(loop, address, timeout, self.l1) if l1_entries > 0 else None
-        self.misses = 0
-        self.failures = 0
+        self.misses = 0  # Redis had no record
+        self.failures = 0  # a Redis command failed or timed out
+        self.l1_hits = 0
+        self.l1_misses = 0
 
     def start(self) -> None:
         self.link.kick()
@@ -191,7 +193,16 @@ class Lookup:
         return False
 
     def cached(self, plan: Plan) -> Answer | None:
-        return self.l1.get(plan.key, self.now)
+        answer = self.l1.get(plan.key, self.now)
+        if answer is None:
+            self.l1_misses += 1
+        else:
+            self.l1_hits += 1
+        return answer
+
+    @property
+    def connects(self) -> int:
+        return self.link.connects
 
     def fetch(self, plan: Plan, done: Done) -> Result | None:
         """Ask Redis; `done(result)` is called later, or the result is returned now (not sent)."""

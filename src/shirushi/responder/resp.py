@@ -221,6 +221,7 @@ class Link:
         self._backoff = 0.05
         self._stopped = False
         self._was_up = False
+        self.connects = 0  # connections established, for the reconnect metric
         self._task: asyncio.Task[None] | None = None
 
     def send(self, cmd: bytes, callback: Callback) -> bool:
@@ -252,6 +253,7 @@ class Link:
             conn.abort()
             return
         self.conn = conn
+        self.connects += 1
         for cmd in self.address.handshake(select_db=self._on_push is None):
             conn.send(cmd, self._check_handshake)
         self._backoff = 0.05

@@ -18,6 +18,7 @@ from typing import Final
 
 from shirushi.cache.records import Record
 from shirushi.responder.request import INTERNAL_ERROR, MALFORMED_REQUEST, TRY_LATER, UNAUTHORIZED
+from shirushi.responder.tally import GOOD, REVOKED
 
 CONTENT_TYPE: Final = b"Content-Type: application/ocsp-response\r\n"  # exactly; nginx (standards P10)
 KEEP: Final = b""  # HTTP/1.1 default: persistent connection
@@ -99,6 +100,7 @@ class Answer:
         "next_update",
         "ok_head",
         "refresh_by",
+        "status",
     )
 
     def __init__(self, record: Record) -> None:
@@ -111,6 +113,9 @@ class Answer:
         self.etag = record.etag.encode("ascii")
         self.next_update = record.next_update
         self.refresh_by = record.refresh_by
+        # The status version goes up with a revocation and never down (no suspension), so a
+        # record above 0 holds a revoked status: the metrics need no DER parse.
+        self.status = REVOKED if record.status_version > 0 else GOOD
         self.ok_head = b"HTTP/1.1 200 OK\r\n" + CONTENT_TYPE + b"Content-Length: %d\r\n" % len(record.der)
         self.fixed = b"".join(
             (

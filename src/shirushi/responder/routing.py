@@ -18,6 +18,7 @@ from shirushi.responder.http1 import Head
 from shirushi.responder.issuers import IssuerMap, Plan
 from shirushi.responder.lookup import Lookup
 from shirushi.responder.request import MALFORMED_REQUEST, decode_get_path, parse_request
+from shirushi.responder.tally import Tally
 
 if TYPE_CHECKING:
     from shirushi.responder.server import HTTPConnection
@@ -73,6 +74,7 @@ class Responder:
         self.options = options
         self.access_log = access_log
         self.connections: set[HTTPConnection] = set()
+        self.tally = Tally()  # request counts, flushed into the metrics by the worker's ticker
         # Decoding is pure, so its results are reused (bounded, short inputs only): whole
         # request bytes -> Route, GET target -> Decoded, POST body -> Decoded.
         self.routes: dict[bytes, Route] = {}

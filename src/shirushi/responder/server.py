@@ -22,6 +22,7 @@ Protocol behaviour (standards P12, P13, P20; RFC 9112):
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Final, cast
 
 from shirushi.responder import accesslog, responses
@@ -30,6 +31,7 @@ from shirushi.responder.http1 import Head, HTTPError, decode_chunked, parse_head
 from shirushi.responder.lookup import Result
 from shirushi.responder.responses import Answer
 from shirushi.responder.routing import GET, HEAD, NO_ROUTE, POST, REFUSED, Responder, Route, remember
+from shirushi.responder.tally import NO_STATUS
 
 CONTINUE: Final = b"HTTP/1.1 100 Continue\r\n\r\n"
 _NEVER: Final = float("inf")
@@ -53,6 +55,7 @@ class HTTPConnection(asyncio.Protocol):
         "route",
         "transport",
         "waiting",
+        "waiting_since",
         "write_paused",
     )
 
@@ -64,6 +67,7 @@ class HTTPConnection(asyncio.Protocol):
         self.head: Head | None = None
         self.route: Route = NO_ROUTE
         self.waiting = False
+        self.waiting_since = 0.0
         self.closing = False
         self.partial = False
         self.peer_eof = False
@@ -234,10 +238,12 @@ class HTTPConnection(asyncio.Protocol):
             self._finish(immediate)
             return
         self.waiting = True
+        self.waiting_since = time.perf_counter()
         self.deadline = _NEVER  # the lookup is bounded by the Redis timeout
 
     def _on_result(self, result: Result) -> None:
         self.waiting = False
+        self.responder.tally.waited_for(time.perf_counter() - self.waiting_since)
         if self.transport is None:
             return
         self._finish(result)
@@ -272,6 +278,7 @@ class HTTPConnection(asyncio.Protocol):
             data = responses.ocsp_error(result, responder.date, connection, kind == HEAD)
             outcome = accesslog.OCSP_ERRORS[result]
         transport.write(data)
+        responder.tally.count(kind, outcome, result.status if isinstance(result, Answer) else NO_STATUS)
         if responder.access_log is not None:
             responder.access_log.record(self.client, tag, outcome, len(data))
         if not keep_alive:
@@ -288,6 +295,7 @@ class HTTPConnection(asyncio.Protocol):
             return
         data = responses.http_error(code, self.responder.date)
         transport.write(data)
+        self.responder.tally.count(REFUSED, accesslog.refusal(code), NO_STATUS)
         if self.responder.access_log is not None:
             self.responder.access_log.record(self.client, accesslog.REFUSED_TAG, accesslog.refusal(code), len(data))
         self._resume_reading()

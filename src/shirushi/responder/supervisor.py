@@ -22,10 +22,13 @@ import signal
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 from shirushi.config import Settings
 from shirushi.config_values import parse_listen
 from shirushi.errors import ServiceError
+from shirushi.lifecycle import die_with_parent
+from shirushi.metrics.registry import mark_process_dead, prepare_directory
 from shirushi.responder.accesslog import access_log_path, check_writable
 from shirushi.responder.issuers import IssuerMap, issuers_path, load_issuers
 from shirushi.responder.resp import Address
@@ -34,6 +37,7 @@ from shirushi.responder.worker import listen_socket, worker_main
 
 log = logging.getLogger("shirushi.responder")
 
+METRICS_SLOT = -1  # the slot of the metrics listener among the children
 _SIGNALS = {signal.SIGTERM, signal.SIGINT, signal.SIGCHLD, signal.SIGHUP}
 START_TIMEOUT = 15.0
 MAX_RESTARTS = 5  # within RESTART_WINDOW seconds, then the supervisor gives up
@@ -64,6 +68,9 @@ def run(
     except OSError as exc:
         raise ServiceError(f"cannot listen on {settings.ocsp.listen}: {exc.strerror or exc}") from None
     port = reserve.getsockname()[1]
+    if settings.metrics.listen and not options.exit_with_parent:
+        # Before prometheus_client is imported, in this process and so in the forked workers.
+        prepare_directory(metrics_directory(settings))
     old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, _SIGNALS)
     try:
         supervisor = _Supervisor(settings, issuers, options, port, reserve.fileno())
@@ -81,6 +88,8 @@ class _Supervisor:
         self.port = port
         self.reserve_fd = reserve_fd
         self.workers: dict[int, int] = {}  # pid -> worker slot
+        # Under `serve` the backend serves the metrics of every process; alone, a child of ours.
+        self.serves_metrics = bool(settings.metrics.listen) and not options.exit_with_parent
         self.restarts: list[float] = []
 
     def spawn(self, slot: int) -> tuple[int, int]:
@@ -95,7 +104,10 @@ class _Supervisor:
             try:
                 os.close(read_fd)
                 os.close(self.reserve_fd)
-                code = worker_main(self.settings, self.issuers, self.options, self.port, write_fd, parent)
+                if slot == METRICS_SLOT:
+                    code = metrics_main(self.settings, self.port, write_fd, parent)
+                else:
+                    code = worker_main(self.settings, self.issuers, self.options, self.port, write_fd, parent)
             finally:
                 sys.stdout.flush()
                 sys.stderr.flush()
@@ -107,7 +119,10 @@ class _Supervisor:
 
     def run(self, ready: Callable[[], None]) -> int:
         pipes: dict[int, int] = {}
-        for slot in range(self.settings.ocsp.workers):
+        slots = list(range(self.settings.ocsp.workers))
+        if self.serves_metrics:
+            slots.append(METRICS_SLOT)
+        for slot in slots:
             pid, fd = self.spawn(slot)
             pipes[fd] = pid
         if not self._await_ready(pipes):
@@ -117,7 +132,7 @@ class _Supervisor:
             "responder listening on %s (port %d), %d worker(s)",
             self.settings.ocsp.listen,
             self.port,
-            len(self.workers),
+            sum(1 for slot in self.workers.values() if slot != METRICS_SLOT),
         )
         ready()
         parent = os.getppid()
@@ -171,6 +186,7 @@ class _Supervisor:
             if done == 0:
                 continue
             slot = self.workers.pop(pid)
+            mark_process_dead(pid)
             now = time.monotonic()
             self.restarts = [t for t in self.restarts if now - t < RESTART_WINDOW] + [now]
             if len(self.restarts) > MAX_RESTARTS:
@@ -197,6 +213,38 @@ class _Supervisor:
             _kill(pid, signal.SIGKILL)
             os.waitpid(pid, 0)
         self.workers.clear()
+
+
+def metrics_directory(settings: Settings) -> Path:
+    return settings.data_path / "metrics-responder"
+
+
+def metrics_main(settings: Settings, port: int, ready_fd: int, parent: int) -> int:
+    """The metrics listener of a lone responder: every worker's values, Redis and port checks."""
+    die_with_parent(signal.SIGTERM, parent)
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, signal.SIG_DFL)
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)  # passed on for the workers' access logs
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, _SIGNALS)
+    from shirushi.cache.writer import connect
+    from shirushi.metrics.http import MetricsServer, port_accepts, redis_answers
+    from shirushi.metrics.scrape import exposition
+
+    host, _ = parse_listen(settings.ocsp.listen)
+    checks = {
+        "redis": redis_answers(connect(settings.redis_url, settings.redis.timeout)),
+        "ocsp": port_accepts(f"{host}:{port}"),
+    }
+    try:
+        server = MetricsServer(settings.metrics.listen, exposition(metrics_directory(settings)), checks)
+    except OSError as exc:
+        log.error("cannot listen on metrics.listen %s: %s", settings.metrics.listen, exc.strerror or exc)
+        return 1
+    with contextlib.suppress(OSError):
+        os.write(ready_fd, b"R")
+        os.close(ready_fd)
+    server.httpd.serve_forever()
+    return 0
 
 
 def _kill(pid: int, signum: int) -> None:

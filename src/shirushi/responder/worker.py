@@ -108,6 +108,7 @@ async def serve(
         responder.refresh_clock()
         responder.sweep()
         lookup.check(loop.time())  # the clock of Connection.last_progress
+        responder.tally.flush(lookup)
         ticker[0] = loop.call_later(TICK, tick)
 
     ticker = [loop.call_later(TICK, tick)]
@@ -125,6 +126,7 @@ async def serve(
             if conn.transport is not None:
                 conn.transport.close()
         ticker[0].cancel()
+        responder.tally.flush(lookup)
         lookup.close()
         await server.wait_closed()
         await asyncio.sleep(0.01)

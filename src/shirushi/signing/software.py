@@ -14,6 +14,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from shirushi.errors import ConflictError, SignerError, StateError
+from shirushi.metrics.registry import count_signatures
 
 
 class SoftwareSigner:
@@ -22,6 +23,8 @@ class SoftwareSigner:
     def __init__(self, key: rsa.RSAPrivateKey, label: str) -> None:
         self._key = key
         self._label = label
+        # The key's name (file stem) labels the signature count; the path would be unbounded.
+        self._counter = count_signatures(label.rsplit("/", 1)[-1].removesuffix(".key"))
 
     @property
     def label(self) -> str:
@@ -31,7 +34,9 @@ class SoftwareSigner:
         return self._key.public_key()
 
     def sign(self, tbs: bytes) -> bytes:
-        return self._key.sign(tbs, padding.PKCS1v15(), hashes.SHA256())
+        signature = self._key.sign(tbs, padding.PKCS1v15(), hashes.SHA256())
+        self._counter.inc()
+        return signature
 
 
 class FileKeyStore:

@@ -81,13 +81,18 @@ class CRLs:
 
     def last_scheduled(self, issuer_id: str) -> CRLRow | None:
         """The newest published scheduled CRL of this issuer."""
+        return self._last(issuer_id, scheduled_only=True)
+
+    def last_published(self, issuer_id: str) -> CRLRow | None:
+        """The newest published CRL of this issuer, scheduled or made for a revocation."""
+        return self._last(issuer_id, scheduled_only=False)
+
+    def _last(self, issuer_id: str, *, scheduled_only: bool) -> CRLRow | None:
         k = schema.crls
-        query = (
-            sa.select(k)
-            .where(k.c.issuer_id == issuer_id, k.c.published_at.is_not(None), k.c.scheduled.is_(True))
-            .order_by(k.c.number.desc())
-            .limit(1)
-        )
+        query = sa.select(k).where(k.c.issuer_id == issuer_id, k.c.published_at.is_not(None))
+        if scheduled_only:
+            query = query.where(k.c.scheduled.is_(True))
+        query = query.order_by(k.c.number.desc()).limit(1)
         with self.engine.connect() as conn:
             r = conn.execute(query).first()
         return None if r is None else crl_row(r)

@@ -53,6 +53,11 @@ class Store:
         database.migrate(engine)
         return cls(engine)
 
+    def ping(self) -> None:
+        """Raise unless the database answers a trivial query (readiness)."""
+        with self.engine.connect() as conn:
+            conn.execute(sa.text("SELECT 1"))
+
     def close(self) -> None:
         self.engine.dispose()
 

@@ -17,6 +17,7 @@ from pkcs11 import Attribute, KeyType, MechanismFlag, ObjectClass
 from shirushi.asn1.keys import key_identifier
 from shirushi.config import PKCS11Settings
 from shirushi.errors import ConflictError, SignerError
+from shirushi.metrics.registry import count_signatures
 from shirushi.signing.pkcs11.sessions import (
     Session,
     TokenSessions,
@@ -45,6 +46,7 @@ class PKCS11Signer:
         self._name = name
         self._public = public
         self._key_id = key_identifier(public)
+        self._counter = count_signatures(name)
 
     @property
     def label(self) -> str:
@@ -78,6 +80,7 @@ class PKCS11Signer:
             raise SignerError(
                 f"{self.label}: the token returned a signature that does not verify with the key's public key"
             ) from None
+        self._counter.inc()
         return signature
 
     async def sign_async(self, tbs: bytes) -> bytes:
