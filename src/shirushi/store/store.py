@@ -1,5 +1,6 @@
 """The Store: the system of record's certificates, issuers, revocations and blocked keys, with its
-outbox (`outbox.py`) and CRL record (`crls.py`) over the same database. Does database I/O.
+outbox (`outbox.py`), CRL record (`crls.py`), problem reports (`reports.py`) and key-compromise
+challenges (`challenges.py`) over the same database. Does database I/O.
 
 Every change that must be followed by other work (re-signing, a new CRL) writes an outbox row in
 the same transaction, and every change appends to the audit log (`audit.py`) in that transaction
