@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from shirushi import __version__
 from shirushi.commands.ca import cmd_ca_certs, cmd_crl, cmd_init, cmd_issue, cmd_list, cmd_presign, cmd_show
 from shirushi.commands.outside import cmd_import, cmd_issuer_add, cmd_signer_cert, cmd_signer_csr
+from shirushi.commands.reports import cmd_reports
 from shirushi.commands.revoke import cmd_revoke
 from shirushi.commands.run import cmd_demo, cmd_responder, cmd_serve, cmd_staple
 from shirushi.config import load
@@ -101,6 +102,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--certs", nargs="+", metavar="PATH", help="certificate files or directories of them")
     p.add_argument("--crl", metavar="FILE_OR_URL", help="the CA's CRL (PEM or DER), a file or http(s) URL")
     p.set_defaults(func=cmd_import)
+
+    p = sub.add_parser("reports", help="certificate problem reports with their 24 h deadlines (BR 4.9.5)")
+    p.add_argument("--open", action="store_true", help="only reports not yet closed")
+    p.set_defaults(func=cmd_reports, action="list")
+    actions = p.add_subparsers(dest="action", metavar="ACTION")
+    close = actions.add_parser("close", help="close a report with the action taken")
+    close.add_argument("id", metavar="ID", help="the report's id, as `shirushi reports` lists it")
+    close.add_argument("--action", dest="close_action", required=True, choices=["revoked", "rejected"])
+    close.add_argument("--note", required=True, metavar="TEXT", help="what was found and done")
 
     p = sub.add_parser("serve", help="run everything: responder, repository, API, schedules")
     p.set_defaults(func=cmd_serve)

@@ -19,8 +19,9 @@ import re
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, get_type_hints
+from typing import Any, get_args, get_origin, get_type_hints
 
+from shirushi.config_tokens import APITokenSettings, check_tokens
 from shirushi.config_values import coerce, parse_listen, secret
 from shirushi.errors import ConfigError
 from shirushi.layout import Layout
@@ -196,12 +197,19 @@ class APISettings:
     listen: str = "127.0.0.1:8082"
     token: str = dataclasses.field(default="", repr=False)
     token_env: str = ""
+    # Named tokens with roles, `[[api.tokens]]` (config_tokens.py); `token` acts as one with every role.
+    tokens: tuple[APITokenSettings, ...] = ()
+    # Open routes (problem reports, key-compromise challenges): requests per minute per client address.
+    open_requests_per_minute: int = 10
 
     def bearer_token(self) -> str:
         return secret(self.token, self.token_env, "api.token_env")
 
     def validate(self) -> None:
         parse_listen(self.listen)
+        check_tokens(self.tokens)
+        if not 1 <= self.open_requests_per_minute <= 10000:
+            raise ConfigError("api.open_requests_per_minute must be between 1 and 10000")
 
 
 # Upper bound of `crl.shards`: a million revocations over 1024 shards is about 44 KiB a shard;
@@ -331,7 +339,7 @@ class Settings:
 
 def _build(cls: Any, data: Mapping[str, Any], where: str) -> Any:
     hints = get_type_hints(cls)
-    known = {f.name for f in dataclasses.fields(cls)}
+    known = {f.name for f in dataclasses.fields(cls) if f.init}
     unknown = sorted(set(data) - known)
     if unknown:
         place = f"[{where}]" if where else "top level"
@@ -346,6 +354,11 @@ def _build(cls: Any, data: Mapping[str, Any], where: str) -> Any:
             if not isinstance(value, Mapping):
                 raise ConfigError(f"{key} must be a table [{name}]")
             kwargs[name] = _build(typ, value, name)
+        elif get_origin(typ) is tuple and dataclasses.is_dataclass(get_args(typ)[0]):
+            # An array of tables, [[api.tokens]].
+            if not isinstance(value, list) or not all(isinstance(v, Mapping) for v in value):
+                raise ConfigError(f"{key} must be an array of tables [[{key}]]")
+            kwargs[name] = tuple(_build(get_args(typ)[0], v, key) for v in value)
         else:
             kwargs[name] = coerce(value, typ, key)
     return cls(**kwargs)

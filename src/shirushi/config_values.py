@@ -17,7 +17,7 @@ _DURATION = re.compile(r"^\s*(\d+)\s*([smhd])\s*$")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 MAX_DURATION_SECONDS = 20 * 366 * 86400
 # Values never echoed in messages.
-SECRET_KEYS = frozenset({"pkcs11.user_pin", "api.token"})
+SECRET_KEYS = frozenset({"pkcs11.user_pin", "api.token", "api.tokens.token"})
 
 
 def parse_duration(text: str) -> dt.timedelta:

@@ -7,7 +7,7 @@ the KeyStore/Signer seam; records go to the Store. Does I/O.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
@@ -77,14 +77,21 @@ class Authority:
         *,
         dns_names: list[str] | None = None,
         days: int | None = None,
-        subject: str | None = None,
+        subject: str | x509.Name | None = None,
+        audit: Mapping[str, object] | None = None,
     ) -> Issued:
-        """Issue a server certificate per table 7.1-1 from a CSR (policy 4.3)."""
+        """Issue a server certificate per table 7.1-1 from a CSR (policy 4.3).
+
+        `subject` as validated by the RA (text, or a Name such as a renewed certificate's);
+        `audit` adds fields to the issuance's audit record (who asked, what it renews).
+        """
         hierarchy = self.hierarchy()
+        if isinstance(subject, str):
+            subject = names.parse_name(subject) if subject else None
         request = csr_rules.check_request(
             csr_rules.load_csr(csr_data),
             dns_names=dns_names,
-            subject=names.parse_name(subject) if subject else None,
+            subject=subject,
             key_types=self.settings.ca.subscriber_key_types,
         )
         if self.store.is_key_blocked(request.spki_sha256):
@@ -135,6 +142,7 @@ class Authority:
                         "not_after": not_after.isoformat(),
                         "signer": issuing_signer.label,
                         "lint_warnings": [str(f) for f in findings],
+                        **(audit or {}),
                     },
                 )
             except ConflictError:

@@ -13,7 +13,7 @@ metadata = sa.MetaData()
 
 # The newest migration (migrations/versions): a database at it needs no Alembic run. A new
 # migration changes this too (tests/test_store.py checks it is Alembic's head).
-REVISION = "0004"
+REVISION = "0005"
 
 UTCDateTime = sa.DateTime(timezone=True)
 
@@ -130,3 +130,37 @@ audit = sa.Table(
     sa.Column("serial", sa.String(42)),
     sa.Column("detail", sa.Text, nullable=False),  # JSON
 )
+
+# Certificate problem reports (BR 4.9.3, 4.9.5; migration 0005): open until closed with the action
+# taken, each with its 24 h investigation deadline. Receipt and closing are also in the audit log.
+problem_reports = sa.Table(
+    "problem_reports",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("received_at", UTCDateTime, nullable=False),
+    sa.Column("deadline", UTCDateTime, nullable=False),
+    sa.Column("issuer_id", sa.String(32)),
+    sa.Column("serial", sa.String(42), nullable=False),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("contact", sa.Text, nullable=False),
+    sa.Column("detail", sa.Text, nullable=False),
+    sa.Column("client", sa.String(64), nullable=False),  # the reporter's address (rate limit, audit)
+    sa.Column("closed_at", UTCDateTime),
+    sa.Column("action", sa.String(16)),  # "revoked" | "rejected"
+    sa.Column("note", sa.Text),
+)
+sa.Index("ix_problem_reports_open", problem_reports.c.closed_at, problem_reports.c.deadline)
+
+# Key-compromise challenges (policy 4.9.12, third proof; migration 0005): random bytes bound to a
+# public key, valid 1 h, used once. In the database so they survive restarts and work across
+# processes.
+key_challenges = sa.Table(
+    "key_challenges",
+    metadata,
+    sa.Column("challenge", sa.String(128), primary_key=True),  # hex of the challenge bytes
+    sa.Column("spki_sha256", sa.String(64), nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("expires_at", UTCDateTime, nullable=False),
+    sa.Column("used_at", UTCDateTime),
+)
+sa.Index("ix_key_challenges_expires", key_challenges.c.expires_at)

@@ -1,5 +1,6 @@
 """The Store: the system of record's certificates, issuers, revocations and blocked keys, with its
-outbox (`outbox.py`) and CRL record (`crls.py`) over the same database. Does database I/O.
+outbox (`outbox.py`), CRL record (`crls.py`), problem reports (`reports.py`) and key-compromise
+challenges (`challenges.py`) over the same database. Does database I/O.
 
 Every change that must be followed by other work (re-signing, a new CRL) writes an outbox row in
 the same transaction, and every change appends to the audit log (`audit.py`) in that transaction
@@ -20,6 +21,7 @@ from shirushi.errors import ConflictError
 from shirushi.serials import serial_text
 from shirushi.store import database, outbox, schema
 from shirushi.store.audit import append_audit
+from shirushi.store.challenges import KeyChallenges
 from shirushi.store.crls import CRLs
 from shirushi.store.database import CHUNK
 from shirushi.store.records import (
@@ -32,6 +34,7 @@ from shirushi.store.records import (
     status_row,
     utc,
 )
+from shirushi.store.reports import ProblemReports
 
 
 class Store:
@@ -41,6 +44,8 @@ class Store:
         self.engine = engine
         self.outbox = outbox.Outbox(engine)
         self.crls = CRLs(engine)
+        self.reports = ProblemReports(engine)
+        self.challenges = KeyChallenges(engine)
 
     @classmethod
     def open(cls, url: str, *, create: bool = True) -> Store:
@@ -56,6 +61,11 @@ class Store:
 
     def close(self) -> None:
         self.engine.dispose()
+
+    def audit(self, at: dt.datetime, action: str, detail: dict[str, Any], serial: int | None = None) -> None:
+        """Append an audit entry that goes with no other change (an API call, policy 5.4.1)."""
+        with self.engine.begin() as conn:
+            append_audit(conn, at, action, None, serial, detail)
 
     # -- issuers --------------------------------------------------------------------------
 

@@ -1,14 +1,14 @@
 """The RA/admin API (JSON over HTTP, Starlette). Does I/O through the Backend.
 
-Every route but the key-compromise report and the OpenAPI document needs
-`Authorization: Bearer <api.token>`. Errors are `{"error": CODE, "detail": TEXT}` with a 4xx (or
+Every route but the open ones (key-compromise reports and challenges, problem reports, the
+OpenAPI document) needs `Authorization: Bearer TOKEN` of a token with the route's role
+(`web.guard`, docs/ra.md). Errors are `{"error": CODE, "detail": TEXT}` with a 4xx (or
 503) status, mapped from ShirushiError in one place (`web.json_io`). Blocking work (signing,
 database) runs in the thread pool so the event loop keeps serving.
 """
 
 from __future__ import annotations
 
-import hmac
 import logging
 from typing import Any
 
@@ -22,11 +22,19 @@ from shirushi.asn1.keys import spki_sha256
 from shirushi.backend import Backend
 from shirushi.bulkrevoke import MAX_SERIALS
 from shirushi.ca.hierarchy import pem
-from shirushi.errors import InputError, NotFoundError, ShirushiError
+from shirushi.errors import InputError, NotFoundError
 from shirushi.serials import serial_text
 from shirushi.store import CertificateRecord
-from shirushi.web.json_io import error, error_response, json_body, parse_serial, string_field
+from shirushi.web.guard import Guard, requested_by
+from shirushi.web.json_io import error, json_body, parse_serial, string_field
+from shirushi.web.key_challenge import PATHS as CHALLENGE_PATHS
+from shirushi.web.key_challenge import challenge_handler, challenge_proof, is_challenge_proof
 from shirushi.web.key_proof import compromise_proof
+from shirushi.web.problem_reports import PATHS as REPORT_PATHS
+from shirushi.web.problem_reports import problem_report_handler
+from shirushi.web.ratelimit import RateLimit
+from shirushi.web.renewal import PATHS as RENEWAL_PATHS
+from shirushi.web.renewal import renew_handler
 
 log = logging.getLogger("shirushi.api")
 # A bulk revocation: MAX_SERIALS serials of up to 40 hex digits (with colons, quotes, commas).
@@ -135,12 +143,26 @@ OPENAPI: dict[str, Any] = {
                         "application/json": {
                             "schema": {
                                 "type": "object",
-                                "properties": {"private_key": {"type": "string"}, "csr": {"type": "string"}},
+                                "properties": {
+                                    "private_key": {"type": "string"},
+                                    "csr": {"type": "string"},
+                                    "public_key": {"type": "string"},
+                                    "challenge": {"type": "string", "description": "base64, from .../challenge"},
+                                    "signature": {
+                                        "type": "string",
+                                        "description": "base64; RSA PKCS#1 v1.5 or ECDSA, SHA-256, over the "
+                                        "decoded challenge bytes",
+                                    },
+                                },
                             }
                         }
                     }
                 },
-                "responses": {"200": {"description": "revoked serials"}, "400": {"description": "no valid proof"}},
+                "responses": {
+                    "200": {"description": "revoked serials"},
+                    "400": {"description": "no valid proof"},
+                    "422": {"description": "signature or challenge refused (bad, expired, used, other key)"},
+                },
             }
         },
         "/api/v1/revocations": {
@@ -176,35 +198,12 @@ OPENAPI: dict[str, Any] = {
 }
 
 
+OPENAPI["paths"].update({**RENEWAL_PATHS, **CHALLENGE_PATHS, **REPORT_PATHS})
+
+
 def create_app(backend: Backend) -> Starlette:
-    settings = backend.settings
-    token = settings.api.bearer_token()
-
-    def authorised(request: Request) -> JSONResponse | None:
-        if not token:
-            return error(403, "api_disabled", "set api.token or api.token_env to enable this route")
-        given = request.headers.get("authorization", "")
-        scheme, _, value = given.partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(value.strip().encode(), token.encode()):
-            return error(401, "unauthorized", "missing or wrong bearer token")
-        return None
-
-    def guarded(handler: Any, *, public: bool = False) -> Any:
-        async def endpoint(request: Request) -> Response:
-            if not public:
-                denied = authorised(request)
-                if denied is not None:
-                    return denied
-            try:
-                response: Response = await handler(request)
-                return response
-            except ShirushiError as exc:
-                return error_response(exc)
-            except Exception as exc:  # never a traceback to a client; the log keeps the detail
-                log.exception("API %s %s failed", request.method, request.url.path)
-                return error(500, "internal", type(exc).__name__)
-
-        return endpoint
+    guard = Guard(backend)
+    open_limit = backend.settings.api.open_requests_per_minute
 
     async def issue(request: Request) -> Response:
         data = await json_body(request)
@@ -217,11 +216,14 @@ def create_app(backend: Backend) -> Starlette:
             raise InputError("field 'days' must be an integer")
         subject = string_field(data, "subject", required=False)
         assert csr is not None
+        who = requested_by(request)
 
         def work() -> dict[str, Any]:
             # All of it in the thread pool (CSR checks, signing, the commit, presigning, PEM):
             # the event loop only moves bytes. The lint inside waits on a worker process.
-            issued = backend.authority.issue(csr.encode(), dns_names=dns, days=days, subject=subject)
+            issued = backend.authority.issue(
+                csr.encode(), dns_names=dns, days=days, subject=subject, audit={"requested_by": who}
+            )
             hierarchy = backend.authority.hierarchy()
             body: dict[str, Any] = {
                 "serial": serial_text(issued.record.serial),
@@ -247,7 +249,9 @@ def create_app(backend: Backend) -> Starlette:
         reason = data.get("reason", "unspecified")
         if not isinstance(reason, str):
             raise InputError("field 'reason' must be a string")
-        result = await run_in_threadpool(backend.revoker.revoke, serial, reason, by_subscriber=True, requested_by="api")
+        result = await run_in_threadpool(
+            backend.revoker.revoke, serial, reason, by_subscriber=True, requested_by=requested_by(request)
+        )
         body = record_json(result.record)
         body["key_blocked"] = result.key_blocked  # BR 6.1.1.3: keyCompromise blocks the key
         if result.pending:
@@ -260,8 +264,9 @@ def create_app(backend: Backend) -> Starlette:
         def work() -> list[str]:
             # In the thread pool: validating a large private key takes seconds of CPU, and this
             # route is open to anyone (policy 4.9.12).
+            key = challenge_proof(backend, data) if is_challenge_proof(data) else compromise_proof(data)
             results = backend.revoker.revoke_key(
-                spki_sha256(compromise_proof(data)),
+                spki_sha256(key),
                 "keyCompromise",
                 requested_by="key-compromise report",
                 note="keyCompromise reported through the API (policy 4.9.12)",
@@ -292,7 +297,9 @@ def create_app(backend: Backend) -> Starlette:
                 invalid.append(text[:64])  # reported, not fatal to the batch
             else:
                 parsed.append(serial)
-        result = await run_in_threadpool(backend.bulk_revoker.revoke, parsed, reason, requested_by="api (bulk)")
+        result = await run_in_threadpool(
+            backend.bulk_revoker.revoke, parsed, reason, requested_by=requested_by(request, "api (bulk)")
+        )
         body: dict[str, Any] = {
             "revoked": [serial_text(r.serial) for r in result.revoked],
             "already_revoked": [serial_text(s) for s in result.already_revoked],
@@ -313,14 +320,26 @@ def create_app(backend: Backend) -> Starlette:
     async def not_allowed(request: Request, exc: Exception) -> Response:
         return error(405, "method_not_allowed", f"{request.method} is not allowed on {request.url.path}")
 
+    wrap = guard.wrap
     return Starlette(
         routes=[
-            Route("/api/v1/certificates", guarded(issue), methods=["POST"]),
-            Route("/api/v1/certificates/{serial}", guarded(show), methods=["GET"]),
-            Route("/api/v1/certificates/{serial}/revoke", guarded(revoke), methods=["POST"]),
-            Route("/api/v1/key-compromise", guarded(key_compromise, public=True), methods=["POST"]),
-            Route("/api/v1/revocations", guarded(bulk_revoke), methods=["POST"]),
-            Route("/api/v1/openapi.json", guarded(openapi, public=True), methods=["GET"]),
+            Route("/api/v1/certificates", wrap(issue, role="issue"), methods=["POST"]),
+            Route("/api/v1/certificates/{serial}", wrap(show, role="read"), methods=["GET"]),
+            Route("/api/v1/certificates/{serial}/revoke", wrap(revoke, role="revoke"), methods=["POST"]),
+            Route("/api/v1/certificates/{serial}/renew", wrap(renew_handler(backend), role="issue"), methods=["POST"]),
+            Route("/api/v1/key-compromise", wrap(key_compromise, role=None), methods=["POST"]),
+            Route(
+                "/api/v1/key-compromise/challenge",
+                wrap(challenge_handler(backend), role=None, limit=RateLimit(open_limit)),
+                methods=["POST"],
+            ),
+            Route(
+                "/api/v1/problem-reports",
+                wrap(problem_report_handler(backend), role=None, limit=RateLimit(open_limit)),
+                methods=["POST"],
+            ),
+            Route("/api/v1/revocations", wrap(bulk_revoke, role="revoke"), methods=["POST"]),
+            Route("/api/v1/openapi.json", wrap(openapi, role=None), methods=["GET"]),
         ],
         exception_handlers={404: not_found, 405: not_allowed},
     )
