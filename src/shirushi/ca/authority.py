@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
@@ -21,6 +22,9 @@ from shirushi.config import Settings
 from shirushi.errors import ConflictError, PolicyError, StateError
 from shirushi.signing import KeyStore, Signer, SignerKey
 from shirushi.store import CertificateRecord, Store
+
+if TYPE_CHECKING:
+    from shirushi.validation.gate import DomainGate
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,6 +50,15 @@ class Authority:
         self.linter: lint.LintFunction = lint.lint_der
         self._hierarchy: tuple[object, Hierarchy] | None = None
         self._issuing: tuple[x509.Certificate, Signer] | None = None
+        self._gate: DomainGate | None = None
+
+    def gate(self) -> DomainGate:
+        """The domain check (built on first use: most CLI issuance never needs DNS)."""
+        if self._gate is None:
+            from shirushi.validation.gate import DomainGate
+
+            self._gate = DomainGate(self.settings, self.store.validations)
+        return self._gate
 
     def hierarchy(self) -> Hierarchy:
         """`load_hierarchy`, read again only when a certificate file was replaced (renewal)."""
@@ -76,18 +89,29 @@ class Authority:
         dns_names: list[str] | None = None,
         days: int | None = None,
         subject: str | None = None,
+        door: str = "cli",
+        profile: str = "ov",
+        account_uri: str | None = None,
     ) -> Issued:
-        """Issue a server certificate per table 7.1-1 from a CSR (policy 4.3)."""
+        """Issue a server certificate per table 7.1-1 from a CSR (policy 4.3).
+
+        `door` ("cli", "api", "acme") says who asks: a door in `validation.enforce` must pass the
+        domain gate (DV records and CAA for every name). `profile` is "ov" or "dv" (BR 7.1.6.1).
+        """
         hierarchy = self.hierarchy()
         request = csr_rules.check_request(
             csr_rules.load_csr(csr_data),
             dns_names=dns_names,
             subject=names.parse_name(subject) if subject else None,
             key_types=self.settings.ca.subscriber_key_types,
+            profile=profile,
         )
         if self.store.is_key_blocked(request.spki_sha256):
             raise PolicyError("key refused: it was reported compromised and is blocked (BR 6.1.1.3)")
         now = self.clock.now()
+        domain_check: dict[str, object] | None = None
+        if self.settings.validation.enforce and door in self.settings.validation.enforce:
+            domain_check = self.gate().check(request.dns_names, door, now, account_uri=account_uri)
         not_after = validity.not_after(
             now,
             requested_days=days,
@@ -106,11 +130,12 @@ class Authority:
                 not_after=not_after,
                 urls=self.urls,
                 policy_oid=self.settings.ca.policy_oid,
+                profile=profile,
             )
             # Only what passed the lint reaches the CA key: lint_builder raises LintError otherwise.
             findings = lint.lint_builder(
                 builder,
-                "OV-FINAL-CERTIFICATE",
+                "DV-FINAL-CERTIFICATE" if profile == "dv" else "OV-FINAL-CERTIFICATE",
                 allow_local_urls=self.settings.ca.lint_allow_local_urls,
                 linter=self.linter,
             )
@@ -129,6 +154,10 @@ class Authority:
                         "not_after": not_after.isoformat(),
                         "signer": issuing_signer.label,
                         "lint_warnings": [str(f) for f in findings],
+                        "door": door,
+                        "profile": profile,
+                        # BR 3.2.2.4 / 3.2.2.8: what the domain gate relied on, when enforced.
+                        "domain_check": domain_check,
                     },
                 )
             except ConflictError:

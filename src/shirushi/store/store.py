@@ -19,6 +19,7 @@ from sqlalchemy.engine import Connection, Engine
 from shirushi.errors import ConflictError
 from shirushi.serials import serial_text
 from shirushi.store import database, outbox, schema
+from shirushi.store.acme import ACMEObjects, ValidationRecords
 from shirushi.store.audit import append_audit
 from shirushi.store.crls import CRLs
 from shirushi.store.database import CHUNK
@@ -41,6 +42,8 @@ class Store:
         self.engine = engine
         self.outbox = outbox.Outbox(engine)
         self.crls = CRLs(engine)
+        self.validations = ValidationRecords(engine)
+        self.acme = ACMEObjects(engine)
 
     @classmethod
     def open(cls, url: str, *, create: bool = True) -> Store:

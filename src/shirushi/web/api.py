@@ -221,7 +221,7 @@ def create_app(backend: Backend) -> Starlette:
         def work() -> dict[str, Any]:
             # All of it in the thread pool (CSR checks, signing, the commit, presigning, PEM):
             # the event loop only moves bytes. The lint inside waits on a worker process.
-            issued = backend.authority.issue(csr.encode(), dns_names=dns, days=days, subject=subject)
+            issued = backend.authority.issue(csr.encode(), dns_names=dns, days=days, subject=subject, door="api")
             hierarchy = backend.authority.hierarchy()
             body: dict[str, Any] = {
                 "serial": serial_text(issued.record.serial),
