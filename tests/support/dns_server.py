@@ -1,7 +1,7 @@
 """A small authoritative DNS server on loopback (dnslib), with records the tests change.
 
 UDP and TCP on one free port. `records[(name, TYPE)]` is a list of dnslib RDATA; names in
-`servfail` answer SERVFAIL, names in `silent` are never answered (a timeout). Names under no
+`servfail` answer SERVFAIL, names in `silent` are never answered (a timeout); `txt_file` lines "NAME VALUE" are TXT records too. Names under no
 record answer NXDOMAIN when no record exists below them either, NOERROR/empty otherwise.
 """
 
@@ -11,6 +11,7 @@ import socket
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 from dnslib import AAAA, CAA, QTYPE, RCODE, RR, TXT, A, DNSRecord
@@ -27,6 +28,8 @@ class Zone(BaseResolver):  # type: ignore[misc]
         self.servfail: set[str] = set()
         self.silent: set[str] = set()
         self.lock = threading.Lock()
+        # Lines "NAME VALUE" appended by other processes (certbot's manual hooks): TXT records.
+        self.txt_file: Path | None = None
 
     # -- changing records ---------------------------------------------------------------
     def set(self, name: str, rtype: str, *rdata: Any) -> None:
@@ -56,7 +59,12 @@ class Zone(BaseResolver):  # type: ignore[misc]
             reply.header.rcode = RCODE.SERVFAIL
             return reply
         with self.lock:
-            found = self.records.get((qname, qtype), [])
+            found = list(self.records.get((qname, qtype), []))
+            if qtype == "TXT" and self.txt_file is not None and self.txt_file.exists():
+                for line in self.txt_file.read_text().splitlines():
+                    name, _, value = line.partition(" ")
+                    if _key(name) == qname and value:
+                        found.append(TXT(value))
             exists = any(n == qname or n.endswith("." + qname) for n, _t in self.records)
         for rdata in found:
             reply.add_answer(RR(request.q.qname, QTYPE.reverse[qtype], rdata=rdata, ttl=0))

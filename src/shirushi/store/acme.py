@@ -143,6 +143,21 @@ class ACMEObjects:
             ).all()
         return [(r.id, dict(json.loads(r.data))) for r in rows]
 
+    def owner(self, kind: str, id: str) -> str | None:
+        t = schema.acme_objects
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.select(t.c.owner).where(t.c.id == id, t.c.kind == kind)).first()
+        return None if row is None else row.owner
+
+    def certificates_for_name(self, name: str, since: dt.datetime) -> int:
+        """Certificates naming `name` issued since `since` (the per-name rate limit)."""
+        t = schema.certificates
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(t.c.dns_names).where(t.c.created_at > utc(since), t.c.dns_names.contains(name))
+            ).all()
+        return sum(1 for r in rows if name in r.dns_names.split())
+
     # -- nonces ---------------------------------------------------------------------------
 
     def add_nonce(self, nonce: str, expires_at: dt.datetime) -> None:
