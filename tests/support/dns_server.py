@@ -1,8 +1,9 @@
 """A small authoritative DNS server on loopback (dnslib), with records the tests change.
 
 UDP and TCP on one free port. `records[(name, TYPE)]` is a list of dnslib RDATA; names in
-`servfail` answer SERVFAIL, names in `silent` are never answered (a timeout); `txt_file` lines "NAME VALUE" are TXT records too. Names under no
-record answer NXDOMAIN when no record exists below them either, NOERROR/empty otherwise.
+`servfail` answer SERVFAIL, names in `silent` are never answered (a timeout); lines
+"NAME VALUE" in `txt_file` are TXT records too (written by other processes). A name with no
+record at or below it answers NXDOMAIN, NOERROR/empty otherwise.
 """
 
 from __future__ import annotations
