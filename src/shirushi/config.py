@@ -282,6 +282,88 @@ class MetricsSettings:
 
 
 @dataclasses.dataclass(frozen=True)
+class ACMESettings:
+    # The ACME server (RFC 8555, acme/); "" = off.
+    listen: str = ""
+    # Public base URL ending in "/"; the directory is {url}directory. "" = http://{listen}/.
+    url: str = ""
+    # "dv": domain control only; "ov": organisation fields from the account's External Account
+    # Binding (policy 3.2.2). Without a binding an "ov" server refuses (docs/acme.md).
+    profile: str = "dv"
+    # External Account Binding (RFC 8555 7.3.4): required when set. Keys are named in
+    # `eab_keys` as "KID=ENV_VAR" (the HMAC key, base64url, read from that variable).
+    eab_required: bool = False
+    eab_keys: tuple[str, ...] = ()
+    # "KID|SUBJECT": the organisation the RA validated for a binding (profile "ov", policy 3.2.2).
+    eab_organisations: tuple[str, ...] = ()
+    # Rate limits (BR 4.2.1 does not set them; they bound abuse): per account and per name.
+    orders_per_account_per_hour: int = 300
+    certificates_per_name_per_week: int = 50
+
+    def base_url(self) -> str:
+        if self.url:
+            return self.url if self.url.endswith("/") else self.url + "/"
+        return f"http://{self.listen}/"
+
+    def eab_key(self, kid: str) -> bytes | None:
+        """The HMAC key of an EAB key id, from its environment variable (never logged)."""
+        import base64
+
+        for entry in self.eab_keys:
+            name, _, env = entry.partition("=")
+            if name == kid and env:
+                raw = secret("", env, f"acme.eab_keys[{name}]")
+                return base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4))
+        return None
+
+    def eab_subject(self, kid: str) -> str | None:
+        for entry in self.eab_organisations:
+            name, _, subject = entry.partition("|")
+            if name == kid and subject:
+                return subject
+        return None
+
+    def validate(self) -> None:
+        if self.listen:
+            parse_listen(self.listen)
+        if self.profile not in ("dv", "ov"):
+            raise ConfigError(f"acme.profile must be 'dv' or 'ov', not {self.profile!r}")
+        for entry in self.eab_keys:
+            if "=" not in entry:
+                raise ConfigError(f"acme.eab_keys entry {entry!r} must be KID=ENV_VAR")
+        if self.orders_per_account_per_hour < 1 or self.certificates_per_name_per_week < 1:
+            raise ConfigError("acme rate limits must be at least 1")
+
+
+DOORS = ("acme", "api", "cli")
+
+
+@dataclasses.dataclass(frozen=True)
+class ValidationSettings:
+    # "IP:PORT" of the DNS resolver for domain validation and CAA; "" = the system's.
+    resolver: str = ""
+    # Port the BR 3.2.2.4.18 / 3.2.2.4.19 (http-01) fetch connects to; BR: 80 only in production.
+    http_port: int = 80
+    # Issuer domain names CAA issue / issuewild must name (RFC 8659 4.2, policy 4.2.4).
+    caa_identities: tuple[str, ...] = ("shirushi.example",)
+    # Tests only: let validation connect to loopback addresses (never private ones).
+    allow_loopback: bool = False
+    # Doors whose issuance must pass DV + CAA (BR 1.3.2: a publicly trusted CA lists all three).
+    enforce: tuple[str, ...] = ("acme",)
+
+    def validate(self) -> None:
+        if self.resolver:
+            parse_listen(self.resolver)
+        if not 1 <= self.http_port <= 65535:
+            raise ConfigError("validation.http_port must be a TCP port")
+        if not self.caa_identities:
+            raise ConfigError("validation.caa_identities must name at least one issuer domain")
+        unknown = [d for d in self.enforce if d not in DOORS]
+        if unknown:
+            raise ConfigError(f"validation.enforce may list {', '.join(DOORS)}, not {', '.join(unknown)}")
+
+
+@dataclasses.dataclass(frozen=True)
 class OutsideSettings:
     """What `serve` follows of outside CAs (`issuer add`): entries are "NAME=PATH" or "NAME=URL"."""
 
@@ -319,6 +401,8 @@ class Settings:
     log: LogSettings = LogSettings()
     metrics: MetricsSettings = MetricsSettings()
     outside: OutsideSettings = OutsideSettings()
+    acme: ACMESettings = ACMESettings()
+    validation: ValidationSettings = ValidationSettings()
 
     @property
     def data_path(self) -> Path:

@@ -102,3 +102,18 @@ class ServiceError(ShirushiError):
     exit_code = 8
     http_status = 503
     code = "unavailable"
+
+
+class ValidationError(PolicyError):
+    """Domain validation or CAA (BR 3.2.2.4, 3.2.2.8) does not allow issuance for a name.
+
+    `problem` is the RFC 8555 6.7 type the ACME server answers with ("caa", "unauthorized",
+    "rejectedIdentifier", ...)."""
+
+    http_status = 403
+    code = "validation"
+
+    def __init__(self, message: str, *, problem: str = "unauthorized", names: tuple[str, ...] = ()) -> None:
+        super().__init__(message)
+        self.problem = problem
+        self.names = names

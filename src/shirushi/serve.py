@@ -365,6 +365,10 @@ async def _run(
         _uvicorn(create_repository(settings, backend.clock), settings.repository.listen),
         _uvicorn(create_api(backend), settings.api.listen),
     ]
+    if settings.acme.listen:
+        from shirushi.acme.app import create_app as create_acme
+
+        servers.append(_uvicorn(create_acme(backend), settings.acme.listen))
     serving = [asyncio.create_task(s.serve()) for s in servers]
     scheduler = Scheduler(backend, signals.token)
     tasks = [asyncio.create_task(scheduler.run_job("presign refill", scheduler.refill_job)), *scheduler.tasks()]
@@ -374,6 +378,7 @@ async def _run(
             "ocsp": settings.ocsp.url,
             "repository": settings.repository.url,
             "api": f"http://{settings.api.listen}/",
+            "acme": f"{settings.acme.base_url()}directory" if settings.acme.listen else "off",
         },
     )
     exit_code = 0
@@ -384,7 +389,7 @@ async def _run(
                 exit_code = 1
                 break
             if any(t.done() for t in serving):
-                say("error: the repository or API server stopped (is the port in use?)")
+                say("error: the repository, API or ACME server stopped (is the port in use?)")
                 exit_code = 1
                 break
             with contextlib.suppress(TimeoutError):

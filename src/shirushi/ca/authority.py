@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
@@ -23,6 +24,9 @@ from shirushi.errors import ConflictError, PolicyError, StateError
 from shirushi.metrics.registry import metrics
 from shirushi.signing import KeyStore, Signer, SignerKey
 from shirushi.store import CertificateRecord, Store
+
+if TYPE_CHECKING:
+    from shirushi.validation.gate import DomainGate
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,6 +52,15 @@ class Authority:
         self.linter: lint.LintFunction = lint.lint_der
         self._hierarchy: tuple[object, Hierarchy] | None = None
         self._issuing: tuple[x509.Certificate, Signer] | None = None
+        self._gate: DomainGate | None = None
+
+    def gate(self) -> DomainGate:
+        """The domain check (built on first use: most CLI issuance never needs DNS)."""
+        if self._gate is None:
+            from shirushi.validation.gate import DomainGate
+
+            self._gate = DomainGate(self.settings, self.store.validations)
+        return self._gate
 
     def hierarchy(self) -> Hierarchy:
         """`load_hierarchy`, read again only when a certificate file was replaced (renewal)."""
@@ -79,11 +92,16 @@ class Authority:
         days: int | None = None,
         subject: str | x509.Name | None = None,
         audit: Mapping[str, object] | None = None,
+        door: str = "cli",
+        profile: str = "ov",
+        account_uri: str | None = None,
     ) -> Issued:
         """Issue a server certificate per table 7.1-1 from a CSR (policy 4.3).
 
         `subject` as validated by the RA (text, or a Name such as a renewed certificate's);
         `audit` adds fields to the issuance's audit record (who asked, what it renews).
+        `door` ("cli", "api", "acme") says who asks: a door in `validation.enforce` must pass the
+        domain gate (DV records and CAA for every name). `profile` is "ov" or "dv" (BR 7.1.6.1).
         """
         hierarchy = self.hierarchy()
         if isinstance(subject, str):
@@ -93,10 +111,14 @@ class Authority:
             dns_names=dns_names,
             subject=subject,
             key_types=self.settings.ca.subscriber_key_types,
+            profile=profile,
         )
         if self.store.is_key_blocked(request.spki_sha256):
             raise PolicyError("key refused: it was reported compromised and is blocked (BR 6.1.1.3)")
         now = self.clock.now()
+        domain_check: dict[str, object] | None = None
+        if self.settings.validation.enforce and door in self.settings.validation.enforce:
+            domain_check = self.gate().check(request.dns_names, door, now, account_uri=account_uri)
         not_after = validity.not_after(
             now,
             requested_days=days,
@@ -118,11 +140,12 @@ class Authority:
                 urls=self.urls,
                 policy_oid=self.settings.ca.policy_oid,
                 crl_shard=shard,
+                profile=profile,
             )
             # Only what passed the lint reaches the CA key: lint_builder raises LintError otherwise.
             findings = lint.lint_builder(
                 builder,
-                "OV-FINAL-CERTIFICATE",
+                "DV-FINAL-CERTIFICATE" if profile == "dv" else "OV-FINAL-CERTIFICATE",
                 allow_local_urls=self.settings.ca.lint_allow_local_urls,
                 linter=self.linter,
             )
@@ -143,6 +166,10 @@ class Authority:
                         "signer": issuing_signer.label,
                         "lint_warnings": [str(f) for f in findings],
                         **(audit or {}),
+                        "door": door,
+                        "profile": profile,
+                        # BR 3.2.2.4 / 3.2.2.8: what the domain gate relied on, when enforced.
+                        "domain_check": domain_check,
                     },
                 )
             except ConflictError:

@@ -147,6 +147,7 @@ def check_request(
     dns_names: list[str] | None = None,
     subject: x509.Name | None = None,
     key_types: tuple[str, ...] = ("rsa",),
+    profile: str = "ov",
 ) -> CheckedRequest:
     """Apply every CSR rule; `dns_names`/`subject` (from the RA) override the CSR's; `key_types`
     is `ca.subscriber_key_types`."""
@@ -168,6 +169,10 @@ def check_request(
         hosts = [normalise_dns_name(cn)]
     if not hosts:
         raise InputError("no DNS name: the CSR has no subjectAltName and no --dns was given")
+    if profile == "dv":
+        # BR 7.1.2.7.2 (DV): no organisation fields, whatever the CSR says; the CN repeats a SAN.
+        dv_subject = x509.Name([x509.NameAttribute(names.ATTRIBUTES["CN"], hosts[0])])
+        return CheckedRequest(dv_subject, hosts, public_key, spki_sha256(public_key))
     missing = [k for k in ("C", "ST", "L", "O") if names.get(subject, k) is None]
     if missing:
         raise PolicyError(

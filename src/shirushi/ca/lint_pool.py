@@ -24,7 +24,7 @@ from shirushi.ca import lint
 log = logging.getLogger("shirushi.lint")
 
 # What the CA lints after start-up: every issuance is a subscriber certificate.
-WARM_TYPES = ("OV-FINAL-CERTIFICATE",)
+WARM_TYPES = ("OV-FINAL-CERTIFICATE", "DV-FINAL-CERTIFICATE")
 PARENT_CHECK_EVERY = 1.0  # seconds
 
 

@@ -25,6 +25,8 @@ from shirushi.crl.shards import crl_url
 
 # BR 7.1.6.1: Organization Validated reserved policy identifier.
 OV_POLICY = ObjectIdentifier("2.23.140.1.2.2")
+# BR 7.1.6.1: Domain Validated, for certificates with domain control only (ACME, docs/acme.md).
+DV_POLICY = ObjectIdentifier("2.23.140.1.2.1")
 
 # CA keys are RSA; a subscriber's may also be ECDSA.
 PublicKey = rsa.RSAPublicKey | ec.EllipticCurvePublicKey
@@ -200,15 +202,16 @@ def server_certificate(
     urls: URLs,
     policy_oid: str,
     crl_shard: int = 0,
+    profile: str = "ov",
 ) -> x509.CertificateBuilder:
-    """Subscriber server certificate per table 7.1-1 (OV, BR 7.1.2.7); its CRL Distribution
-    Point names its CRL shard (`crl/shards.py`)."""
+    """Subscriber server certificate per table 7.1-1 (OV, BR 7.1.2.7; `profile` "dv" for DV); its
+    CRL Distribution Point names its CRL shard (`crl/shards.py`)."""
     issuer_key = issuer.public_key()
     assert isinstance(issuer_key, rsa.RSAPublicKey)
     policies = x509.CertificatePolicies(
         [
             # BR 7.1.2.7.9: the reserved OID first, then the CP's own with its CPS URI.
-            x509.PolicyInformation(OV_POLICY, None),
+            x509.PolicyInformation(DV_POLICY if profile == "dv" else OV_POLICY, None),
             x509.PolicyInformation(ObjectIdentifier(policy_oid), [urls.cps]),
         ]
     )

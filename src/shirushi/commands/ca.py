@@ -38,7 +38,7 @@ def cmd_issue(settings: Settings, args: argparse.Namespace) -> int:
     csr = read_file(args.csr, "CSR file", MAX_CSR_BYTES)
     backend = Backend(settings)
     try:
-        issued = backend.authority.issue(csr, dns_names=args.dns, days=args.days, subject=args.subject)
+        issued = backend.authority.issue(csr, dns_names=args.dns, days=args.days, subject=args.subject, door="cli")
     finally:
         backend.close()
     hierarchy = load_hierarchy(settings)

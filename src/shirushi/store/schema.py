@@ -13,7 +13,7 @@ metadata = sa.MetaData()
 
 # The newest migration (migrations/versions): a database at it needs no Alembic run. A new
 # migration changes this too (tests/test_store.py checks it is Alembic's head).
-REVISION = "0005"
+REVISION = "0006"
 
 UTCDateTime = sa.DateTime(timezone=True)
 
@@ -164,3 +164,42 @@ key_challenges = sa.Table(
     sa.Column("used_at", UTCDateTime),
 )
 sa.Index("ix_key_challenges_expires", key_challenges.c.expires_at)
+
+# Domain validations that succeeded (policy 3.2.7, BR 3.2.2.4): any door's issuance for `name`
+# may rely on one until `reuse_until` (migration 0006). `wildcard` marks DNS-based methods,
+# the only ones that may cover "*.name" (BR 3.2.2.4.19 excludes wildcards from http-01).
+domain_validations = sa.Table(
+    "domain_validations",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("name", sa.String(255), nullable=False),
+    sa.Column("method", sa.String(32), nullable=False),  # "3.2.2.4.7", "3.2.2.4.18", "3.2.2.4.19"
+    sa.Column("wildcard", sa.Boolean, nullable=False),
+    sa.Column("validated_at", UTCDateTime, nullable=False),
+    sa.Column("reuse_until", UTCDateTime, nullable=False),
+    sa.Column("account", sa.String(64)),  # the ACME account that proved it, if any
+)
+sa.Index("ix_domain_validations_name", domain_validations.c.name)
+
+# ACME (RFC 8555) accounts, orders, authorizations and challenges as JSON documents; `owner`
+# is the account an object belongs to, `parent` the order or authorization it hangs under.
+acme_objects = sa.Table(
+    "acme_objects",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("kind", sa.String(16), nullable=False),  # account | order | authz | challenge | cert
+    sa.Column("owner", sa.String(64)),
+    sa.Column("lookup", sa.String(128)),  # account: JWK thumbprint; cert: serial
+    sa.Column("data", sa.Text, nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+)
+sa.Index("ix_acme_objects_lookup", acme_objects.c.kind, acme_objects.c.lookup)
+sa.Index("ix_acme_objects_owner", acme_objects.c.kind, acme_objects.c.owner, acme_objects.c.created_at)
+
+# Replay nonces (RFC 8555 6.5): a nonce is good once; using it deletes its row.
+acme_nonces = sa.Table(
+    "acme_nonces",
+    metadata,
+    sa.Column("nonce", sa.String(64), primary_key=True),
+    sa.Column("expires_at", UTCDateTime, nullable=False),
+)

@@ -20,6 +20,7 @@ from sqlalchemy.engine import Connection, Engine
 from shirushi.errors import ConflictError
 from shirushi.serials import serial_text
 from shirushi.store import database, outbox, schema
+from shirushi.store.acme import ACMEObjects, ValidationRecords
 from shirushi.store.audit import append_audit
 from shirushi.store.challenges import KeyChallenges
 from shirushi.store.crls import CRLs
@@ -46,6 +47,8 @@ class Store:
         self.crls = CRLs(engine)
         self.reports = ProblemReports(engine)
         self.challenges = KeyChallenges(engine)
+        self.validations = ValidationRecords(engine)
+        self.acme = ACMEObjects(engine)
 
     @classmethod
     def open(cls, url: str, *, create: bool = True) -> Store:

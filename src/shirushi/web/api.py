@@ -222,7 +222,7 @@ def create_app(backend: Backend) -> Starlette:
             # All of it in the thread pool (CSR checks, signing, the commit, presigning, PEM):
             # the event loop only moves bytes. The lint inside waits on a worker process.
             issued = backend.authority.issue(
-                csr.encode(), dns_names=dns, days=days, subject=subject, audit={"requested_by": who}
+                csr.encode(), dns_names=dns, days=days, subject=subject, audit={"requested_by": who}, door="api"
             )
             hierarchy = backend.authority.hierarchy()
             body: dict[str, Any] = {
