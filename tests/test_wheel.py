@@ -113,7 +113,7 @@ BLOCKER = '''
 """Makes this interpreter a responder-only install: the `backend` extra's modules are missing."""
 import sys
 
-BLOCKED = {"starlette", "uvicorn", "pkcs11", "sqlalchemy", "alembic", "pkilint"}
+BLOCKED = {"starlette", "uvicorn", "pkcs11", "sqlalchemy", "alembic", "pkilint", "badkeys"}
 
 
 class _Missing:

@@ -19,7 +19,7 @@ from shirushi.commands.reports import cmd_reports
 from shirushi.commands.revoke import cmd_revoke
 from shirushi.commands.run import cmd_demo, cmd_responder, cmd_serve, cmd_staple
 from shirushi.config import load
-from shirushi.errors import ArgumentError, ShirushiError
+from shirushi.errors import ArgumentError, ShirushiError, WeakKeyError
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -151,12 +151,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def worded(exc: ShirushiError) -> str:
-    """The error in the CLI's words: an argument is named as its flag."""
-    return f"--{exc.argument.replace('_', '-')} {exc.rule}" if isinstance(exc, ArgumentError) else str(exc)
+    """The error in the CLI's words: an argument is named as its flag; a weak key says what to do."""
+    if isinstance(exc, ArgumentError):
+        return f"--{exc.argument.replace('_', '-')} {exc.rule}"
+    if isinstance(exc, WeakKeyError):
+        return f"{exc}; make a new key pair and CSR (the key's SPKI SHA-256 is {exc.spki_sha256})"
+    return str(exc)
 
 
 # The top-level modules of the `backend` extra (pyproject.toml).
-BACKEND_MODULES = frozenset({"starlette", "uvicorn", "pkcs11", "sqlalchemy", "alembic", "pkilint"})
+BACKEND_MODULES = frozenset({"starlette", "uvicorn", "pkcs11", "sqlalchemy", "alembic", "pkilint", "badkeys"})
 
 
 def main(argv: Sequence[str] | None = None) -> int:

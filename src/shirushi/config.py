@@ -37,6 +37,7 @@ PATH_KEYS = (
     ("ocsp", "issuers"),
     ("ocsp", "access_log"),
     ("repository", "documents"),
+    ("ca", "weak_key_lists"),
 )
 SQLITE_PREFIX = "sqlite:///"
 # Subscriber key types (BR 6.1.5): RSA as the policy's profile; ECDSA on the NIST curves on request.
@@ -65,6 +66,9 @@ class CASettings:
     ocsp_signer_renew_before: dt.timedelta = dt.timedelta(days=30)
     # Subscriber key types accepted in CSRs (BR 6.1.5): "rsa", "ecdsa-p256", "ecdsa-p384".
     subscriber_key_types: tuple[str, ...] = ("rsa",)
+    # Files of weak-key fingerprints refused at issuance (BR 6.1.1.3): Debian's openssl-blacklist
+    # lists, SPKI SHA-256 lists (ca/weak_keys.py, docs/ra.md). None is shipped.
+    weak_key_lists: tuple[str, ...] = ()
 
     def validate(self) -> None:
         if not _OID.match(self.policy_oid):
@@ -478,6 +482,8 @@ def _merge(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _anchor(value: Any, base: Path) -> Any:
+    if isinstance(value, list):
+        return [_anchor(v, base) for v in value]
     if not isinstance(value, str) or not value or value.startswith("~") or os.path.isabs(value):
         return value  # empty = "use the default"; other types are refused later with the key's name
     return str(base / value)

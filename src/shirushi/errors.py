@@ -64,6 +64,19 @@ class LintError(PolicyError):
         self.findings = findings
 
 
+class WeakKeyError(PolicyError):
+    """The subscriber key is known to be weak (BR 6.1.1.3). `weakness` names the finding
+    ("fermat", "roca", "debian-openssl", ...); `spki_sha256` identifies the key."""
+
+    code = "weak_key"
+
+    def __init__(self, weakness: str, explanation: str, spki_sha256: str) -> None:
+        super().__init__(f"key refused: weak key ({weakness}): {explanation} (BR 6.1.1.3)")
+        self.weakness = weakness
+        self.explanation = explanation
+        self.spki_sha256 = spki_sha256
+
+
 class NotFoundError(ShirushiError):
     """The named object (certificate, serial) does not exist."""
 

@@ -240,6 +240,9 @@ def prepare(backend: Backend, say: Callable[[str], None], stop: threading.Event)
     log.info("startup", extra={"step": "hierarchy", "data_dir": str(backend.settings.data_path)})
     # Lint workers start (and build pkilint's validators) once, before the API opens.
     backend.use_lint_pool()
+    # A wrong ca.weak_key_lists file stops the start, not the first issuance (BR 6.1.1.3).
+    listed = len(backend.authority.weak_keys().lists)
+    log.info("startup", extra={"step": "weak key lists", "fingerprints": listed})
     renew_ocsp_signer_if_due(backend.settings, backend.store, backend.keys, backend.clock)
     pending = backend.drain_outbox()
     for item in pending:

@@ -14,7 +14,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 
 from shirushi.ca import csr as csr_rules
-from shirushi.ca import lint, names, profiles, validity
+from shirushi.ca import lint, names, profiles, validity, weak_keys
 from shirushi.ca.hierarchy import ISSUING, CertificatePaths, Hierarchy, certificate_urls, check_pair, load_hierarchy
 from shirushi.ca.recording import record_certificate
 from shirushi.clock import Clock
@@ -53,6 +53,7 @@ class Authority:
         self._hierarchy: tuple[object, Hierarchy] | None = None
         self._issuing: tuple[x509.Certificate, Signer] | None = None
         self._gate: DomainGate | None = None
+        self._weak_keys: weak_keys.WeakKeys | None = None
 
     def gate(self) -> DomainGate:
         """The domain check (built on first use: most CLI issuance never needs DNS)."""
@@ -61,6 +62,12 @@ class Authority:
 
             self._gate = DomainGate(self.settings, self.store.validations)
         return self._gate
+
+    def weak_keys(self) -> weak_keys.WeakKeys:
+        """The weak-key check with `ca.weak_key_lists`, read once per process (BR 6.1.1.3)."""
+        if self._weak_keys is None:
+            self._weak_keys = weak_keys.WeakKeys(weak_keys.load_lists(self.settings.ca.weak_key_lists))
+        return self._weak_keys
 
     def hierarchy(self) -> Hierarchy:
         """`load_hierarchy`, read again only when a certificate file was replaced (renewal)."""
@@ -112,6 +119,7 @@ class Authority:
             subject=subject,
             key_types=self.settings.ca.subscriber_key_types,
             profile=profile,
+            weak_keys=self.weak_keys(),
         )
         if self.store.is_key_blocked(request.spki_sha256):
             raise PolicyError("key refused: it was reported compromised and is blocked (BR 6.1.1.3)")

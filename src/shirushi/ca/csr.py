@@ -3,9 +3,9 @@
 - Proof of possession: the CSR's own signature must verify (policy 3.2.1).
 - Keys: the types listed in `ca.subscriber_key_types` (RSA by default, the policy's profile).
   RSA: modulus >= 2048 bits and a multiple of 8; odd public exponent 2^16+1 .. 2^256-1 (policy
-  6.1.5, BR 6.1.5/6.1.6); moduli that Fermat's method factors in 100 rounds are refused (BR
-  6.1.1.3). ECDSA (when enabled): named curves P-256 and P-384 only (BR 6.1.5). Keys reported
-  compromised are refused by the caller, which owns the block list.
+  6.1.5, BR 6.1.5/6.1.6). ECDSA (when enabled): named curves P-256 and P-384 only (BR 6.1.5).
+  Known-weak keys (Fermat-close primes, ROCA, Debian's, ...) are refused by `weak_keys` (BR
+  6.1.1.3). Keys reported compromised are refused by the caller, which owns the block list.
 - Names: subject C, ST, L, O required, OU optional, CN = a host name from the SAN list
   (policy 3.1.1, BR 7.1.2.7.4 for OV); SAN dNSNames are LDH host names (BR 7.1.2.7.12).
 """
@@ -13,7 +13,6 @@
 from __future__ import annotations
 
 import dataclasses
-import math
 import re
 
 from cryptography import x509
@@ -21,6 +20,8 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from shirushi.asn1.keys import spki_sha256
 from shirushi.ca import names
+from shirushi.ca.weak_keys import COMPUTED, WeakKeys
+from shirushi.ca.weak_keys import fermat_factorable as fermat_factorable
 from shirushi.errors import InputError, PolicyError
 
 MIN_RSA_BITS = 2048
@@ -54,20 +55,6 @@ def load_csr(data: bytes) -> x509.CertificateSigningRequest:
         return x509.load_der_x509_csr(data)
     except ValueError:
         raise InputError("not a certificate signing request (expected PEM 'CERTIFICATE REQUEST' or DER)") from None
-
-
-def fermat_factorable(n: int, rounds: int = 100) -> bool:
-    """True when Fermat's method finds p, q with |p - q| small within `rounds` steps (BR 6.1.1.3)."""
-    a = math.isqrt(n)
-    if a * a < n:
-        a += 1
-    for _ in range(rounds):
-        b2 = a * a - n
-        b = math.isqrt(b2)
-        if b * b == b2:
-            return True
-        a += 1
-    return False
 
 
 def _not_enabled(kind: str, allowed: tuple[str, ...]) -> PolicyError:
@@ -106,8 +93,6 @@ def check_key(public_key: object, allowed: tuple[str, ...] = ("rsa",)) -> Subscr
     e = numbers.e
     if e % 2 == 0 or not (1 << 16) < e < (1 << 256):
         raise PolicyError(f"key refused: RSA public exponent {e} must be odd and in 2^16+1..2^256-1 (BR 6.1.6)")
-    if fermat_factorable(numbers.n):
-        raise PolicyError("key refused: the modulus is factorable with Fermat's method (BR 6.1.1.3)")
     return public_key
 
 
@@ -148,15 +133,18 @@ def check_request(
     subject: x509.Name | None = None,
     key_types: tuple[str, ...] = ("rsa",),
     profile: str = "ov",
+    weak_keys: WeakKeys = COMPUTED,
 ) -> CheckedRequest:
     """Apply every CSR rule; `dns_names`/`subject` (from the RA) override the CSR's; `key_types`
-    is `ca.subscriber_key_types`."""
+    is `ca.subscriber_key_types`; `weak_keys` holds `ca.weak_key_lists` (without them, the
+    computed checks still apply)."""
     if not csr.is_signature_valid:
         raise InputError("CSR signature does not verify: proof of possession failed (policy 3.2.1)")
     try:
         public_key = check_key(csr.public_key(), key_types)
     except ValueError:
         raise InputError("the CSR's public key cannot be decoded") from None
+    weak_keys.check(public_key)  # BR 6.1.1.3, on every issuance path
     requested = dns_names if dns_names else _csr_dns_names(csr)
     hosts: list[str] = []
     for name in requested:

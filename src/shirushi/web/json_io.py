@@ -12,7 +12,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
-from shirushi.errors import ArgumentError, InputError, ShirushiError
+from shirushi.errors import ArgumentError, InputError, ShirushiError, WeakKeyError
 
 MAX_BODY = 64 * 1024
 
@@ -28,6 +28,10 @@ def worded(exc: ShirushiError) -> str:
 
 def error_response(exc: ShirushiError) -> JSONResponse:
     status = exc.http_status if 400 <= exc.http_status < 600 else 400
+    if isinstance(exc, WeakKeyError):
+        # BR 6.1.1.3: the RA front end can tell the subscriber which weakness, and for which key.
+        body = {"error": exc.code, "detail": worded(exc), "weakness": exc.weakness, "spki_sha256": exc.spki_sha256}
+        return JSONResponse(body, status_code=status)
     return error(status, exc.code, worded(exc))
 
 
