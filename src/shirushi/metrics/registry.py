@@ -12,9 +12,9 @@ nothing in processes that never count.
 
 from __future__ import annotations
 
-import functools
 import os
 import shutil
+import threading
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -58,8 +58,21 @@ class Metrics(NamedTuple):
     crls_published: Any
 
 
-@functools.cache
+_lock = threading.Lock()
+_metrics: Metrics | None = None
+
+
 def metrics() -> Metrics:
+    """The metric objects, made once per process (threads may ask first at the same moment)."""
+    global _metrics
+    if _metrics is None:
+        with _lock:
+            if _metrics is None:
+                _metrics = _make()
+    return _metrics
+
+
+def _make() -> Metrics:
     from prometheus_client import Counter, Histogram
 
     return Metrics(
