@@ -116,9 +116,12 @@ def test_serve_logs_json_events_without_secrets(tmp_path: Path) -> None:
     # In start-up order ("presign" appears only when the cache was complete: no full run then).
     assert [step for step in steps if step != "presign"] == [
         "embedded redis",
+        "metrics",
         "hierarchy",
+        "weak key lists",
         "outbox",
         "crl",
+        "live signing",
         "responders",
     ]
     assert any(e["event"] == "serving" and e["ocsp"] == site.ocsp_url for e in events)

@@ -215,7 +215,8 @@ def test_standalone_responder_stops_on_sigterm_and_leaves_nothing_on_sigkill(tmp
         for sig in (signal.SIGTERM, signal.SIGKILL):
             proc = start_responder(site, redis_url)
             wait_port(site.ocsp_port, proc)
-            assert len(site.processes().splitlines()) == 3  # the supervisor and two workers
+            # the supervisor, two workers and the metrics listener (a lone responder serves its own)
+            assert len(site.processes().splitlines()) == 4
             signalled = time.monotonic()
             proc.send_signal(sig)
             code = proc.wait(timeout=60)
