@@ -183,6 +183,8 @@ def test_a_real_prometheus_scrapes_it(site: Site, tmp_path: Path) -> None:
         )
     try:
         wait_port(port, timeout=60)
+        # The port opens before the TSDB is loaded; queries answer 503 until /-/ready says 200.
+        wait_for(lambda: http(f"http://127.0.0.1:{port}/-/ready")[0] == 200, timeout=60)
 
         def query(expr: str) -> list[Any]:
             url = f"http://127.0.0.1:{port}/api/v1/query?" + urllib.parse.urlencode({"query": expr})

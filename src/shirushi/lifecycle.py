@@ -73,3 +73,19 @@ def leave_stop_to_parent() -> None:
     """
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def stop_resource_tracker() -> None:
+    """Stop and reap this process's multiprocessing resource tracker, if one was started.
+
+    A spawned process pool (the lint workers) starts a tracker process that only notices its
+    parent is gone when its pipe closes, a moment after the parent has exited; a `serve` that
+    says it stopped must have no child left. `_stop` is the standard library's own way to end it
+    (closes the pipe, waits for the process); a later pool would start a new one.
+    """
+    from multiprocessing import resource_tracker
+
+    tracker = getattr(resource_tracker, "_resource_tracker", None)
+    stop = getattr(tracker, "_stop", None)
+    if stop is not None:
+        stop()

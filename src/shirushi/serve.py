@@ -50,7 +50,7 @@ from shirushi.config import Settings
 from shirushi.config_values import parse_listen
 from shirushi.errors import ServiceError, ShirushiError, StateError
 from shirushi.layout import Layout
-from shirushi.lifecycle import Stopped, check_stop
+from shirushi.lifecycle import Stopped, check_stop, stop_resource_tracker
 from shirushi.logs import configure as configure_logging
 from shirushi.logs import say_via
 from shirushi.metrics.http import MetricsServer, port_accepts, redis_answers
@@ -467,3 +467,4 @@ def _serve(settings: Settings, config_path: str | None, say: Callable[[str], Non
         backend.close()
         if embedded is not None:
             embedded.stop()
+        stop_resource_tracker()
