@@ -129,12 +129,36 @@ class RedisSettings:
     url: str = ""
     # Seconds to wait for Redis before giving up on a single command.
     timeout: float = 2.0
+    # "single": one server at `url`; "sentinel": the primary named `sentinel_service`, found
+    # through the sentinels in `nodes`; "cluster": a Redis Cluster reached through the seed `nodes`.
+    mode: str = "single"
+    nodes: tuple[str, ...] = ()
+    sentinel_service: str = "shirushi"
+    # Responders may read from replicas (sentinel / cluster); writers always use the primary.
+    read_replicas: bool = False
 
     def validate(self) -> None:
         if self.url and not self.url.startswith(("redis://", "rediss://", "unix://")):
             raise ConfigError("redis.url must start with redis://, rediss:// or unix:// (or be empty)")
         if not 0 < self.timeout <= 60:
             raise ConfigError("redis.timeout must be between 0 and 60 seconds")
+        if self.mode not in ("single", "sentinel", "cluster"):
+            raise ConfigError('redis.mode must be "single", "sentinel" or "cluster"')
+        if self.mode != "single":
+            if not self.nodes:
+                raise ConfigError(f'redis.mode = "{self.mode}" needs redis.nodes (["host:port", ...])')
+            for node in self.nodes:
+                try:
+                    parse_listen(node)
+                except ValueError as exc:
+                    raise ConfigError(f"redis.nodes: {exc}") from None
+            if not self.sentinel_service:
+                raise ConfigError("redis.sentinel_service must not be empty")
+
+    @property
+    def node_addresses(self) -> list[tuple[str, int]]:
+        """`nodes` as (host, port) pairs: sentinels or cluster seed nodes."""
+        return [parse_listen(node) for node in self.nodes]
 
 
 @dataclasses.dataclass(frozen=True)
