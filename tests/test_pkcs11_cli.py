@@ -191,3 +191,42 @@ def test_token_problems_are_one_line(site: Site, tmp_path: Path, override: dict[
     assert "Traceback" not in result.stderr
     if "TEST_HSM_PIN" in override:
         assert "0000" not in result.stderr  # the PIN never reaches a message
+
+
+def test_ecdsa_p256_ocsp_signer_on_the_token(tmp_path_factory: pytest.TempPathFactory, hsm: SoftHSM) -> None:
+    """`ocsp.signer_key = "ecdsa-p256"` with the keys in the HSM: the token makes the P-256 key and
+    signs the responses (CKM_ECDSA); `openssl ocsp` verifies them with only the root as anchor."""
+    site = Site(tmp_path_factory.mktemp("pkcs11-ecdsa"), **pkcs11_env(hsm, SHIRUSHI_OCSP__SIGNER_KEY="ecdsa-p256"))
+    result = site.cli("init")
+    assert result.returncode == 0, result.stderr
+    assert "created OCSP signer key (ecdsa-p256, pkcs11:" in result.stdout
+    assert not list((site.data).rglob("*.key"))
+    tmp_path = site.root
+    with site.serving():
+        (tmp_path / "req.pem").write_bytes(make_csr())
+        issued = site.cli("issue", "--csr", str(tmp_path / "req.pem"))
+        assert issued.returncode == 0, issued.stderr
+        leaf, issuing = split_pem(issued.stdout)
+        (tmp_path / "leaf.pem").write_bytes(leaf.public_bytes(serialization.Encoding.PEM))
+        (tmp_path / "issuing.pem").write_bytes(issuing.public_bytes(serialization.Encoding.PEM))
+
+        def ask() -> str:
+            out = subprocess.run(
+                [
+                    *("openssl", "ocsp", "-issuer", str(tmp_path / "issuing.pem"), "-cert", str(tmp_path / "leaf.pem")),
+                    *("-url", site.ocsp_url, "-CAfile", str(site.data / "certs" / "root.pem")),
+                    *("-no_nonce", "-resp_text"),
+                ],
+                capture_output=True,
+                text=True,
+                timeout=60,
+            )
+            return out.stdout + out.stderr
+
+        out = ask()
+        assert "Response verify OK" in out and ": good" in out, out
+        assert "Signature Algorithm: ecdsa-with-SHA256" in out
+        revoked = site.cli("revoke", format(leaf.serial_number, "X"), "--reason", "keyCompromise")
+        assert revoked.returncode == 0, revoked.stderr
+        out = ask()
+        assert "Response verify OK" in out and ": revoked" in out, out

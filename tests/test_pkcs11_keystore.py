@@ -14,22 +14,18 @@ from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import padding, rsa
+from cryptography.hazmat.primitives.asymmetric import ec, padding
 from cryptography.x509 import SubjectKeyIdentifier
 
 from shirushi.asn1.keys import key_identifier
 from shirushi.config import CASettings, Settings
 from shirushi.errors import ConflictError, SignerError, StateError
-from shirushi.signing import SignerKey
+from shirushi.signing import ECDSA_P256, SignerKey, verify
 from shirushi.signing.backend import keystore
 from shirushi.signing.pkcs11 import PKCS11KeyStore, PKCS11Signer
 from shirushi.signing.pkcs11.cryptoki import CKR_PIN_LOCKED, login_error
 from shirushi.signing.software import FileKeyStore
 from support.softhsm import SPARE_LABEL, SoftHSM, close_all_sessions, logout, write_conf
-
-
-def verify(public: rsa.RSAPublicKey, signature: bytes, data: bytes) -> None:
-    public.verify(signature, data, padding.PKCS1v15(), hashes.SHA256())
 
 
 def fresh_name() -> str:
@@ -156,9 +152,28 @@ def test_generate_refuses_a_label_another_process_created(store: PKCS11KeyStore)
     assert store.exists(name)
 
 
-def test_generate_refuses_small_keys(store: PKCS11KeyStore) -> None:
-    with pytest.raises(SignerError, match="2048"):
-        store.generate(fresh_name(), bits=1024)
+def test_generate_refuses_unknown_key_types(store: PKCS11KeyStore) -> None:
+    name = fresh_name()
+    with pytest.raises(SignerError, match="rsa-2048, ecdsa-p256"):
+        store.generate(name, "rsa-1024")
+    assert not store.exists(name)
+
+
+def test_ecdsa_p256_key_generates_opens_and_signs_in_the_token(store: PKCS11KeyStore) -> None:
+    """The OCSP signer option `ocsp.signer_key = "ecdsa-p256"` on the HSM: CKM_ECDSA inside the
+    token, the signature DER-encoded and checked against the public object of the same label."""
+    name = fresh_name()
+    generated = store.generate(name, ECDSA_P256)
+    opened = store.open(name)
+    public = opened.public_key()
+    assert isinstance(public, ec.EllipticCurvePublicKey) and isinstance(public.curve, ec.SECP256R1)
+    assert public == generated.public_key()
+    assert opened.key_id == key_identifier(public)
+    tbs = b"to be signed " + name.encode()
+    signature = opened.sign(tbs)
+    verify(public, signature, tbs)
+    public.verify(signature, tbs, ec.ECDSA(hashes.SHA256()))  # pyca's own check, DER Ecdsa-Sig-Value
+    assert opened.sign(tbs) != signature  # ECDSA: a fresh k every time
 
 
 def test_open_missing_key_says_to_run_init(store: PKCS11KeyStore) -> None:

@@ -21,7 +21,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from shirushi.asn1.ocsp import IssuerHashes, Status, build_response
-from shirushi.signing import SignerKey
+from shirushi.signing import PublicKey, SignerKey
 from shirushi.signing.pkcs11 import PKCS11KeyStore, PKCS11Signer
 from support.softhsm import SoftHSM
 
@@ -41,7 +41,7 @@ def name(cn: str) -> x509.Name:
 
 def issue(
     subject: x509.Name,
-    public: rsa.RSAPublicKey,
+    public: PublicKey,
     issuer: x509.Certificate | None,
     signer: PKCS11Signer,
     *,
@@ -152,6 +152,7 @@ def test_ocsp_response_verifies_with_openssl(pki: PKI, tmp_path: Path, revoked: 
         status=status,
         this_update=NOW,
         next_update=NOW + dt.timedelta(days=4),
+        produced_at=NOW,
         signer_cert=pki.ocsp,
         signer=pki.ocsp_signer,
     )

@@ -269,6 +269,35 @@ def test_nginx_fetches_from_the_aia_url_and_staples_good(site: Site, leaf: Leaf,
     assert not [line for line in log.splitlines() if "[error]" in line or "[warn]" in line or "[crit]" in line]
 
 
+@pytest.fixture(scope="module")
+def ecdsa_site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
+    """A CA whose delegated OCSP signer has a P-256 key (`ocsp.signer_key = "ecdsa-p256"`)."""
+    s = Site(tmp_path_factory.mktemp("stapling-ecdsa"), SHIRUSHI_OCSP__SIGNER_KEY="ecdsa-p256")
+    result = s.cli("init")
+    assert result.returncode == 0, result.stderr
+    with s.serving():
+        yield s
+
+
+def test_nginx_staples_the_responses_of_an_ecdsa_signer(ecdsa_site: Site, tmp_path: Path) -> None:
+    """The same nginx check with an ECDSA P-256 delegated signer under the RSA issuing CA."""
+    leaf = Leaf(ecdsa_site, tmp_path / "leaf")
+    server = tls_nginx(
+        tmp_path / "nginx",
+        leaf,
+        "ssl_stapling on;",
+        "ssl_stapling_verify on;",
+        f"ssl_trusted_certificate {leaf.trusted_path};",
+    )
+    with server.running() as nginx:
+        out = wait_for_staple(nginx.port, leaf, "good")
+        assert_good_staple(out, leaf)
+        assert "Signature Algorithm: ecdsa-with-SHA256" in out, out
+        log = nginx.error_log()
+    assert "ssl ocsp response, good, " in log, log
+    assert not [line for line in log.splitlines() if "[error]" in line or "[warn]" in line or "[crit]" in line]
+
+
 def test_nginx_stapling_file_from_shirushi_staple(site: Site, tmp_path: Path) -> None:
     """`shirushi staple --cert chain.pem --out FILE` writes a DER response that nginx
     `ssl_stapling_file` staples from the first handshake on; after a revocation, running it again

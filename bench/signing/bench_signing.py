@@ -1,10 +1,13 @@
-"""Signing throughput: OCSP responses signed per second per core, software key vs SoftHSM2.
+"""Signing throughput: OCSP responses signed per second per core, software key vs SoftHSM2,
+RSA-2048 vs ECDSA P-256 delegated signer (`ocsp.signer_key`).
 
 Builds real responses with `shirushi.asn1.ocsp.build_response` (the presigner's work item)
 for a fixed time, in 1 and in 2 worker processes (forked after the parent has logged in,
 as the presigner does), and in 1 process with 2 threads; measures raw `Signer.sign` too;
-runs `openssl speed -seconds 3 rsa2048` in the same run as the outside reference and prints
-the ratios. The SoftHSM2 token lives in a temporary directory made by tests/support/softhsm.py.
+runs `openssl speed -seconds 3 rsa2048` and `... ecdsap256` in the same run as the outside
+references and prints the ratios; and the size of a response, of its Redis record, and the Redis
+memory one record takes (records written into a scratch redis-server). The SoftHSM2 token lives
+in a temporary directory made by tests/support/softhsm.py.
 Does I/O: temporary files, subprocesses, the PKCS#11 module.
 
     .venv/bin/python bench/signing/bench_signing.py [--seconds 5] [--json]
@@ -30,9 +33,10 @@ from collections.abc import Callable
 from importlib.metadata import version
 from pathlib import Path
 
+import redis as redis_client
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -40,7 +44,10 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 import support.softhsm as softhsm  # noqa: E402  (tests/support/softhsm.py, found through the path set just above)
 from shirushi.asn1.ocsp import IssuerHashes, Status, build_response  # noqa: E402
-from shirushi.signing import Signer, SignerKey  # noqa: E402
+from shirushi.cache.embedded import EmbeddedRedis  # noqa: E402
+from shirushi.cache.records import HEADER_SIZE, Record, response_key  # noqa: E402
+from shirushi.layout import Layout  # noqa: E402
+from shirushi.signing import ECDSA_P256, PublicKey, Signer, SignerKey  # noqa: E402
 from shirushi.signing.pkcs11 import PKCS11KeyStore  # noqa: E402
 from shirushi.signing.software import SoftwareSigner  # noqa: E402
 
@@ -48,7 +55,7 @@ NOW = dt.datetime.now(dt.UTC).replace(microsecond=0)
 
 
 def certificate(
-    cn: str, public: rsa.RSAPublicKey, issuer: x509.Name | None, signer: Signer, ocsp: bool = False
+    cn: str, public: PublicKey, issuer: x509.Name | None, signer: Signer, ocsp: bool = False
 ) -> x509.Certificate:
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
     builder = (
@@ -74,13 +81,14 @@ class Work:
         self.hashes = IssuerHashes.of(issuer, "sha1")
         self.signer_cert = signer_cert
 
-    def ocsp(self, i: int) -> None:
-        build_response(
+    def ocsp(self, i: int) -> bytes:
+        return build_response(
             issuer=self.hashes,
             serial=0x1000 + i,
             status=Status(),
             this_update=NOW,
             next_update=NOW + dt.timedelta(days=4),
+            produced_at=NOW,
             signer_cert=self.signer_cert,
             signer=self.signer,
         )
@@ -161,14 +169,45 @@ PLAN: tuple[tuple[str, Runner, str, int], ...] = (
 )
 
 
-def openssl_speed() -> tuple[float, str]:
-    command = ["openssl", "speed", "-seconds", "3", "rsa2048"]
+# Key type -> (openssl speed algorithm, the regex of its summary line: signs per second first).
+SPEED = {
+    "rsa-2048": ("rsa2048", r"^rsa\s+2048 bits\s+\S+\s+\S+\s+([\d.]+)"),
+    "ecdsa-p256": ("ecdsap256", r"^\s*256 bits ecdsa \(nistp256\)\s+\S+\s+\S+\s+([\d.]+)"),
+}
+
+
+def openssl_speed(key_type: str) -> tuple[float, str]:
+    algorithm, pattern = SPEED[key_type]
+    command = ["openssl", "speed", "-seconds", "3", algorithm]
     out = subprocess.run(command, capture_output=True, text=True, check=True).stdout
     # openssl speed divides by user CPU time unless given -elapsed.
-    match = re.search(r"^rsa\s+2048 bits\s+\S+\s+\S+\s+([\d.]+)\s+([\d.]+)", out, flags=re.M)
+    match = re.search(pattern, out, flags=re.M)
     if match is None:
         raise RuntimeError(f"cannot read `{' '.join(command)}` output:\n{out}")
     return float(match.group(1)), " ".join(command)
+
+
+def redis_bytes_per_record(works: dict[str, Work], directory: Path, count: int = 20_000) -> dict[str, float]:
+    """Redis `used_memory` per record (key, value, TTL, dict entry), `count` records of each
+    signer written into a scratch redis-server as the presigner writes them."""
+    redis = EmbeddedRedis(Layout(directory))
+    redis.start()
+    try:
+        client = redis_client.Redis(unix_socket_path=str(redis.socket_path), socket_timeout=10)
+        per_record = {}
+        for name, work in works.items():
+            der = work.ocsp(0)
+            value = Record(der, 0, 0, 0, bytes(32)).pack()
+            client.flushall()
+            before = int(client.info("memory")["used_memory"])
+            pipe = client.pipeline(transaction=False)
+            for i in range(count):
+                pipe.set(response_key("0123456789abcdef", "sha1", 0x10_0000_0000_0000 + i), value, ex=4 * 86400)
+            pipe.execute()
+            per_record[name] = (int(client.info("memory")["used_memory"]) - before) / count
+        return per_record
+    finally:
+        redis.stop()
 
 
 def machine() -> dict[str, str]:
@@ -209,16 +248,24 @@ def main() -> None:
         ca_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
         ca_signer = SoftwareSigner(ca_key, "bench-ca")
         ca_cert = certificate("Bench CA", ca_key.public_key(), None, ca_signer)
-        software = SoftwareSigner(rsa.generate_private_key(public_exponent=65537, key_size=2048), "bench-ocsp")
-        token = PKCS11KeyStore(hsm.settings()).generate("ocsp-signer")
+        store = PKCS11KeyStore(hsm.settings())
+        signers: dict[str, tuple[str, Signer]] = {
+            "software rsa-2048": ("rsa-2048", SoftwareSigner(rsa.generate_private_key(65537, 2048), "bench-ocsp")),
+            "software p-256": ("ecdsa-p256", SoftwareSigner(ec.generate_private_key(ec.SECP256R1()), "bench-ocsp")),
+            "softhsm2 rsa-2048": ("rsa-2048", store.generate("ocsp-signer")),
+            "softhsm2 p-256": ("ecdsa-p256", store.generate("ocsp-signer-p256", ECDSA_P256)),
+        }
         works = {
             name: Work(
                 signer, ca_cert, certificate("Bench OCSP", signer.public_key(), ca_cert.subject, ca_signer, ocsp=True)
             )
-            for name, signer in (("software", software), ("softhsm2", token))
+            for name, (_, signer) in signers.items()
         }
-
-        reference, command = openssl_speed()
+        kinds = {name: kind for name, (kind, _) in signers.items()}
+        # Redis first: its server is started before this process has threads (EmbeddedRedis.start).
+        redis_memory = redis_bytes_per_record(works, Path(tmp) / "redis")
+        sizes = {name: len(work.ocsp(1)) for name, work in works.items()}
+        references = {kind: openssl_speed(kind) for kind in SPEED}
         rates: dict[str, dict[str, Rate]] = {name: {} for name in works}
         # Rounds interleave the figures so that a burst of outside load spreads over all;
         # the best of the rounds is kept, since outside load can only slow a run down.
@@ -236,31 +283,42 @@ def main() -> None:
         f"signing throughput, best of {args.repeat} x {seconds:g} s per figure; machine: "
         + "; ".join(f"{k} {v}" for k, v in info.items())
     )
-    print(f"{command}: {reference:,.0f} RSA-2048 signatures per CPU-second (user time)")
-    print(f"{'signer':9} {'measure':28} {'per s':>7} {'per s/core':>10} {'per CPU-s':>10} {'vs openssl':>10}")
+    for kind, (reference, command) in references.items():
+        print(f"{command}: {reference:,.0f} {kind} signatures per CPU-second (user time)")
+    print(f"{'signer':18} {'measure':28} {'per s':>7} {'per s/core':>10} {'per CPU-s':>10} {'vs openssl':>10}")
     for name, figures in rates.items():
+        reference = references[kinds[name]][0]
         for measure, rate in figures.items():
             cores = 2 if "2 " in measure else 1
             print(
-                f"{name:9} {measure:28} {rate.wall:7,.0f} {rate.wall / cores:10,.0f} "
+                f"{name:18} {measure:28} {rate.wall:7,.0f} {rate.wall / cores:10,.0f} "
                 f"{rate.cpu:10,.0f} {rate.cpu / reference:9.2f}x"
             )
-    sw, hw = rates["software"], rates["softhsm2"]
     one, two_p, two_t = "ocsp, 1 process", "ocsp, 2 processes", "ocsp, 1 process x 2 threads"
     print("ratios (per CPU-second unless said):")
-    print(f"  softhsm2 / software, ocsp:          {hw[one].cpu / sw[one].cpu:.2f}")
-    print(f"  software ocsp / openssl speed:      {sw[one].cpu / reference:.2f}")
-    print(f"  softhsm2 ocsp / openssl speed:      {hw[one].cpu / reference:.2f}")
+    for backend in ("software", "softhsm2"):
+        rsa_rates, ec_rates = rates[f"{backend} rsa-2048"], rates[f"{backend} p-256"]
+        print(f"  {backend + ' p-256 / rsa-2048, ocsp:':36} {ec_rates[one].cpu / rsa_rates[one].cpu:.2f}")
+        for kind, label in (("rsa-2048", "rsa-2048"), ("ecdsa-p256", "p-256")):
+            hw, sw = rates[f"softhsm2 {label}"], rates[f"software {label}"]
+            if backend == "softhsm2":
+                print(f"  {'softhsm2 / software, ' + label + ', ocsp:':36} {hw[one].cpu / sw[one].cpu:.2f}")
+            rate = rates[f"{backend} {label}"][one].cpu
+            print(f"  {backend + ' ' + label + ' ocsp / openssl speed:':36} {rate / references[kind][0]:.2f}")
     for name, figures in rates.items():
         print(f"  {name + ' 2 processes / 1, wall:':36} {figures[two_p].wall / figures[one].wall:.2f}")
         print(f"  {name + ' 2 threads / 1, wall:':36} {figures[two_t].wall / figures[one].wall:.2f}")
+    print(f"{'signer':18} {'response bytes':>15} {'record bytes':>13} {'redis bytes/record':>19}")
+    for name, size in sizes.items():
+        print(f"{name:18} {size:15,} {HEADER_SIZE + size:13,} {redis_memory[name]:19,.0f}")
     if args.json:
         print(
             json.dumps(
                 {
                     "seconds": seconds,
                     "machine": info,
-                    "openssl_speed_sign_per_cpu_s": reference,
+                    "openssl_speed_sign_per_cpu_s": {kind: ref for kind, (ref, _) in references.items()},
+                    "redis_bytes_per_record": redis_memory,
                     "rates": {
                         name: {m: dataclasses.asdict(r) for m, r in figures.items()} for name, figures in rates.items()
                     },

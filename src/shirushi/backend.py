@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 from shirushi.ca.authority import Authority
 from shirushi.ca.bootstrap import init_hierarchy
-from shirushi.ca.hierarchy import OCSP_SIGNER
+from shirushi.ca.hierarchy import ocsp_signer_key
 from shirushi.clock import Clock, SystemClock
 from shirushi.config import Settings
 from shirushi.errors import ServiceError
@@ -81,7 +81,9 @@ class Backend:
     def presigner(self) -> Presigner:
         from shirushi.presign.presigner import Presigner
 
-        return Presigner(self.settings, self.store, self.writer, self.keys.open(OCSP_SIGNER), self.clock)
+        return Presigner(
+            self.settings, self.store, self.writer, self.keys.open(ocsp_signer_key(self.settings)), self.clock
+        )
 
     @functools.cached_property
     def authority(self) -> Authority:

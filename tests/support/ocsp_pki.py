@@ -147,6 +147,7 @@ class PKI:
             status=Status(revoked_at, reason),
             this_update=this_update,
             next_update=next_update,
+            produced_at=this_update,
             signer_cert=self.signer_cert,
             signer=self.signer,
         )

@@ -22,7 +22,7 @@ from shirushi.config import Settings
 from shirushi.crl.shards import shard_of
 from shirushi.errors import ConflictError, PolicyError, StateError
 from shirushi.metrics.registry import metrics
-from shirushi.signing import KeyStore, Signer, SignerKey
+from shirushi.signing import KeyStore, Signer, signer_key
 from shirushi.store import CertificateRecord, Store
 
 if TYPE_CHECKING:
@@ -157,7 +157,7 @@ class Authority:
                 allow_local_urls=self.settings.ca.lint_allow_local_urls,
                 linter=self.linter,
             )
-            cert = builder.sign(SignerKey(issuing_signer), hashes.SHA256())
+            cert = builder.sign(signer_key(issuing_signer), hashes.SHA256())
             try:
                 record = record_certificate(
                     self.store,

@@ -20,6 +20,7 @@ from shirushi.ca.hierarchy import (
     certificate_urls,
     check_pair,
     der,
+    ocsp_signer_key,
     pem,
 )
 from shirushi.ca.ocsp_signer import certify_ocsp_signer
@@ -27,14 +28,14 @@ from shirushi.ca.recording import record_certificate
 from shirushi.clock import Clock
 from shirushi.config import Settings
 from shirushi.files import write_atomic
-from shirushi.signing import KeyStore, Signer, SignerKey
+from shirushi.signing import RSA_2048, KeyStore, Signer, rsa_public, signer_key
 from shirushi.store import Store
 
 
-def _key(keys: KeyStore, name: str) -> tuple[Signer, bool]:
+def _key(keys: KeyStore, name: str, key_type: str = RSA_2048) -> tuple[Signer, bool]:
     if keys.exists(name):
         return keys.open(name), False
-    return keys.generate(name), True
+    return keys.generate(name, key_type), True
 
 
 def init_hierarchy(settings: Settings, store: Store, keys: KeyStore, clock: Clock) -> list[str]:
@@ -55,13 +56,13 @@ def init_hierarchy(settings: Settings, store: Store, keys: KeyStore, clock: Cloc
         subject = names.parse_name(ca.root_subject)
         builder = profiles.root_ca(
             subject=subject,
-            public_key=root_signer.public_key(),
+            public_key=rsa_public(root_signer),
             serial=x509.random_serial_number(),
             not_before=now,
             not_after=now + dt.timedelta(days=ca.root_validity_days),
         )
         lint.lint_builder(builder, "ROOT-CA", allow_local_urls=ca.lint_allow_local_urls)
-        root = builder.sign(SignerKey(root_signer), hashes.SHA256())
+        root = builder.sign(signer_key(root_signer), hashes.SHA256())
         paths.save(ROOT, root)
         done.append(f"created root CA certificate: {ca.root_subject}")
     check_pair(root, root_signer, ROOT)
@@ -74,7 +75,7 @@ def init_hierarchy(settings: Settings, store: Store, keys: KeyStore, clock: Cloc
         not_after = min(now + dt.timedelta(days=ca.validity_days), root.not_valid_after_utc)
         builder = profiles.issuing_ca(
             subject=names.parse_name(ca.subject),
-            public_key=issuing_signer.public_key(),
+            public_key=rsa_public(issuing_signer),
             root=root,
             serial=x509.random_serial_number(),
             not_before=now,
@@ -83,7 +84,7 @@ def init_hierarchy(settings: Settings, store: Store, keys: KeyStore, clock: Cloc
             policy_oid=ca.policy_oid,
         )
         lint.lint_builder(builder, "EXTERNAL-UNCONSTRAINED-TLS-CA", allow_local_urls=ca.lint_allow_local_urls)
-        issuing = builder.sign(SignerKey(root_signer), hashes.SHA256())
+        issuing = builder.sign(signer_key(root_signer), hashes.SHA256())
         paths.save(ISSUING, issuing)
         done.append(f"created issuing CA certificate: {ca.subject}")
     check_pair(issuing, issuing_signer, ISSUING)
@@ -99,9 +100,9 @@ def init_hierarchy(settings: Settings, store: Store, keys: KeyStore, clock: Cloc
         record_certificate(store, issuing, root_id, kind="ca", now=now, audit={}, presign=False)
     write_atomic(paths.issuers_bundle, pem(issuing).encode())
 
-    signer_signer, created = _key(keys, OCSP_SIGNER)
+    signer_signer, created = _key(keys, ocsp_signer_key(settings), settings.ocsp.signer_key)
     if created:
-        done.append(f"created OCSP signer key ({signer_signer.label})")
+        done.append(f"created OCSP signer key ({settings.ocsp.signer_key}, {signer_signer.label})")
     signer_cert = paths.load(OCSP_SIGNER)
     if signer_cert is None or signer_cert.public_key() != signer_signer.public_key():
         certify_ocsp_signer(settings, store, clock, issuing, issuing_signer, signer_signer)

@@ -25,6 +25,13 @@ if TYPE_CHECKING:
 ROOT, ISSUING, OCSP_SIGNER = "root", "issuing-ca", "ocsp-signer"
 
 
+def ocsp_signer_key(settings: Settings) -> str:
+    """The KeyStore name of the delegated OCSP signer's key of the configured type
+    (`ocsp.signer_key`): "ocsp-signer" for RSA, as before there was a choice, else suffixed."""
+    key_type = settings.ocsp.signer_key
+    return OCSP_SIGNER if key_type == "rsa-2048" else f"{OCSP_SIGNER}-{key_type}"
+
+
 def pem(cert: x509.Certificate) -> str:
     return cert.public_bytes(serialization.Encoding.PEM).decode()
 

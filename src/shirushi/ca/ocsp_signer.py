@@ -13,11 +13,11 @@ from cryptography.hazmat.primitives import hashes
 
 from shirushi.asn1.keys import issuer_id
 from shirushi.ca import lint, names, profiles
-from shirushi.ca.hierarchy import ISSUING, OCSP_SIGNER, CertificatePaths, load_hierarchy
+from shirushi.ca.hierarchy import ISSUING, OCSP_SIGNER, CertificatePaths, load_hierarchy, ocsp_signer_key
 from shirushi.ca.recording import record_certificate
 from shirushi.clock import Clock
 from shirushi.config import Settings
-from shirushi.signing import KeyStore, Signer, SignerKey
+from shirushi.signing import KeyStore, Signer, signer_key
 from shirushi.store import Store
 
 log = logging.getLogger("shirushi.ca")
@@ -44,22 +44,24 @@ def certify_ocsp_signer(
         not_after=not_after,
     )
     lint.lint_builder(builder, "OCSP-RESPONDER", allow_local_urls=ca.lint_allow_local_urls)
-    cert = builder.sign(SignerKey(issuing_signer), hashes.SHA256())
+    cert = builder.sign(signer_key(issuing_signer), hashes.SHA256())
     record_certificate(store, cert, issuer_id(issuing), kind="ocsp-signer", now=now, audit={})
     CertificatePaths(settings.data_path).save(OCSP_SIGNER, cert)
     return cert
 
 
 def renew_ocsp_signer_if_due(settings: Settings, store: Store, keys: KeyStore, clock: Clock) -> x509.Certificate | None:
-    """Re-certify the OCSP signer when less than `ca.ocsp_signer_renew_before` is left.
+    """Re-certify the OCSP signer when less than `ca.ocsp_signer_renew_before` is left, or when
+    the configured signer key (`ocsp.signer_key`) is not the one certified.
 
     Mozilla policy: no response may outlive the signer certificate in its `certs`.
     """
     hierarchy = load_hierarchy(settings)
+    signer = keys.open(ocsp_signer_key(settings))
     left = hierarchy.ocsp_signer.not_valid_after_utc - clock.now()
-    if left > settings.ca.ocsp_signer_renew_before:
+    if left > settings.ca.ocsp_signer_renew_before and hierarchy.ocsp_signer.public_key() == signer.public_key():
         return None
-    cert = certify_ocsp_signer(settings, store, clock, hierarchy.issuing, keys.open(ISSUING), keys.open(OCSP_SIGNER))
+    cert = certify_ocsp_signer(settings, store, clock, hierarchy.issuing, keys.open(ISSUING), signer)
     log.info(
         "ocsp signer renewed",
         extra={"serial": format(cert.serial_number, "X"), "not_after": cert.not_valid_after_utc},

@@ -171,7 +171,7 @@ def issuing_ca(
 def ocsp_signer(
     *,
     subject: x509.Name,
-    public_key: rsa.RSAPublicKey,
+    public_key: PublicKey,
     issuer: x509.Certificate,
     serial: int,
     not_before: dt.datetime,

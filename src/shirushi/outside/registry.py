@@ -25,7 +25,7 @@ from shirushi.config import Settings
 from shirushi.errors import InputError, NotFoundError, PolicyError, ServiceError, StateError
 from shirushi.files import write_atomic
 from shirushi.outside import checks
-from shirushi.signing import KeyStore, SignerKey
+from shirushi.signing import KeyStore, signer_key
 from shirushi.store import Store
 from shirushi.store import outside as records
 from shirushi.store.records import IssuerRow
@@ -111,7 +111,7 @@ def signer_csr(store: Store, keys: KeyStore, name: str) -> bytes:
         .add_extension(x509.OCSPNoCheck(), critical=False)
         .add_extension(x509.KeyUsage(True, False, False, False, False, False, False, False, False), critical=True)
     )
-    csr = builder.sign(SignerKey(signer), hashes.SHA256())
+    csr = builder.sign(signer_key(signer), hashes.SHA256())
     return csr.public_bytes(serialization.Encoding.PEM)
 
 

@@ -87,6 +87,7 @@ def sign_rows(
                 status=status,
                 this_update=win.this_update,
                 next_update=win.next_update,
+                produced_at=now,
                 signer_cert=signer_cert,
                 signer=signer,
             )

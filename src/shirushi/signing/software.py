@@ -1,4 +1,4 @@
-"""File key backend: RSA keys as PKCS#8 PEM files (mode 0600), optionally passphrase-encrypted.
+"""File key backend: RSA or ECDSA P-256 keys as PKCS#8 PEM files (mode 0600), optionally passphrase-encrypted.
 
 For demos and tests; production keys belong in an HSM (policy 6.2.1, see the `pkcs11` package).
 Reads and writes key files under one directory.
@@ -11,16 +11,19 @@ from pathlib import Path
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import padding, rsa
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 
 from shirushi.errors import ConflictError, SignerError, StateError
 from shirushi.metrics.registry import count_signatures
+from shirushi.signing import ECDSA_P256, KEY_TYPES, RSA_2048, PublicKey, key_type_of, verify
+
+PrivateKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
 
 
 class SoftwareSigner:
-    """Signs with an in-memory RSA key loaded from a file."""
+    """Signs with an in-memory RSA or P-256 key loaded from a file."""
 
-    def __init__(self, key: rsa.RSAPrivateKey, label: str) -> None:
+    def __init__(self, key: PrivateKey, label: str) -> None:
         self._key = key
         self._label = label
         # The key's name (file stem) labels the signature count; the path would be unbounded.
@@ -30,13 +33,27 @@ class SoftwareSigner:
     def label(self) -> str:
         return self._label
 
-    def public_key(self) -> rsa.RSAPublicKey:
+    def public_key(self) -> PublicKey:
         return self._key.public_key()
 
     def sign(self, tbs: bytes) -> bytes:
-        signature = self._key.sign(tbs, padding.PKCS1v15(), hashes.SHA256())
+        signature = _sign(self._key, tbs)
         self._counter.inc()
         return signature
+
+
+def _sign(key: PrivateKey, data: bytes) -> bytes:
+    if isinstance(key, rsa.RSAPrivateKey):
+        return key.sign(data, padding.PKCS1v15(), hashes.SHA256())
+    return key.sign(data, ec.ECDSA(hashes.SHA256()))
+
+
+def _new_key(key_type: str) -> PrivateKey:
+    if key_type == RSA_2048:
+        return rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    if key_type == ECDSA_P256:
+        return ec.generate_private_key(ec.SECP256R1())
+    raise SignerError(f"key type must be one of {', '.join(KEY_TYPES)}, not {key_type!r}")
 
 
 class FileKeyStore:
@@ -52,10 +69,10 @@ class FileKeyStore:
     def exists(self, name: str) -> bool:
         return self._path(name).exists()
 
-    def generate(self, name: str, bits: int = 2048) -> SoftwareSigner:
+    def generate(self, name: str, key_type: str = RSA_2048) -> SoftwareSigner:
         path = self._path(name)
+        key = _new_key(key_type)
         self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-        key = rsa.generate_private_key(public_exponent=65537, key_size=bits)
         encryption: serialization.KeySerializationEncryption = (
             serialization.BestAvailableEncryption(self._passphrase)
             if self._passphrase
@@ -94,17 +111,20 @@ class FileKeyStore:
             ) from None
         except ValueError:
             raise SignerError(f"cannot load key {path}: wrong passphrase or not a PKCS#8 key") from None
-        if not isinstance(key, rsa.RSAPrivateKey):
-            raise SignerError(f"key {path} is not an RSA key")
+        if not isinstance(key, rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey):
+            raise SignerError(f"key {path} is neither an RSA nor an ECDSA key")
+        try:
+            key_type_of(key.public_key())
+        except SignerError as exc:
+            raise SignerError(f"key {path}: {exc}") from None
         _self_test(key, path)
         return SoftwareSigner(key, f"file:{path}")
 
 
-def _self_test(key: rsa.RSAPrivateKey, path: Path) -> None:
+def _self_test(key: PrivateKey, path: Path) -> None:
     """Refuse a key whose signatures do not verify under its own public key (a damaged file)."""
     message = b"shirushi key self-test"
     try:
-        signature = key.sign(message, padding.PKCS1v15(), hashes.SHA256())
-        key.public_key().verify(signature, message, padding.PKCS1v15(), hashes.SHA256())
+        verify(key.public_key(), _sign(key, message), message)
     except (InvalidSignature, ValueError):
         raise SignerError(f"key {path} is damaged: its signatures do not verify") from None

@@ -6,18 +6,19 @@ Does I/O (the token). Objects on the token: see the package docstring.
 from __future__ import annotations
 
 import asyncio
+import functools
 import urllib.parse
 from typing import TypeVar
 
 from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from pkcs11 import Attribute, KeyType, MechanismFlag, ObjectClass
+from pkcs11.util.ec import encode_named_curve_parameters
 
 from shirushi.asn1.keys import key_identifier
 from shirushi.config import PKCS11Settings
 from shirushi.errors import ConflictError, SignerError
 from shirushi.metrics.registry import count_signatures
+from shirushi.signing import ECDSA_P256, KEY_TYPES, RSA_2048, PublicKey, verify
 from shirushi.signing.pkcs11.sessions import (
     Session,
     TokenSessions,
@@ -35,13 +36,13 @@ T = TypeVar("T")
 
 
 class PKCS11Signer:
-    """Signs with one private key on a token (CKM_SHA256_RSA_PKCS); holds no handles itself.
+    """Signs with one private key on a token (CKM_SHA256_RSA_PKCS, or CKM_ECDSA for P-256); holds no handles.
 
     Safe to share between threads and to carry into a forked child: every call borrows a
     session from this process's pool.
     """
 
-    def __init__(self, settings: PKCS11Settings, name: str, public: rsa.RSAPublicKey) -> None:
+    def __init__(self, settings: PKCS11Settings, name: str, public: PublicKey) -> None:
         self._settings = settings
         self._name = name
         self._public = public
@@ -66,17 +67,17 @@ class PKCS11Signer:
         """CKA_ID of the key pair (RFC 5280 4.2.1.2 method (1) key identifier)."""
         return self._key_id
 
-    def public_key(self) -> rsa.RSAPublicKey:
+    def public_key(self) -> PublicKey:
         return self._public
 
     def sign(self, tbs: bytes) -> bytes:
-        """PKCS#1 v1.5 signature over SHA-256(tbs), made inside the token. Blocks."""
+        """The signature over SHA-256(tbs) (Signer.sign), made inside the token. Blocks."""
         signature = sessions_for(self._settings).sign(self._name, tbs)
         # A CA must never publish a signature that does not verify (a token fault, a handle
         # that names another key); checking costs about 30 us next to a signature's ~1 ms.
         try:
-            self._public.verify(signature, tbs, padding.PKCS1v15(), hashes.SHA256())
-        except InvalidSignature:
+            verify(self._public, signature, tbs)
+        except (InvalidSignature, ValueError):
             raise SignerError(
                 f"{self.label}: the token returned a signature that does not verify with the key's public key"
             ) from None
@@ -115,14 +116,14 @@ class PKCS11KeyStore:
 
         return self._sessions().run(f"looking up key {name!r}", op)
 
-    def generate(self, name: str, bits: int = 2048) -> PKCS11Signer:
-        """Generate an RSA key pair inside the token; ConflictError if `name` is taken."""
-        if bits < 2048:
-            raise SignerError(f"RSA keys must have at least 2048 bits, not {bits}")
+    def generate(self, name: str, key_type: str = RSA_2048) -> PKCS11Signer:
+        """Generate a key pair of `key_type` inside the token; ConflictError if `name` is taken."""
+        if key_type not in KEY_TYPES:
+            raise SignerError(f"key type must be one of {', '.join(KEY_TYPES)}, not {key_type!r}")
         sessions = self._sessions()
         token = self.settings.token_label
 
-        def op(s: Session) -> rsa.RSAPublicKey:
+        def op(s: Session) -> PublicKey:
             session = s.session
             taken = find_objects(session, name, ObjectClass.PRIVATE_KEY) or find_objects(
                 session, name, ObjectClass.PUBLIC_KEY
@@ -131,9 +132,12 @@ class PKCS11KeyStore:
                 raise ConflictError(
                     f"a key labelled {name!r} exists already on PKCS#11 token {token!r}; refusing to overwrite it"
                 )
-            public, private = session.generate_keypair(
-                KeyType.RSA,
-                bits,
+            if key_type == ECDSA_P256:
+                curve = {Attribute.EC_PARAMS: encode_named_curve_parameters("secp256r1")}
+                make = session.create_domain_parameters(KeyType.EC, curve, local=True).generate_keypair
+            else:
+                make = functools.partial(session.generate_keypair, KeyType.RSA, 2048)
+            public, private = make(
                 label=name,
                 store=True,
                 capabilities=MechanismFlag.SIGN | MechanismFlag.VERIFY,
@@ -156,8 +160,8 @@ class PKCS11KeyStore:
                     Attribute.DERIVE: False,
                 },
             )
-            pub = public_of(private)
-            # CKA_ID can only be computed once the modulus exists, so it is set afterwards.
+            pub = public_of(session, private)
+            # CKA_ID can only be computed once the public key exists, so it is set afterwards.
             key_id = key_identifier(pub)
             private[Attribute.ID] = key_id
             public[Attribute.ID] = key_id
@@ -179,11 +183,11 @@ class PKCS11KeyStore:
     def open(self, name: str) -> PKCS11Signer:
         """Open the existing key `name` (StateError when it is missing)."""
 
-        def op(s: Session) -> rsa.RSAPublicKey:
+        def op(s: Session) -> PublicKey:
             key = s.keys[name] = private_key(s.session, name, self.settings.token_label)
             if not key[Attribute.SIGN]:
                 raise SignerError(f"the key labelled {name!r} is not allowed to sign (CKA_SIGN false)")
-            return public_of(key)
+            return public_of(s.session, key)
 
         public = self._sessions().run(f"opening key {name!r}", op)
         return PKCS11Signer(self.settings, name, public)

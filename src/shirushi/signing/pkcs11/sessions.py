@@ -16,12 +16,15 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 import pkcs11
-from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from pkcs11 import Attribute, KeyType, Mechanism, ObjectClass, TokenFlag
 from pkcs11 import exceptions as p11
+from pkcs11.util.ec import encode_ec_public_key, encode_ecdsa_signature
 
 from shirushi.config import PKCS11Settings
 from shirushi.errors import SignerError, StateError
+from shirushi.signing import PublicKey
 from shirushi.signing.pkcs11.cryptoki import (
     CKR_OK,
     CKR_PIN_LOCKED,
@@ -219,6 +222,11 @@ class TokenSessions:
             key = s.keys.get(name)
             if key is None:
                 key = s.keys[name] = private_key(s.session, name, self.label)
+            if key.key_type == KeyType.EC:
+                # CKM_ECDSA over the digest (every token has it; CKM_ECDSA_SHA256 is optional),
+                # and the token's r || s in the DER Ecdsa-Sig-Value X.509 expects (RFC 5758 3.2).
+                raw: bytes = key.sign(hashlib.sha256(tbs).digest(), mechanism=Mechanism.ECDSA)
+                return encode_ecdsa_signature(raw)
             signature: bytes = key.sign(tbs, mechanism=Mechanism.SHA256_RSA_PKCS)
             return signature
 
@@ -253,15 +261,28 @@ def private_key(session: pkcs11.Session, name: str, token: str) -> Any:
     return found[0]
 
 
-def public_of(key: Any) -> rsa.RSAPublicKey:
-    # Modulus and public exponent stay readable on a sensitive private key (PKCS#11 2.40 4.9);
-    # reading them from the private half guarantees the public key matches what signs.
-    attrs = key.get_attributes([Attribute.KEY_TYPE, Attribute.MODULUS, Attribute.PUBLIC_EXPONENT])
-    if attrs[Attribute.KEY_TYPE] != KeyType.RSA:
-        raise SignerError(f"the key labelled {key[Attribute.LABEL]!r} is not an RSA key")
-    n = int.from_bytes(attrs[Attribute.MODULUS], "big")
-    e = int.from_bytes(attrs[Attribute.PUBLIC_EXPONENT], "big")
-    return rsa.RSAPublicNumbers(e, n).public_key()
+def public_of(session: pkcs11.Session, key: Any) -> PublicKey:
+    """The public key of private key object `key`: RSA read from the private half itself, EC
+    from the public object of the same label (a private EC object carries no CKA_EC_POINT).
+    Every signature is verified against it (keys.py), so a mismatched public object is caught."""
+    key_type = key[Attribute.KEY_TYPE]
+    label = key[Attribute.LABEL]
+    if key_type == KeyType.RSA:
+        # Modulus and public exponent stay readable on a sensitive private key (PKCS#11 2.40 4.9);
+        # reading them from the private half guarantees the public key matches what signs.
+        attrs = key.get_attributes([Attribute.MODULUS, Attribute.PUBLIC_EXPONENT])
+        n = int.from_bytes(attrs[Attribute.MODULUS], "big")
+        e = int.from_bytes(attrs[Attribute.PUBLIC_EXPONENT], "big")
+        return rsa.RSAPublicNumbers(e, n).public_key()
+    if key_type == KeyType.EC:
+        found = find_objects(session, label, ObjectClass.PUBLIC_KEY)
+        if len(found) != 1:
+            raise SignerError(f"EC key {label!r}: expected one public key object with its label, found {len(found)}")
+        public = serialization.load_der_public_key(encode_ec_public_key(found[0]))
+        if isinstance(public, ec.EllipticCurvePublicKey) and isinstance(public.curve, ec.SECP256R1):
+            return public
+        raise SignerError(f"EC key {label!r} is not on curve P-256")
+    raise SignerError(f"the key labelled {label!r} is neither an RSA nor an EC key")
 
 
 # --- per-process registry ------------------------------------------------------------------
