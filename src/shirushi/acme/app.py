@@ -75,7 +75,7 @@ def create_app(backend: Backend) -> Starlette:
         return Response(content, status_code=status, headers=all_headers, media_type=media)
 
     async def problem(p: Problem) -> Response:
-        return await answer(p.document(), p.status, media="application/problem+json")
+        return await answer(p.document(), p.status, p.headers(), media="application/problem+json")
 
     def verify(raw: bytes, url: str, *, allow_jwk: bool, need_kid: bool) -> _Request:
         signed = jws.parse(raw)
@@ -239,7 +239,8 @@ def create_app(backend: Backend) -> Starlette:
 
     async def renewal_info(request: Request) -> Response:
         try:
-            aki, serial = ari.parse_id(request.path_params["id"])
+            # The directory's URL ends in "/"; a client that adds its own "/" (RFC 9773 4.1) is served too.
+            aki, serial = ari.parse_id(request.path_params["id"].lstrip("/"))
             rec = await run_in_threadpool(backend.store.certificate, serial)
             issuing = backend.authority.hierarchy().issuing
             from cryptography import x509
@@ -276,7 +277,7 @@ def create_app(backend: Backend) -> Starlette:
             Route("/acme/chall/{authz}/{index:int}", route(challenge), methods=["POST"]),
             Route("/acme/cert/{serial}", route(certificate), methods=["POST"]),
             Route("/acme/revoke-cert", route(revoke_cert, allow_jwk=True, need_kid=False), methods=["POST"]),
-            Route("/acme/renewal-info/{id}", renewal_info, methods=["GET"]),
+            Route("/acme/renewal-info/{id:path}", renewal_info, methods=["GET"]),
         ],
         exception_handlers={404: not_found, 405: not_allowed},
     )
