@@ -45,9 +45,9 @@ def verify(backend: Backend, cert: x509.Certificate, policy: str, tmp: Path) -> 
     files = {"root": hierarchy.root, "issuing": hierarchy.issuing, "leaf": cert}
     for name, c in files.items():
         (tmp / f"{name}.pem").write_bytes(c.public_bytes(serialization.Encoding.PEM))
+    chain = ["-CAfile", str(tmp / "root.pem"), "-untrusted", str(tmp / "issuing.pem"), str(tmp / "leaf.pem")]
     return subprocess.run(
-        ["openssl", "verify", "-policy_check", "-explicit_policy", "-policy", policy, "-CAfile", str(tmp / "root.pem")]
-        + ["-untrusted", str(tmp / "issuing.pem"), str(tmp / "leaf.pem")],
+        ["openssl", "verify", "-policy_check", "-explicit_policy", "-policy", policy, *chain],
         capture_output=True,
         text=True,
         check=False,
