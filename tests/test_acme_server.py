@@ -491,10 +491,15 @@ def test_api_and_cli_doors_run_the_same_gate(server: Server, tmp_path: Path) -> 
     assert server.certificates_naming(never) == 0
 
 
-def test_wildcards_are_refused_on_every_door(server: Server) -> None:
+def test_wildcards_are_refused_on_every_door(server: Server, tmp_path: Path) -> None:
     client = server.client()
     refused = client.order("*.example.jp")
     assert refused.type == "rejectedIdentifier", refused.body
     assert refused.json["subproblems"][0]["identifier"] == {"type": "dns", "value": "*.example.jp"}
     status, body = api_issue(server, make_csr(["*.example.jp"]))
-    assert status in (400, 403) and "wildcard" in body["detail"], body
+    assert (status, body["error"]) == (400, "policy") and "wildcard" in body["detail"], body
+    csr = tmp_path / "wild.csr"
+    csr.write_bytes(make_csr(["*.example.jp"]))
+    cli = server.site.cli("issue", "--csr", str(csr))
+    assert cli.returncode == 3 and "wildcard" in cli.stderr, cli.stderr
+    assert server.certificates_naming("*.example.jp") == 0

@@ -322,8 +322,9 @@ class ACMESettings:
     listen: str = ""
     # Public base URL ending in "/"; the directory is {url}directory. "" = http://{listen}/.
     url: str = ""
-    # "dv": domain control only; "ov": organisation fields from the account's External Account
-    # Binding (policy 3.2.2). Without a binding an "ov" server refuses (docs/acme.md).
+    # An account bound by EAB to an organisation in `eab_organisations` gets OV with its fields
+    # (policy 3.2.2); any other account: "dv" = DV (domain control only), "ov" = refused
+    # (docs/acme.md).
     profile: str = "dv"
     # External Account Binding (RFC 8555 7.3.4): required when set. Keys are named in
     # `eab_keys` as "KID=ENV_VAR" (the HMAC key, base64url, read from that variable).
