@@ -47,12 +47,29 @@ class _Request:
         return self.signed.payload_json
 
 
+def _warn_unlisted_profiles(backend: Backend) -> None:
+    """Say at start-up, not at the first finalize, when the issuing CA cannot issue the profile
+    ACME would give (docs/acme.md: ca.issuing_ca_policy); issuance refuses it either way."""
+    from shirushi.ca import profiles
+
+    try:
+        issuing = backend.authority.hierarchy().issuing
+    except ShirushiError:
+        return  # not initialised: serve reports that itself
+    if backend.settings.acme.profile == "dv" and not profiles.asserts_policy(issuing, profiles.DV_POLICY):
+        log.warning(
+            'acme.profile = "dv" but the issuing CA lists neither the DV policy nor anyPolicy: '
+            "accounts without an organisation binding will be refused (ca.issuing_ca_policy, docs/acme.md)"
+        )
+
+
 def create_app(backend: Backend) -> Starlette:
     settings = backend.settings
     base = settings.acme.base_url()
     objects = backend.store.acme
     book = orders.Orders(backend, base)
     directory_url = f"{base}directory"
+    _warn_unlisted_profiles(backend)
 
     def now() -> dt.datetime:
         return backend.clock.now()
