@@ -503,3 +503,43 @@ def test_wildcards_are_refused_on_every_door(server: Server, tmp_path: Path) -> 
     cli = server.site.cli("issue", "--csr", str(csr))
     assert cli.returncode == 3 and "wildcard" in cli.stderr, cli.stderr
     assert server.certificates_naming("*.example.jp") == 0
+
+
+def test_validation_outside_acme_for_the_ra_doors(server: Server, tmp_path: Path) -> None:
+    """`shirushi validate`: BR 3.2.2.4.18 and 3.2.2.4.7 for names the CLI and API then issue for."""
+    site, zone = server.site, server.zone
+    web, txt = "web.example.jp", "txt.example.jp"
+    zone.a(web)
+
+    def started(name: str, method: str) -> dict[str, str]:
+        out = site.cli("validate", name, "--method", method)
+        assert out.returncode == 0, out.stderr
+        return dict(line.split(" ", 1) for line in out.stdout.splitlines()[:2])
+
+    csr = tmp_path / "req.csr"
+    csr.write_bytes(make_csr([web]))
+    assert site.cli("issue", "--csr", str(csr)).returncode == 3  # not validated yet
+    request = started(web, "website")
+    path = f"/.well-known/pki-validation/{request['id']}.txt"
+    server.target.routes[path] = (200, {}, b"some other value\n")
+    wrong = site.cli("validate", "--check", request["id"])
+    assert wrong.returncode == 3 and "3.2.2.4.18" in wrong.stderr, wrong.stderr
+    server.target.routes[path] = (200, {}, f"{request['value']}\n".encode())
+    again = site.cli("validate", "--check", request["id"])  # single use: the failed check used it up
+    assert again.returncode == 3 and "single use" in again.stderr, again.stderr
+    assert site.cli("issue", "--csr", str(csr)).returncode == 3
+    request = started(web, "website")
+    server.target.routes[f"/.well-known/pki-validation/{request['id']}.txt"] = (200, {}, request["value"].encode())
+    ok = site.cli("validate", "--check", request["id"])
+    assert ok.returncode == 0 and "BR 3.2.2.4.18" in ok.stdout, ok.stderr
+    issued = site.cli("issue", "--csr", str(csr))
+    assert issued.returncode == 0, issued.stderr
+
+    wild = site.cli("validate", f"*.{txt}", "--method", "website")
+    assert wild.returncode == 3 and "wildcard" in wild.stderr  # BR 3.2.2.4: DNS methods only
+    request = started(txt, "dns")
+    zone.txt(f"_acme-challenge.{txt}", request["value"])
+    assert site.cli("validate", "--check", request["id"]).returncode == 0
+    status, body = api_issue(server, make_csr([txt]))
+    assert status == 201, body
+    assert site.cli("validate", "--check", "no-such-id").returncode == 4
