@@ -449,9 +449,13 @@ def test_jws_errors_over_http(server: Server) -> None:
 
 
 def api_issue(server: Server, csr: bytes) -> tuple[int, dict[str, Any]]:
+    return api_post(server, "/api/v1/certificates", {"csr": csr.decode()})
+
+
+def api_post(server: Server, path: str, payload: dict[str, Any]) -> tuple[int, dict[str, Any]]:
     request = urllib.request.Request(
-        server.site.api_url + "/api/v1/certificates",
-        data=json.dumps({"csr": csr.decode()}).encode(),
+        server.site.api_url + path,
+        data=json.dumps(payload).encode(),
         method="POST",
         headers={"Content-Type": "application/json", "Authorization": f"Bearer {TOKEN}"},
     )
@@ -543,3 +547,17 @@ def test_validation_outside_acme_for_the_ra_doors(server: Server, tmp_path: Path
     status, body = api_issue(server, make_csr([txt]))
     assert status == 201, body
     assert site.cli("validate", "--check", "no-such-id").returncode == 4
+
+    # The API door: the same use case over POST /api/v1/validations.
+    api = "api-dns.example.jp"
+    status, made = api_post(server, "/api/v1/validations", {"name": api, "method": "dns"})
+    assert status == 201 and made["where"].startswith(f"add a TXT record _acme-challenge.{api}"), made
+    status, body = api_post(server, f"/api/v1/validations/{made['id']}/check", {})
+    assert status == 403 and body["error"] == "validation" and "no TXT record" in body["detail"], body
+    status, made = api_post(server, "/api/v1/validations", {"name": api, "method": "dns"})
+    zone.txt(f"_acme-challenge.{api}", made["value"])
+    status, body = api_post(server, f"/api/v1/validations/{made['id']}/check", {})
+    assert (status, body) == (200, {"name": api, "method": "BR 3.2.2.4.7", "valid": True})
+    assert api_issue(server, make_csr([api]))[0] == 201
+    assert api_post(server, "/api/v1/validations", {"name": "x.example.jp", "method": "email"})[0] == 400
+    assert api_post(server, "/api/v1/validations/nope/check", {})[0] == 404
