@@ -85,3 +85,16 @@ def test_jws_errors_are_problem_documents(client: TestClient) -> None:
     assert post(client, kid.removeprefix(BASE.rstrip("/")), off).json()["status"] == "deactivated"
     after = sign(key, {"alg": "ES256", "kid": kid, "nonce": nonce(client), "url": BASE + "acme/new-order"}, b"{}")
     assert post(client, "/acme/new-order", after).json()["type"] == "urn:ietf:params:acme:error:unauthorized"
+
+
+def test_an_issuing_ca_without_the_dv_policy_is_reported_at_start(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The default issuing CA lists the OV policy only (ca.issuing_ca_policy = "ov").
+    settings = load(environ={"SHIRUSHI_DATA_DIR": str(tmp_path), "SHIRUSHI_ACME__URL": BASE})
+    backend = Backend(settings)
+    backend.init()
+    with caplog.at_level("WARNING", logger="shirushi.acme"):
+        create_app(backend)
+    assert "issuing CA lists neither the DV policy nor anyPolicy" in caplog.text
+    backend.close()

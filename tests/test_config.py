@@ -209,3 +209,17 @@ def test_subscriber_key_types(tmp_path: Path) -> None:
     ]:
         with pytest.raises(ConfigError, match=message.replace("[", r"\[")):
             config.load(write(tmp_path, text), environ={})
+
+
+def test_issuing_ca_policy_and_eab_organisations_are_checked(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="issuing_ca_policy"):
+        config.load(environ={"SHIRUSHI_CA__ISSUING_CA_POLICY": "both"})
+    path = tmp_path / "c.toml"
+    path.write_text('[acme]\neab_organisations = ["org|C=JP, X=Nowhere"]\n')
+    with pytest.raises(ConfigError, match=r"eab_organisations\[org\]"):
+        config.load(path, environ={})
+    path.write_text('[acme]\neab_organisations = ["no-subject"]\n')
+    with pytest.raises(ConfigError, match=r"KID\|SUBJECT"):
+        config.load(path, environ={})
+    path.write_text('[acme]\neab_organisations = ["org|C=JP, ST=Tokyo, L=Chiyoda-ku, O=Example"]\n')
+    assert config.load(path, environ={}).acme.eab_subject("org") == "C=JP, ST=Tokyo, L=Chiyoda-ku, O=Example"

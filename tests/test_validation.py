@@ -151,7 +151,7 @@ def test_http_methods_3_2_2_4_18_and_19(dns: tuple[Zone, Resolver, str], site: S
     # an oversized answer
     site.routes[path] = (200, {}, b"A" * 100_000)
     big = acme_http.check(resolver, "www.example.jp", token, keyauth, port=port, allow_loopback=True)
-    assert not big.ok and "larger" in big.detail
+    assert not big.ok and big.problem == "incorrectResponse" and "larger" in big.detail
     # a name without an address
     assert acme_http.check(resolver, "gone.example.jp", token, keyauth, port=port, allow_loopback=True).problem == "dns"
 
@@ -200,4 +200,36 @@ def test_gate_needs_a_current_validation_and_caa(tmp_path: Path, dns: tuple[Zone
         actions = [r.action for r in conn.execute(sa.text("select action from audit order by id"))]
     assert actions.count("domain-validation") == 1
     assert "domain-validation-failed" in actions and actions.count("issuance-refused") == 3
+    store.close()
+
+
+@pytest.mark.loopback
+def test_a_wildcard_needs_a_dns_based_validation(tmp_path: Path, dns: tuple[Zone, Resolver, str], site: Site) -> None:
+    """BR 3.2.2.4: only the DNS-based methods may validate a wildcard; CAA issuewild governs it."""
+    zone, _resolver, address = dns
+    settings = load(environ={"SHIRUSHI_VALIDATION__RESOLVER": address, "SHIRUSHI_DATA_DIR": str(tmp_path)})
+    store = Store.open(f"sqlite:///{tmp_path}/db.sqlite")
+    gate = DomainGate(settings, store.validations)
+    zone.a("example.jp")
+    token, keyauth = values.new_value(), "t.k"
+    site.routes["/.well-known/acme-challenge/" + token] = (200, {}, keyauth.encode())
+    by_http = acme_http.check(gate.resolver, "example.jp", token, keyauth, port=site.port, allow_loopback=True)
+    assert by_http.ok
+    record_attempt(store.validations, by_http, NOW)
+    assert gate.check(["example.jp"], "api", NOW)["validations"][0]["method"] == "BR 3.2.2.4.19"
+    with pytest.raises(ValidationError) as http_only:
+        gate.check(["*.example.jp"], "api", NOW)
+    assert "DNS-based" in str(http_only.value) and http_only.value.names == ("*.example.jp",)
+    value = values.new_value()
+    zone.txt("_acme-challenge.example.jp", value)
+    record_attempt(store.validations, dns_change.check(gate.resolver, "*.example.jp", value), NOW)
+    assert gate.check(["*.example.jp"], "api", NOW)["validations"][0]["method"] == "BR 3.2.2.4.7"
+    # issuewild, when present, decides for the wildcard alone (RFC 8659 4.3).
+    zone.caa("example.jp", (0, "issue", "shirushi.example"), (0, "issuewild", "another-ca.example"))
+    assert gate.check(["example.jp"], "api", NOW)["caa"][0]["allowed"]
+    with pytest.raises(ValidationError) as by_caa:
+        gate.check(["*.example.jp"], "api", NOW)
+    assert by_caa.value.problem == "caa" and "issuewild" in str(by_caa.value)
+    zone.caa("example.jp", (0, "issue", "another-ca.example"), (0, "issuewild", "shirushi.example"))
+    assert gate.check(["*.example.jp"], "api", NOW)["caa"][0]["allowed"]
     store.close()

@@ -18,6 +18,7 @@ from shirushi.commands.outside import cmd_import, cmd_issuer_add, cmd_signer_cer
 from shirushi.commands.reports import cmd_reports
 from shirushi.commands.revoke import cmd_revoke
 from shirushi.commands.run import cmd_demo, cmd_responder, cmd_serve, cmd_staple
+from shirushi.commands.validate import cmd_validate
 from shirushi.config import load
 from shirushi.errors import ArgumentError, ShirushiError, WeakKeyError
 
@@ -111,6 +112,12 @@ def build_parser() -> argparse.ArgumentParser:
     close.add_argument("id", metavar="ID", help="the report's id, as `shirushi reports` lists it")
     close.add_argument("--action", dest="close_action", required=True, choices=["revoked", "rejected"])
     close.add_argument("--note", required=True, metavar="TEXT", help="what was found and done")
+
+    p = sub.add_parser("validate", help="domain validation for the CLI and API doors (BR 3.2.2.4.7, .18)")
+    p.add_argument("name", metavar="NAME", nargs="?", help='the DNS name to validate ("*.NAME": DNS method only)')
+    p.add_argument("--method", choices=["dns", "website"], default="dns", help="BR 3.2.2.4.7 or 3.2.2.4.18")
+    p.add_argument("--check", metavar="ID", help="check a started validation once and record the result")
+    p.set_defaults(func=cmd_validate)
 
     p = sub.add_parser("serve", help="run everything: responder, repository, API, schedules")
     p.set_defaults(func=cmd_serve)

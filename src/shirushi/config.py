@@ -71,8 +71,15 @@ class CASettings:
     # Files of weak-key fingerprints refused at issuance (BR 6.1.1.3): Debian's openssl-blacklist
     # lists, SPKI SHA-256 lists (ca/weak_keys.py, docs/ra.md). None is shipped.
     weak_key_lists: tuple[str, ...] = ()
+    # The issuing CA's certificatePolicies, fixed when `init` certifies it (BR 7.1.2.10.5: exactly
+    # one reserved identifier, or anyPolicy alone for a CA affiliated with its root): "ov"
+    # (2.23.140.1.2.2 + the CP OID; OV only), "dv" (2.23.140.1.2.1 + the CP OID; DV only),
+    # "any" (anyPolicy: OV and DV, e.g. ACME with External Account Binding; docs/acme.md).
+    issuing_ca_policy: str = "ov"
 
     def validate(self) -> None:
+        if self.issuing_ca_policy not in ("ov", "dv", "any"):
+            raise ConfigError(f"ca.issuing_ca_policy must be 'ov', 'dv' or 'any', not {self.issuing_ca_policy!r}")
         if not _OID.match(self.policy_oid):
             raise ConfigError(f"ca.policy_oid {self.policy_oid!r} is not a dotted OID like 1.3.6.1.4.1.99999.1.1")
         # Policy 5.6 / 6.3.2: CA keys live at most 20 years.
@@ -324,8 +331,9 @@ class ACMESettings:
     listen: str = ""
     # Public base URL ending in "/"; the directory is {url}directory. "" = http://{listen}/.
     url: str = ""
-    # "dv": domain control only; "ov": organisation fields from the account's External Account
-    # Binding (policy 3.2.2). Without a binding an "ov" server refuses (docs/acme.md).
+    # An account bound by EAB to an organisation in `eab_organisations` gets OV with its fields
+    # (policy 3.2.2); any other account: "dv" = DV (domain control only), "ov" = refused
+    # (docs/acme.md).
     profile: str = "dv"
     # External Account Binding (RFC 8555 7.3.4): required when set. Keys are named in
     # `eab_keys` as "KID=ENV_VAR" (the HMAC key, base64url, read from that variable).
@@ -368,6 +376,17 @@ class ACMESettings:
         for entry in self.eab_keys:
             if "=" not in entry:
                 raise ConfigError(f"acme.eab_keys entry {entry!r} must be KID=ENV_VAR")
+        from shirushi.ca.names import parse_name
+        from shirushi.errors import InputError
+
+        for entry in self.eab_organisations:
+            kid, sep, subject = entry.partition("|")
+            if not sep or not kid or not subject:
+                raise ConfigError(f"acme.eab_organisations entry {entry!r} must be KID|SUBJECT")
+            try:
+                parse_name(subject)  # checked now, so a typo never reaches an issuance
+            except InputError as exc:
+                raise ConfigError(f"acme.eab_organisations[{kid}]: {exc}") from None
         if self.orders_per_account_per_hour < 1 or self.certificates_per_name_per_week < 1:
             raise ConfigError("acme rate limits must be at least 1")
 

@@ -88,8 +88,13 @@ def dns_server() -> Iterator[tuple[Zone, str]]:
             port = s.getsockname()[1]
         try:
             udp = DNSServer(zone, port=port, address="127.0.0.1", logger=_Quiet())
+        except OSError:
+            continue
+        try:
             tcp = DNSServer(zone, port=port, address="127.0.0.1", tcp=True, logger=_Quiet())
         except OSError:
+            # The UDP port was free but its TCP twin is taken: close the UDP socket and try again.
+            udp.server.server_close()
             continue
         break
     else:

@@ -47,12 +47,29 @@ class _Request:
         return self.signed.payload_json
 
 
+def _warn_unlisted_profiles(backend: Backend) -> None:
+    """Say at start-up, not at the first finalize, when the issuing CA cannot issue the profile
+    ACME would give (docs/acme.md: ca.issuing_ca_policy); issuance refuses it either way."""
+    from shirushi.ca import profiles
+
+    try:
+        issuing = backend.authority.hierarchy().issuing
+    except ShirushiError:
+        return  # not initialised: serve reports that itself
+    if backend.settings.acme.profile == "dv" and not profiles.asserts_policy(issuing, profiles.DV_POLICY):
+        log.warning(
+            'acme.profile = "dv" but the issuing CA lists neither the DV policy nor anyPolicy: '
+            "accounts without an organisation binding will be refused (ca.issuing_ca_policy, docs/acme.md)"
+        )
+
+
 def create_app(backend: Backend) -> Starlette:
     settings = backend.settings
     base = settings.acme.base_url()
     objects = backend.store.acme
     book = orders.Orders(backend, base)
     directory_url = f"{base}directory"
+    _warn_unlisted_profiles(backend)
 
     def now() -> dt.datetime:
         return backend.clock.now()
@@ -75,7 +92,7 @@ def create_app(backend: Backend) -> Starlette:
         return Response(content, status_code=status, headers=all_headers, media_type=media)
 
     async def problem(p: Problem) -> Response:
-        return await answer(p.document(), p.status, media="application/problem+json")
+        return await answer(p.document(), p.status, p.headers(), media="application/problem+json")
 
     def verify(raw: bytes, url: str, *, allow_jwk: bool, need_kid: bool) -> _Request:
         signed = jws.parse(raw)
@@ -239,7 +256,8 @@ def create_app(backend: Backend) -> Starlette:
 
     async def renewal_info(request: Request) -> Response:
         try:
-            aki, serial = ari.parse_id(request.path_params["id"])
+            # The directory's URL ends in "/"; a client that adds its own "/" (RFC 9773 4.1) is served too.
+            aki, serial = ari.parse_id(request.path_params["id"].lstrip("/"))
             rec = await run_in_threadpool(backend.store.certificate, serial)
             issuing = backend.authority.hierarchy().issuing
             from cryptography import x509
@@ -276,7 +294,7 @@ def create_app(backend: Backend) -> Starlette:
             Route("/acme/chall/{authz}/{index:int}", route(challenge), methods=["POST"]),
             Route("/acme/cert/{serial}", route(certificate), methods=["POST"]),
             Route("/acme/revoke-cert", route(revoke_cert, allow_jwk=True, need_kid=False), methods=["POST"]),
-            Route("/acme/renewal-info/{id}", renewal_info, methods=["GET"]),
+            Route("/acme/renewal-info/{id:path}", renewal_info, methods=["GET"]),
         ],
         exception_handlers={404: not_found, 405: not_allowed},
     )

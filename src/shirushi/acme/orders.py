@@ -20,7 +20,7 @@ from shirushi.acme import jws
 from shirushi.acme.problems import Problem, from_error
 from shirushi.backend import Backend
 from shirushi.ca import csr as csr_rules
-from shirushi.errors import InputError, ShirushiError
+from shirushi.errors import InputError, PolicyError, ShirushiError
 from shirushi.validation import acme_http, dns_change, values
 from shirushi.validation.attempt import Attempt
 from shirushi.validation.record import record_attempt
@@ -50,8 +50,14 @@ class Orders:
 
     def new_order(self, account_id: str, payload: dict[str, Any], now: dt.datetime) -> tuple[str, dict[str, Any]]:
         limit = self.settings.acme.orders_per_account_per_hour
-        if self.objects.count_since(ORDER, account_id, now - dt.timedelta(hours=1)) >= limit:
-            raise Problem("rateLimited", f"at most {limit} new orders per account per hour")
+        hour = dt.timedelta(hours=1)
+        made = self.objects.created_since(ORDER, account_id, now - hour)
+        if len(made) >= limit:
+            raise Problem(
+                "rateLimited",
+                f"at most {limit} new orders per account per hour",
+                retry_after=_retry_after(made, limit, hour, now),
+            )
         identifiers = payload.get("identifiers")
         if not isinstance(identifiers, list) or not 1 <= len(identifiers) <= MAX_IDENTIFIERS:
             raise Problem("malformed", f"identifiers must list 1 to {MAX_IDENTIFIERS} identifiers")
@@ -65,7 +71,7 @@ class Orders:
             value = ident["value"]
             try:
                 name = csr_rules.normalise_dns_name(value)
-            except InputError as exc:
+            except (InputError, PolicyError) as exc:  # PolicyError: a wildcard (not offered)
                 problems.append(
                     {
                         "type": "urn:ietf:params:acme:error:rejectedIdentifier",
@@ -92,9 +98,22 @@ class Orders:
 
     def _rate_limit_names(self, names: list[str], now: dt.datetime) -> None:
         limit = self.settings.acme.certificates_per_name_per_week
+        week = dt.timedelta(days=7)
         for name in names:
-            if self.objects.certificates_for_name(name, now - dt.timedelta(days=7)) >= limit:
-                raise Problem("rateLimited", f"at most {limit} certificates per name per week ({name})")
+            issued = self.objects.certificates_for_name(name, now - week)
+            if len(issued) >= limit:
+                raise Problem(
+                    "rateLimited",
+                    f"at most {limit} certificates per name per week ({name})",
+                    retry_after=_retry_after(issued, limit, week, now),
+                    subproblems=[
+                        {
+                            "type": "urn:ietf:params:acme:error:rateLimited",
+                            "detail": f"{len(issued)} certificates for {name} in the last 7 days",
+                            "identifier": {"type": "dns", "value": name},
+                        }
+                    ],
+                )
 
     def order(self, account_id: str, order_id: str, now: dt.datetime) -> dict[str, Any]:
         data = self._owned(ORDER, order_id, account_id)
@@ -289,18 +308,21 @@ class Orders:
         return done
 
     def _profile(self, account: dict[str, Any]) -> tuple[str, str | None]:
-        """The profile ACME gives (docs/acme.md): DV, or OV from the account's EAB organisation."""
+        """The profile ACME gives (docs/acme.md). ACME proves domain control only (BR 3.2.2.4),
+        so organisation fields can only come from the account's External Account Binding to an
+        organisation the RA validated (policy 3.2.2): such an account gets OV with that subject.
+        Any other account gets DV when `acme.profile = "dv"` allows it, else a clear refusal."""
         acme = self.settings.acme
+        subject = acme.eab_subject(account.get("eab_kid") or "")
+        if subject is not None:
+            return "ov", subject
         if acme.profile == "dv":
             return "dv", None
-        subject = acme.eab_subject(account.get("eab_kid") or "")
-        if subject is None:
-            raise Problem(
-                "unauthorized",
-                "this CA issues OV certificates only: the account needs an external account binding to an "
-                "organisation the RA validated (policy 3.2.2)",
-            )
-        return "ov", subject
+        raise Problem(
+            "unauthorized",
+            'this CA issues OV certificates only (acme.profile = "ov"): the account needs an external '
+            "account binding to an organisation the RA validated (policy 3.2.2)",
+        )
 
     def certificate_chain(self, account_id: str | None, serial_hex: str) -> bytes:
         if account_id is not None:
@@ -319,6 +341,12 @@ class Orders:
         if account_id is not None and self.objects.owner(kind, id) != account_id:
             raise Problem("unauthorized", f"this {kind} belongs to another account")
         return found
+
+
+def _retry_after(times: list[dt.datetime], limit: int, window: dt.timedelta, now: dt.datetime) -> int:
+    """Seconds until enough of `times` (oldest first) leave the window to fall under `limit`."""
+    frees_at = times[len(times) - limit] + window
+    return int((frees_at - now).total_seconds()) + 1
 
 
 def _csr_names(request: x509.CertificateSigningRequest) -> list[str]:

@@ -32,12 +32,25 @@ STATUS = {
 class Problem(Exception):
     """An ACME error answer: `type` without the URN prefix."""
 
-    def __init__(self, type: str, detail: str, *, status: int | None = None, subproblems: list[Any] | None = None):
+    def __init__(
+        self,
+        type: str,
+        detail: str,
+        *,
+        status: int | None = None,
+        subproblems: list[Any] | None = None,
+        retry_after: int | None = None,
+    ):
         super().__init__(detail)
         self.type = type
         self.detail = detail
         self.status = status or STATUS.get(type, 400)
         self.subproblems = subproblems or []
+        # RFC 8555 6.6: a rateLimited answer says when to come back (Retry-After, seconds).
+        self.retry_after = retry_after
+
+    def headers(self) -> dict[str, str]:
+        return {} if self.retry_after is None else {"Retry-After": str(max(1, self.retry_after))}
 
     def document(self) -> dict[str, Any]:
         doc: dict[str, Any] = {"type": PREFIX + self.type, "detail": self.detail, "status": self.status}

@@ -111,6 +111,15 @@ class Authority:
         domain gate (DV records and CAA for every name). `profile` is "ov" or "dv" (BR 7.1.6.1).
         """
         hierarchy = self.hierarchy()
+        reserved = profiles.DV_POLICY if profile == "dv" else profiles.OV_POLICY
+        if not profiles.asserts_policy(hierarchy.issuing, reserved):
+            # BR 7.1.2.10.5 / RFC 5280 6.1: a certificate whose reserved policy its issuing CA
+            # does not list would lose it in path validation, so none is made.
+            raise StateError(
+                f"the issuing CA certificate lists neither the {profile.upper()} policy {reserved.dotted_string} "
+                "nor anyPolicy, so it cannot issue this profile; certify an issuing CA with "
+                'ca.issuing_ca_policy = "any" (or the matching one) first (docs/acme.md)'
+            )
         if isinstance(subject, str):
             subject = names.parse_name(subject) if subject else None
         request = csr_rules.check_request(

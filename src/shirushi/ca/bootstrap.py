@@ -82,8 +82,9 @@ def init_hierarchy(settings: Settings, store: Store, keys: KeyStore, clock: Cloc
             not_after=not_after,
             urls=certificate_urls(settings),
             policy_oid=ca.policy_oid,
+            policy=ca.issuing_ca_policy,
         )
-        lint.lint_builder(builder, "EXTERNAL-UNCONSTRAINED-TLS-CA", allow_local_urls=ca.lint_allow_local_urls)
+        lint.lint_builder(builder, profiles.lint_type(ca.issuing_ca_policy), allow_local_urls=ca.lint_allow_local_urls)
         issuing = builder.sign(signer_key(root_signer), hashes.SHA256())
         paths.save(ISSUING, issuing)
         done.append(f"created issuing CA certificate: {ca.subject}")

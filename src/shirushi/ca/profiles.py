@@ -27,6 +27,7 @@ from shirushi.crl.shards import crl_url
 OV_POLICY = ObjectIdentifier("2.23.140.1.2.2")
 # BR 7.1.6.1: Domain Validated, for certificates with domain control only (ACME, docs/acme.md).
 DV_POLICY = ObjectIdentifier("2.23.140.1.2.1")
+ANY_POLICY = ObjectIdentifier("2.5.29.32.0")
 
 # CA keys are RSA; a subscriber's may also be ECDSA.
 PublicKey = rsa.RSAPublicKey | ec.EllipticCurvePublicKey
@@ -136,8 +137,10 @@ def issuing_ca(
     not_after: dt.datetime,
     urls: URLs,
     policy_oid: str,
+    policy: str = "ov",
 ) -> x509.CertificateBuilder:
-    """The issuing CA (BR 7.1.2.6): pathlen 0, EKU serverAuth, CDP of the root's CRL."""
+    """The issuing CA (BR 7.1.2.6): pathlen 0, EKU serverAuth, CDP of the root's CRL, and the
+    policies of `issuing_policies`."""
     root_key = root.public_key()
     assert isinstance(root_key, rsa.RSAPublicKey)
     return (
@@ -145,12 +148,7 @@ def issuing_ca(
         .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
         .add_extension(_ku(key_cert_sign=True, crl_sign=True), critical=True)
         .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-        .add_extension(
-            x509.CertificatePolicies(
-                [x509.PolicyInformation(OV_POLICY, None), x509.PolicyInformation(ObjectIdentifier(policy_oid), None)]
-            ),
-            critical=False,
-        )
+        .add_extension(issuing_policies(policy, policy_oid), critical=False)
         .add_extension(_cdp(urls.root_crl), critical=False)
         .add_extension(
             x509.AuthorityInformationAccess(
@@ -166,6 +164,34 @@ def issuing_ca(
         .add_extension(_aki(root_key), critical=False)
         .add_extension(_ski(public_key), critical=False)
     )
+
+
+def issuing_policies(policy: str, policy_oid: str) -> x509.CertificatePolicies:
+    """BR 7.1.2.10.5 for `ca.issuing_ca_policy`: a policy-restricted CA lists exactly one reserved
+    identifier (the subscriber type it issues) and the CP's own; an affiliated CA that issues both
+    OV and DV lists anyPolicy alone. A subscriber certificate keeps its reserved policy through
+    RFC 5280 6.1 path validation only if its issuing CA lists that policy or anyPolicy."""
+    if policy == "any":
+        return x509.CertificatePolicies([x509.PolicyInformation(ANY_POLICY, None)])
+    reserved = DV_POLICY if policy == "dv" else OV_POLICY
+    return x509.CertificatePolicies(
+        [x509.PolicyInformation(reserved, None), x509.PolicyInformation(ObjectIdentifier(policy_oid), None)]
+    )
+
+
+def lint_type(policy: str) -> str:
+    """pkilint's document type for the issuing CA: anyPolicy is for an affiliated CA only."""
+    return "INTERNAL-UNCONSTRAINED-TLS-CA" if policy == "any" else "EXTERNAL-UNCONSTRAINED-TLS-CA"
+
+
+def asserts_policy(ca: x509.Certificate, policy: ObjectIdentifier) -> bool:
+    """Whether a CA certificate lists `policy` or anyPolicy (RFC 5280 6.1.3 (d)), so that a
+    subscriber certificate with `policy` keeps it through path validation."""
+    try:
+        listed = ca.extensions.get_extension_for_class(x509.CertificatePolicies).value
+    except x509.ExtensionNotFound:
+        return False
+    return any(p.policy_identifier in (policy, ANY_POLICY) for p in listed)
 
 
 def ocsp_signer(

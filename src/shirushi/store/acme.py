@@ -64,6 +64,12 @@ class ValidationRecords:
         ]
 
 
+def _utc(value: dt.datetime) -> dt.datetime:
+    made = aware(value)
+    assert made is not None  # created_at is NOT NULL
+    return made
+
+
 def audit_event(engine: Engine, at: dt.datetime, action: str, detail: dict[str, Any]) -> None:
     """An audit entry of its own (a failed validation attempt, a refused CAA check)."""
     with engine.begin() as conn:
@@ -123,14 +129,16 @@ class ACMEObjects:
             row = conn.execute(sa.select(t.c.id, t.c.data).where(t.c.kind == kind, t.c.lookup == lookup)).first()
         return None if row is None else (row.id, dict(json.loads(row.data)))
 
-    def count_since(self, kind: str, owner: str, since: dt.datetime) -> int:
+    def created_since(self, kind: str, owner: str, since: dt.datetime) -> list[dt.datetime]:
+        """When each of `owner`'s objects of `kind` made after `since` was made, oldest first."""
         t = schema.acme_objects
         with self.engine.connect() as conn:
-            return int(
-                conn.execute(
-                    sa.select(sa.func.count()).where(t.c.kind == kind, t.c.owner == owner, t.c.created_at > utc(since))
-                ).scalar_one()
-            )
+            rows = conn.execute(
+                sa.select(t.c.created_at)
+                .where(t.c.kind == kind, t.c.owner == owner, t.c.created_at > utc(since))
+                .order_by(t.c.created_at)
+            ).all()
+        return [_utc(r.created_at) for r in rows]
 
     def owned(self, kind: str, owner: str, limit: int = 1000) -> list[tuple[str, dict[str, Any]]]:
         t = schema.acme_objects
@@ -149,14 +157,17 @@ class ACMEObjects:
             row = conn.execute(sa.select(t.c.owner).where(t.c.id == id, t.c.kind == kind)).first()
         return None if row is None else row.owner
 
-    def certificates_for_name(self, name: str, since: dt.datetime) -> int:
-        """Certificates naming `name` issued since `since` (the per-name rate limit)."""
+    def certificates_for_name(self, name: str, since: dt.datetime) -> list[dt.datetime]:
+        """When each certificate naming `name` issued after `since` was made, oldest first
+        (the per-name rate limit)."""
         t = schema.certificates
         with self.engine.connect() as conn:
             rows = conn.execute(
-                sa.select(t.c.dns_names).where(t.c.created_at > utc(since), t.c.dns_names.contains(name))
+                sa.select(t.c.dns_names, t.c.created_at)
+                .where(t.c.created_at > utc(since), t.c.dns_names.contains(name))
+                .order_by(t.c.created_at)
             ).all()
-        return sum(1 for r in rows if name in r.dns_names.split())
+        return [_utc(r.created_at) for r in rows if name in r.dns_names.split()]
 
     # -- nonces ---------------------------------------------------------------------------
 

@@ -131,5 +131,6 @@ def _read_bounded(response: http.client.HTTPResponse, deadline: float) -> bytes:
             return b"".join(chunks)
         size += len(chunk)
         if size > MAX_BODY:
-            raise _Failed("unauthorized", f"response larger than {MAX_BODY} bytes")
+            # RFC 8555 6.7 incorrectResponse: no key authorization or random value is this long.
+            raise _Failed("incorrectResponse", f"response larger than {MAX_BODY} bytes")
         chunks.append(chunk)

@@ -35,6 +35,8 @@ from shirushi.web.problem_reports import problem_report_handler
 from shirushi.web.ratelimit import RateLimit
 from shirushi.web.renewal import PATHS as RENEWAL_PATHS
 from shirushi.web.renewal import renew_handler
+from shirushi.web.validations import PATHS as VALIDATION_PATHS
+from shirushi.web.validations import check_handler, start_handler
 
 log = logging.getLogger("shirushi.api")
 # A bulk revocation: MAX_SERIALS serials of up to 40 hex digits (with colons, quotes, commas).
@@ -198,7 +200,7 @@ OPENAPI: dict[str, Any] = {
 }
 
 
-OPENAPI["paths"].update({**RENEWAL_PATHS, **CHALLENGE_PATHS, **REPORT_PATHS})
+OPENAPI["paths"].update({**RENEWAL_PATHS, **CHALLENGE_PATHS, **REPORT_PATHS, **VALIDATION_PATHS})
 
 
 def create_app(backend: Backend) -> Starlette:
@@ -339,6 +341,8 @@ def create_app(backend: Backend) -> Starlette:
                 methods=["POST"],
             ),
             Route("/api/v1/revocations", wrap(bulk_revoke, role="revoke"), methods=["POST"]),
+            Route("/api/v1/validations", wrap(start_handler(backend), role="issue"), methods=["POST"]),
+            Route("/api/v1/validations/{id}/check", wrap(check_handler(backend), role="issue"), methods=["POST"]),
             Route("/api/v1/openapi.json", wrap(openapi, role=None), methods=["GET"]),
         ],
         exception_handlers={404: not_found, 405: not_allowed},
