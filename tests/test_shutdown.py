@@ -215,8 +215,12 @@ def test_standalone_responder_stops_on_sigterm_and_leaves_nothing_on_sigkill(tmp
         for sig in (signal.SIGTERM, signal.SIGKILL):
             proc = start_responder(site, redis_url)
             wait_port(site.ocsp_port, proc)
-            # the supervisor, two workers and the metrics listener (a lone responder serves its own)
-            assert len(site.processes().splitlines()) == 4
+            # the supervisor, two workers and the metrics listener (a lone responder serves its own);
+            # the port is the supervisor's, so the children may still be starting.
+            deadline = time.monotonic() + 60
+            while len(site.processes().splitlines()) < 4 and time.monotonic() < deadline:
+                time.sleep(0.1)
+            assert len(site.processes().splitlines()) == 4, site.processes()
             signalled = time.monotonic()
             proc.send_signal(sig)
             code = proc.wait(timeout=60)

@@ -131,9 +131,11 @@ class _Supervisor:
         for slot in slots:
             pid, fd = self.spawn(slot)
             pipes[fd] = pid
-        if not self._await_ready(pipes):
+        started = self._await_ready(pipes)
+        if started != "ready":
             self.stop()
-            return 1
+            # A stop asked for during start-up is an orderly stop, not a failure.
+            return 0 if started == "stopped" else 1
         log.info(
             "responder listening on %s (port %d), %d worker(s)",
             self.settings.ocsp.listen,
@@ -161,17 +163,18 @@ class _Supervisor:
                 self.stop()
                 return 1
 
-    def _await_ready(self, pipes: dict[int, int]) -> bool:
+    def _await_ready(self, pipes: dict[int, int]) -> str:
+        """ "ready" once every child said so; "stopped" on SIGTERM/SIGINT first; else "failed"."""
         deadline = time.monotonic() + START_TIMEOUT
-        ok = True
+        result = "ready"
         while pipes:
             left = deadline - time.monotonic()
             if left <= 0:
                 log.error("responder workers did not start within %.0f s", START_TIMEOUT)
-                ok = False
+                result = "failed"
                 break
             if signal.sigtimedwait((signal.SIGTERM, signal.SIGINT), 0) is not None:
-                ok = False
+                result = "stopped"
                 break
             readable, _, _ = select.select(list(pipes), [], [], min(left, 0.1))
             for fd in readable:
@@ -180,10 +183,10 @@ class _Supervisor:
                 pid = pipes.pop(fd)
                 if data != b"R":
                     log.error("responder worker %d failed to start", pid)
-                    ok = False
+                    result = "failed"
         for fd in pipes:
             os.close(fd)
-        return ok
+        return result
 
     def _reap_and_restart(self) -> bool:
         """Collect exited workers and replace them; False when they crash too often."""
