@@ -146,6 +146,9 @@ def test_405_lists_the_documented_methods_in_allow(client: TestClient, document:
         ("POST", "/api/v1/key-compromise", {"public_key": "x", "challenge": "AAAA"}, "'public_key' is not valid"),
         ("POST", "/api/v1/revocations", {"serials": ["zz"], "reason": "superseded"}, "'serials[0]'"),
         ("POST", "/api/v1/revocations", {"serials": ["AB"], "reason": "certificateHold"}, "must be one of"),
+        # A final `$` is the end of the text, as clients read it (ECMA-262), not before a newline.
+        ("POST", "/api/v1/revocations", {"serials": ["AB\n"], "reason": "superseded"}, "'serials[0]'"),
+        ("GET", "/api/v1/certificates/AB%0A", None, "path parameter 'serial'"),
         ("POST", "/api/v1/certificates/AB/renew", {"csr": FRAMED, "dns": ["a.example"]}, "'dns' was unexpected"),
         ("POST", "/api/v1/certificates/AB/renew", {}, "'csr' is a required property"),
         ("POST", "/api/v1/certificates/0/renew", {"csr": FRAMED}, "path parameter 'serial'"),

@@ -14,9 +14,10 @@ share one Starlette route, so a 405 lists every method in `Allow`. I/O: reads th
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import re
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from typing import Any, Literal
 
 import jsonschema
@@ -185,6 +186,28 @@ def _own_bound(schema: JsonSchema) -> int | None:
 # -- checks before the handler --------------------------------------------------------------------
 
 
+@functools.lru_cache(maxsize=256)
+def _ecma(pattern: str) -> re.Pattern[str]:
+    """`pattern` as clients read it (ECMA-262, JSON Schema 2020-12 6.4): a final `$` is the end
+    of the text, where Python's `$` also matches before a final newline ("AB\\n")."""
+    if pattern.endswith("$") and not pattern.endswith("\\$"):
+        pattern = pattern[:-1] + "\\Z"
+    return re.compile(pattern)
+
+
+def _pattern(
+    validator: Any, pattern: str, instance: object, schema: JsonSchema
+) -> Iterator[jsonschema.ValidationError]:
+    if isinstance(instance, str) and not _ecma(pattern).search(instance):
+        yield jsonschema.ValidationError(f"does not match {pattern!r}")
+
+
+# types-jsonschema leaves `extend` untyped.
+Validator: Any = jsonschema.validators.extend(  # type: ignore[no-untyped-call]
+    jsonschema.Draft202012Validator, {"pattern": _pattern}
+)
+
+
 def _where(err: jsonschema.ValidationError, root: str) -> str:
     path = "".join(f"[{p}]" if isinstance(p, int) else (f".{p}" if i else str(p)) for i, p in enumerate(err.path))
     return f"field {path!r}" if path else root
@@ -213,7 +236,7 @@ def _worded(err: jsonschema.ValidationError, root: str) -> str:
     return f"{where}: {err.message}"[:300]
 
 
-def check(validator: jsonschema.Draft202012Validator, instance: object, root: str) -> None:
+def check(validator: Any, instance: object, root: str) -> None:
     """RequestError (400) naming the first broken rule when the instance does not match."""
     err = jsonschema.exceptions.best_match(validator.iter_errors(instance))
     if err is not None:
@@ -238,8 +261,8 @@ async def read_json(request: Request, limit: int) -> object:
 
 def _checked(op: Operation) -> Callable[[Request], Awaitable[Response]]:
     """The request handler the guard runs: path parameters and body validated, then `op.handler`."""
-    body_validator = jsonschema.Draft202012Validator(op.body) if op.body is not None else None
-    param_validators = {name: jsonschema.Draft202012Validator(s) for name, s in op.params.items()}
+    body_validator = Validator(op.body) if op.body is not None else None
+    param_validators = {name: Validator(s) for name, s in op.params.items()}
 
     async def endpoint(request: Request) -> Response:
         params = {name: str(request.path_params[name]) for name in op.params}

@@ -26,8 +26,14 @@ def _time(t: dt.datetime) -> str:
 
 
 def _text(limit: int, description: str, *, min_length: int = 0) -> schemas.JsonSchema:
-    # Control characters other than tab and newline are refused by `reports` (422).
-    return {"type": "string", "minLength": min_length, "maxLength": limit, "description": description}
+    # No control characters but tab and newline, as `reports` requires.
+    return {
+        "type": "string",
+        "pattern": "^[^\\u0000-\\u0008\\u000b-\\u001f]*$",
+        "minLength": min_length,
+        "maxLength": limit,
+        "description": description,
+    }
 
 
 def problem_report_operation(backend: Backend) -> Operation:
@@ -84,7 +90,7 @@ def problem_report_operation(backend: Backend) -> Operation:
             404: Answer("no certificate with that serial was issued here"),
             422: Answer(
                 "refused: the certificate does not parse, is not the one issued here with its serial, or "
-                "names another serial than `serial`, or a field holds control characters"
+                "names another serial than `serial`"
             ),
             503: UNAVAILABLE,
         },
