@@ -501,7 +501,7 @@ def test_wildcards_are_refused_on_every_door(server: Server, tmp_path: Path) -> 
     assert refused.type == "rejectedIdentifier", refused.body
     assert refused.json["subproblems"][0]["identifier"] == {"type": "dns", "value": "*.example.jp"}
     status, body = api_issue(server, make_csr(["*.example.jp"]))
-    assert (status, body["error"]) == (400, "policy") and "wildcard" in body["detail"], body
+    assert (status, body["error"]) == (422, "policy") and "wildcard" in body["detail"], body
     csr = tmp_path / "wild.csr"
     csr.write_bytes(make_csr(["*.example.jp"]))
     cli = server.site.cli("issue", "--csr", str(csr))

@@ -72,7 +72,7 @@ def test_bulk_revocation_sorts_serials_and_updates_ocsp_and_one_crl(api: dict[st
     numbers_before = sorted(archived(env))
     unknown = [0xABCDEF, 0x1234]
     body = {
-        "serials": [format(s, "X") for s in serials] + [format(s, "x") for s in unknown] + ["zz", "0", "1" * 41],
+        "serials": [format(s, "X") for s in serials] + [format(s, "x") for s in unknown] + ["0", ":", "1" * 41],
         "reason": "cessationOfOperation",
     }
     with Server(b) as server:
@@ -81,7 +81,7 @@ def test_bulk_revocation_sorts_serials_and_updates_ocsp_and_one_crl(api: dict[st
         assert sorted(result["revoked"]) == sorted(format(s, "X") for s in serials[1:])
         assert result["already_revoked"] == [format(earlier.serial, "X")]
         assert sorted(result["unknown"]) == sorted(format(s, "X") for s in unknown)
-        assert result["invalid"] == ["zz", "0", "1" * 41]
+        assert result["invalid"] == ["0", ":", "1" * 41]  # hex, but no serial (RFC 5280 4.1.2.2)
         assert "pending" not in result
         # Again: everything is already revoked now, nothing new is published.
         status, again = server.post("/api/v1/revocations", {"serials": body["serials"][:5], "reason": "superseded"})
@@ -102,19 +102,21 @@ def test_bulk_revocation_bad_requests(api: dict[str, str]) -> None:
     b = backend_of(env)
     b.crls.generate("issuing-ca", scheduled=True)  # as `serve` does at start
     with Server(b) as server:
+        # All refused by the route's schema (400) before anything is looked up.
         cases: list[tuple[Any, str]] = [
-            ({"serials": ["A"] * 10_001, "reason": "superseded"}, "at most|1 to 10000"),
-            ({"serials": "A1", "reason": "superseded"}, "list"),
-            ({"serials": [1, 2], "reason": "superseded"}, "list"),
-            ({"serials": [], "reason": "superseded"}, "1 to 10000"),
-            ({"serials": ["A1"], "reason": "certificateHold"}, "suspension"),
-            ({"serials": ["A1"]}, "reason"),
+            ({"serials": ["A"] * 10_001, "reason": "superseded"}, "at most 10000"),
+            ({"serials": "A1", "reason": "superseded"}, "'serials' must be of type array"),
+            ({"serials": [1, 2], "reason": "superseded"}, "must be of type string"),
+            ({"serials": [], "reason": "superseded"}, "at least 1"),
+            ({"serials": ["A1", "zz"], "reason": "superseded"}, "'serials[1]' is not valid"),
+            ({"serials": ["A1"], "reason": "certificateHold"}, "must be one of: unspecified"),
+            ({"serials": ["A1"]}, "'reason' is a required property"),
             (b"{" * 10, "JSON"),
         ]
         for payload, detail in cases:
             status, err = server.post("/api/v1/revocations", payload)
             assert status == 400 and set(err) == {"error", "detail"}, (payload, err)
-            assert any(word in err["detail"] for word in detail.split("|")), err
+            assert detail in err["detail"], err
         status, _ = server.post("/api/v1/revocations", {"serials": ["A1"], "reason": "superseded"}, token=None)
         assert status == 401
     assert check_agreement(b, serials) == set()

@@ -145,7 +145,7 @@ def test_a_signed_challenge_revokes_every_certificate_with_the_key(site: Site, t
         assert status_of(site, serial)["revocation"]["reason"] == "keyCompromise"
     # The key is blocked from issuance (BR 6.1.1.3), and the challenge is spent.
     status, err, _ = call(site, "POST", "/api/v1/certificates", {"csr": make_csr(key=key).decode()}, token=TOKEN)
-    assert status == 400 and "blocked" in err["detail"]
+    assert status == 422 and "blocked" in err["detail"]
     status, err = report(site, key, answer["challenge"], signature)
     assert status == 422 and is_error(err) and "already used" in err["detail"], err
 
@@ -191,7 +191,7 @@ def test_refused_proofs_revoke_nothing_and_leave_the_challenge_usable(site: Site
         status, err, _ = call(site, "POST", "/api/v1/key-compromise/challenge", body)
         assert status == 400 and is_error(err), err
     status, err, _ = call(site, "POST", "/api/v1/key-compromise/challenge", raw=b"{" * 20000)
-    assert status == 400 and is_error(err)
+    assert status == 413 and is_error(err) and err["error"] == "too_large", err  # over the body's bound
     assert status_of(site, serial)["status"] == "good"
     # The right signature still works: refusals did not spend the challenge.
     status, body = report(site, key, answer["challenge"], good)

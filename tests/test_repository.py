@@ -76,7 +76,10 @@ def test_certificates_and_documents(tmp_path: Path) -> None:
     assert client.get("/cp").status_code == 200
     assert client.get("/cps").text.startswith("Shirushi Demo CA - Certification Practice Statement")
     assert client.get("/../keys/root.key").status_code == 404
-    assert client.post("/issuing-ca.crl").status_code == 405
+    refused = client.post("/issuing-ca.crl")  # RFC 9110 15.5.6: a 405 MUST carry Allow
+    assert refused.status_code == 405 and set(refused.headers["allow"].split(", ")) == {"GET", "HEAD"}
+    for path in ("/", "/health", "/root.pem", "/cps"):
+        assert set(client.delete(path).headers["allow"].split(", ")) == {"GET", "HEAD"}, path
     backend.close()
 
 

@@ -43,7 +43,7 @@ def test_fermat_close_primes_refused_with_their_own_message() -> None:
     assert str(refused) == (
         "key refused: weak key (fermat): its primes are so close that Fermat's method factors the modulus (BR 6.1.1.3)"
     )
-    assert refused.code == "weak_key" and refused.exit_code == 3 and refused.http_status == 400
+    assert refused.code == "weak_key" and refused.exit_code == 3 and refused.http_status == 422
 
 
 def test_roca_published_vector_detected() -> None:

@@ -31,16 +31,36 @@ class ConfigError(ShirushiError):
 
 
 class InputError(ShirushiError):
-    """Bad input from a user: unreadable file, bad CSR, bad argument."""
+    """Bad input from a user: unreadable file, bad CSR, bad argument. Over HTTP it is 422: the
+    request had the documented form (the API checks that first, `web.operations`), its content
+    is refused (RFC 9110 15.5.21)."""
 
     exit_code = 2
+    http_status = 422
+    code = "invalid"
+
+
+class RequestError(InputError):
+    """An HTTP request that does not have the documented form: not JSON, or not matching its
+    schema (400)."""
+
+    http_status = 400
     code = "bad_request"
 
 
+class TooLargeError(RequestError):
+    """An HTTP request body over its bound (413 Content Too Large, RFC 9110 15.5.14)."""
+
+    http_status = 413
+    code = "too_large"
+
+
 class PolicyError(ShirushiError):
-    """The request is well formed but the policy forbids it (key size, validity, reason)."""
+    """The request is well formed but the policy forbids it (key size, validity, reason); 422
+    over HTTP."""
 
     exit_code = 3
+    http_status = 422
     code = "policy"
 
 

@@ -27,8 +27,10 @@ RENEWAL_WINDOW = dt.timedelta(days=90)
 
 
 class SameKeyError(InputError):
-    """The renewal CSR carries the key the old certificate certifies (policy 4.7)."""
+    """The renewal CSR carries the key the old certificate certifies (policy 4.7). 400 over
+    HTTP, as interface.md gives it."""
 
+    http_status = 400
     code = "same_key"
 
 

@@ -27,6 +27,8 @@ from shirushi.web.ratelimit import RateLimit
 log = logging.getLogger("shirushi.api")
 
 Handler = Callable[[Request], Awaitable[Response]]
+CHALLENGE = 'Bearer realm="shirushi"'
+INVALID = CHALLENGE + ', error="invalid_token"'
 
 
 def caller_of(request: Request) -> Caller | None:
@@ -61,7 +63,9 @@ class Guard:
                 caller = self.tokens.caller(request.headers.get("authorization", ""))
                 if caller is None:
                     log.warning("API %s %s: missing or wrong bearer token", request.method, request.url.path)
-                    return error(401, "unauthorized", "missing or wrong bearer token")
+                    # RFC 9110 11.6.1: a 401 carries the challenge (RFC 6750 3).
+                    challenge = CHALLENGE if not request.headers.get("authorization") else INVALID
+                    return error(401, "unauthorized", "missing or wrong bearer token", {"WWW-Authenticate": challenge})
                 request.state.caller = caller
                 if role not in caller.roles:
                     response: Response = error(

@@ -1,24 +1,22 @@
-"""JSON in and out of the RA/admin API: request bodies and fields, and errors as responses.
+"""JSON out of the RA/admin API: errors as responses, and the fields of validated bodies.
 
 Errors are `{"error": CODE, "detail": TEXT}`; a ShirushiError gets its status here and nowhere
-else. Reads the request body; no other I/O.
+else (400 form, 413 size, 422 content, 404, 409, 503: `errors.py`). Reading and validating
+request bodies is `web.operations`. No I/O.
 """
 
 from __future__ import annotations
 
-import json
+from collections.abc import Mapping
 from typing import Any
 
-from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from shirushi.errors import ArgumentError, InputError, ShirushiError, WeakKeyError
 
-MAX_BODY = 64 * 1024
 
-
-def error(status: int, code: str, detail: str) -> JSONResponse:
-    return JSONResponse({"error": code, "detail": detail}, status_code=status)
+def error(status: int, code: str, detail: str, headers: Mapping[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"error": code, "detail": detail}, status_code=status, headers=headers)
 
 
 def worded(exc: ShirushiError) -> str:
@@ -35,21 +33,6 @@ def error_response(exc: ShirushiError) -> JSONResponse:
     return error(status, exc.code, worded(exc))
 
 
-async def json_body(request: Request, limit: int = MAX_BODY) -> dict[str, Any]:
-    body = b""
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > limit:
-            raise InputError(f"request body over {limit} bytes")
-    try:
-        data = json.loads(body)
-    except (ValueError, UnicodeDecodeError, RecursionError):
-        raise InputError("request body is not JSON (or nests too deeply)") from None
-    if not isinstance(data, dict):
-        raise InputError("request body must be a JSON object")
-    return data
-
-
 def string_field(data: dict[str, Any], key: str, *, required: bool = True) -> str | None:
     value = data.get(key)
     if value is None and not required:
@@ -60,6 +43,7 @@ def string_field(data: dict[str, Any], key: str, *, required: bool = True) -> st
 
 
 def parse_serial(text: str) -> int:
+    """A serial as a number; the routes' schemas (`schemas.SERIAL`) admit only hex of 1-20 octets."""
     try:
         value = int(text.replace(":", ""), 16)
     except ValueError:

@@ -9,50 +9,47 @@ its body and fields are size-bounded (`shirushi.reports`). Does I/O through the 
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
 
 from starlette.concurrency import run_in_threadpool
-from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from shirushi import reports
 from shirushi.backend import Backend
-from shirushi.errors import InputError
-from shirushi.web.guard import Handler, client_address
-from shirushi.web.json_io import json_body, parse_serial, string_field
-
-# A PEM certificate plus the largest fields, with room for JSON escapes.
-MAX_REPORT_BODY = 32 * 1024
-FIELDS = ("serial", "certificate", "reason", "contact", "detail")
+from shirushi.web import schemas
+from shirushi.web.guard import client_address
+from shirushi.web.json_io import parse_serial
+from shirushi.web.operations import UNAVAILABLE, Answer, Call, Operation
 
 
 def _time(t: dt.datetime) -> str:
     return t.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def problem_report_handler(backend: Backend) -> Handler:
-    async def problem_report(request: Request) -> Response:
-        data = await json_body(request, MAX_REPORT_BODY)
-        unknown = sorted(set(data) - set(FIELDS))
-        if unknown:
-            raise InputError(f"unknown field(s) {', '.join(unknown)}; a report has {', '.join(FIELDS)}")
-        serial_text = string_field(data, "serial", required=False)
-        serial = parse_serial(serial_text) if serial_text is not None else None
-        certificate = string_field(data, "certificate", required=False)
-        reason = string_field(data, "reason")
-        assert reason is not None
-        contact = _optional_text(data, "contact")
-        detail = _optional_text(data, "detail")
+def _text(limit: int, description: str, *, min_length: int = 0) -> schemas.JsonSchema:
+    # No control characters but tab and newline, as `reports` requires.
+    return {
+        "type": "string",
+        "pattern": "^[^\\u0000-\\u0008\\u000b-\\u001f]*$",
+        "minLength": min_length,
+        "maxLength": limit,
+        "description": description,
+    }
+
+
+def problem_report_operation(backend: Backend) -> Operation:
+    async def problem_report(call: Call) -> Response:
+        data = call.body
+        serial = parse_serial(data["serial"]) if "serial" in data else None
         report = await run_in_threadpool(
             lambda: reports.receive(
                 backend.store,
                 backend.clock,
                 serial=serial,
-                certificate=certificate,
-                reason=reason,
-                contact=contact,
-                detail=detail,
-                client=client_address(request),
+                certificate=data.get("certificate"),
+                reason=data["reason"],
+                contact=data.get("contact", ""),
+                detail=data.get("detail", ""),
+                client=client_address(call.request),
             )
         )
         return JSONResponse(
@@ -60,47 +57,41 @@ def problem_report_handler(backend: Backend) -> Handler:
             status_code=201,
         )
 
-    return problem_report
-
-
-def _optional_text(data: dict[str, object], key: str) -> str:
-    value = data.get(key, "")
-    if not isinstance(value, str):
-        raise InputError(f"field {key!r} must be a string")
-    return value
-
-
-# This route in the OpenAPI document (web/api.py merges it).
-PATHS: dict[str, Any] = {
-    "/api/v1/problem-reports": {
-        "post": {
-            "summary": "Report a problem with a certificate (BR 4.9.3); open to anyone, rate-limited",
-            "security": [],
-            "requestBody": {
-                "content": {
-                    "application/json": {
-                        "schema": {
-                            "type": "object",
-                            "required": ["reason"],
-                            "additionalProperties": False,
-                            "properties": {
-                                "serial": {"type": "string"},
-                                "certificate": {"type": "string", "description": "PEM, instead of serial"},
-                                "reason": {"type": "string", "maxLength": reports.MAX_REASON},
-                                "contact": {"type": "string", "maxLength": reports.MAX_CONTACT},
-                                "detail": {"type": "string", "maxLength": reports.MAX_DETAIL},
-                            },
-                        }
-                    }
-                }
+    return Operation(
+        "POST",
+        "/api/v1/problem-reports",
+        problem_report,
+        "Report a problem with a certificate (BR 4.9.3); open to anyone, rate-limited",
+        role=None,
+        rate_limited=True,
+        body={
+            "type": "object",
+            "required": ["reason"],
+            "additionalProperties": False,
+            "properties": {
+                "serial": schemas.SERIAL,
+                "certificate": {**schemas.CERTIFICATE_PEM, "description": "the certificate, PEM (or give serial)"},
+                "reason": _text(reports.MAX_REASON, "what is wrong (key compromise, misuse, ...)", min_length=1),
+                "contact": _text(reports.MAX_CONTACT, "how to reach the reporter"),
+                "detail": _text(reports.MAX_DETAIL, "anything else"),
             },
-            "responses": {
-                "201": {"description": "id, received_at and deadline (24 h later, BR 4.9.5)"},
-                "400": {"description": "malformed report"},
-                "404": {"description": "no certificate with that serial was issued here"},
-                "422": {"description": "the certificate given is not the one issued here with its serial"},
-                "429": {"description": "too many requests from this address (Retry-After)"},
-            },
-        }
-    }
-}
+            # The certificate by serial, as PEM, or both (then they must agree).
+            "anyOf": [{"required": ["serial"]}, {"required": ["certificate"]}],
+        },
+        responses={
+            201: Answer(
+                "received; the deadline is 24 h later (BR 4.9.5)",
+                {
+                    "type": "object",
+                    "required": ["id", "received_at", "deadline"],
+                    "properties": {"id": {"type": "integer"}, "received_at": schemas.TIME, "deadline": schemas.TIME},
+                },
+            ),
+            404: Answer("no certificate with that serial was issued here"),
+            422: Answer(
+                "refused: the certificate does not parse, is not the one issued here with its serial, or "
+                "names another serial than `serial`"
+            ),
+            503: UNAVAILABLE,
+        },
+    )

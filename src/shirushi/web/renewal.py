@@ -10,34 +10,24 @@ from __future__ import annotations
 from typing import Any
 
 from starlette.concurrency import run_in_threadpool
-from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from shirushi.backend import Backend
 from shirushi.ca.hierarchy import pem
 from shirushi.ca.renewal import renew
-from shirushi.errors import InputError
 from shirushi.serials import serial_text
-from shirushi.web.guard import Handler, requested_by
-from shirushi.web.json_io import json_body, parse_serial, string_field
+from shirushi.web import schemas
+from shirushi.web.guard import requested_by
+from shirushi.web.json_io import parse_serial
+from shirushi.web.operations import UNAVAILABLE, Answer, Call, Operation
 
-FIELDS = ("csr", "days")
 
-
-def renew_handler(backend: Backend) -> Handler:
-    async def renew_route(request: Request) -> Response:
-        serial = parse_serial(request.path_params["serial"])
-        data = await json_body(request)
-        unknown = sorted(set(data) - set(FIELDS))
-        if unknown:
-            # Renewal keeps the certified data (policy 4.7); names or subject here would be ignored.
-            raise InputError(f"unknown field(s) {', '.join(unknown)}: a renewal takes 'csr' and optionally 'days'")
-        csr = string_field(data, "csr")
-        assert csr is not None
-        days = data.get("days")
-        if days is not None and (not isinstance(days, int) or isinstance(days, bool)):
-            raise InputError("field 'days' must be an integer")
-        who = requested_by(request)
+def renew_operation(backend: Backend) -> Operation:
+    async def renew_certificate(call: Call) -> Response:
+        serial = parse_serial(call.params["serial"])
+        csr: str = call.body["csr"]
+        days: int | None = call.body.get("days")
+        who = requested_by(call.request)
 
         def work() -> dict[str, Any]:
             issued, old = renew(backend.authority, serial, csr.encode(), days=days, audit={"requested_by": who})
@@ -54,36 +44,39 @@ def renew_handler(backend: Backend) -> Handler:
 
         return JSONResponse(await run_in_threadpool(work), status_code=201)
 
-    return renew_route
-
-
-# This route in the OpenAPI document (web/api.py merges it).
-PATHS: dict[str, Any] = {
-    "/api/v1/certificates/{serial}/renew": {
-        "post": {
-            "summary": "Renew a certificate with a new key (policy 4.7); role issue",
-            "parameters": [{"name": "serial", "in": "path", "required": True, "schema": {"type": "string"}}],
-            "requestBody": {
-                "content": {
-                    "application/json": {
-                        "schema": {
-                            "type": "object",
-                            "required": ["csr"],
-                            "additionalProperties": False,
-                            "properties": {"csr": {"type": "string"}, "days": {"type": "integer"}},
-                        }
-                    }
-                }
-            },
-            "responses": {
-                "201": {"description": "issued: serial, certificate, chain, renewal_of; same names and subject"},
-                "400": {"description": "malformed request, or a CSR with the old key (error same_key)"},
-                "401": {"description": "no or wrong token"},
-                "403": {"description": "the token lacks the role issue"},
-                "404": {"description": "unknown serial"},
-                "409": {"description": "the certificate is revoked or expired"},
-                "422": {"description": "before the renewal window (90 days before expiry)"},
-            },
-        }
-    }
-}
+    return Operation(
+        "POST",
+        "/api/v1/certificates/{serial}/renew",
+        renew_certificate,
+        "Renew a certificate with a new key (policy 4.7)",
+        role="issue",
+        description="The new certificate keeps the names and subject of the old one; from 90 days "
+        "before its expiry, with a key other than its own.",
+        params={"serial": schemas.SERIAL},
+        # Renewal keeps the certified data (policy 4.7): names or subject here are refused, not ignored.
+        body={
+            "type": "object",
+            "required": ["csr"],
+            "additionalProperties": False,
+            "properties": {"csr": schemas.CSR, "days": schemas.DAYS},
+        },
+        responses={
+            201: Answer(
+                "issued: the new certificate and the serial it renews",
+                {
+                    **schemas.ISSUED,
+                    "required": [*schemas.ISSUED["required"], "renewal_of"],
+                    "properties": {**schemas.ISSUED["properties"], "renewal_of": schemas.HEX},
+                },
+            ),
+            # interface.md: 400 for a CSR with the old key (error same_key), though it has the form.
+            400: Answer("the request does not match its schema, or the CSR has the old key (error same_key)"),
+            404: Answer("unknown serial"),
+            409: Answer("the certificate is revoked or expired"),
+            422: Answer(
+                "refused: before the renewal window (90 days before expiry), not a subscriber certificate, "
+                "or the CSR does not parse or verify or fails policy"
+            ),
+            503: UNAVAILABLE,
+        },
+    )

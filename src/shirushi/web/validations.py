@@ -13,25 +13,46 @@ from __future__ import annotations
 from typing import Any
 
 from starlette.concurrency import run_in_threadpool
-from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from shirushi.backend import Backend
-from shirushi.errors import InputError
 from shirushi.validation import requests
-from shirushi.web.guard import Handler
-from shirushi.web.json_io import json_body, string_field
+from shirushi.web import schemas
+from shirushi.web.operations import UNAVAILABLE, Answer, Call, Operation
+
+_START_BODY: schemas.JsonSchema = {
+    "type": "object",
+    "required": ["name", "method"],
+    "additionalProperties": False,
+    "properties": {
+        "name": {"type": "string", "minLength": 1, "maxLength": 253, "pattern": "^[0-9A-Za-z*._-]+$"},
+        "method": {"type": "string", "enum": list(requests.METHODS)},
+    },
+}
+_STARTED: schemas.JsonSchema = {
+    "type": "object",
+    "required": ["id", "name", "method", "value", "where"],
+    "properties": {
+        "id": {"type": "string"},
+        "name": {"type": "string"},
+        "method": {"type": "string"},
+        "value": {"type": "string", "description": "the single-use random value (>= 112 bits, policy 3.2.7)"},
+        "where": {"type": "string", "description": "the DNS name or URL where the value must be placed"},
+    },
+}
+_CHECKED: schemas.JsonSchema = {
+    "type": "object",
+    "required": ["name", "method", "valid"],
+    "properties": {"name": {"type": "string"}, "method": {"type": "string"}, "valid": {"const": True}},
+}
+# The ids requests.start makes: secrets.token_urlsafe(12).
+_ID: schemas.JsonSchema = {"type": "string", "minLength": 1, "maxLength": 64, "pattern": "^[A-Za-z0-9_-]+$"}
 
 
-def start_handler(backend: Backend) -> Handler:
-    async def start(request: Request) -> Response:
-        data = await json_body(request)
-        unknown = sorted(set(data) - {"name", "method"})
-        if unknown:
-            raise InputError(f"unknown field(s) {', '.join(unknown)}: a validation takes 'name' and 'method'")
-        name = string_field(data, "name")
-        method = string_field(data, "method")
-        assert name is not None and method is not None
+def validation_operations(backend: Backend) -> list[Operation]:
+    async def start(call: Call) -> Response:
+        name: str = call.body["name"]
+        method: str = call.body["method"]
         made = await run_in_threadpool(requests.start, backend.store.acme, name, method, backend.clock.now())
         body = {
             "id": made.id,
@@ -42,12 +63,8 @@ def start_handler(backend: Backend) -> Handler:
         }
         return JSONResponse(body, status_code=201)
 
-    return start
-
-
-def check_handler(backend: Backend) -> Handler:
-    async def check(request: Request) -> Response:
-        request_id = request.path_params["id"]
+    async def check(call: Call) -> Response:
+        request_id = call.params["id"]
 
         def work() -> dict[str, Any]:
             attempt = requests.check(
@@ -62,36 +79,35 @@ def check_handler(backend: Backend) -> Handler:
 
         return JSONResponse(await run_in_threadpool(work))
 
-    return check
-
-
-_NAME = {
-    "type": "object",
-    "required": ["name", "method"],
-    "additionalProperties": False,
-    "properties": {"name": {"type": "string"}, "method": {"type": "string", "enum": list(requests.METHODS)}},
-}
-# These routes in the OpenAPI document (web/api.py merges them).
-PATHS: dict[str, Any] = {
-    "/api/v1/validations": {
-        "post": {
-            "summary": "Start a domain validation (BR 3.2.2.4.7 dns, 3.2.2.4.18 website); role issue",
-            "requestBody": {"content": {"application/json": {"schema": _NAME}}},
-            "responses": {
-                "201": {"description": "id, name, method, the single-use random value and where to put it"},
-                "400": {"description": "malformed request, unknown method, bad name"},
+    return [
+        Operation(
+            "POST",
+            "/api/v1/validations",
+            start,
+            "Start a domain validation (BR 3.2.2.4.7 dns, 3.2.2.4.18 website)",
+            role="issue",
+            body=_START_BODY,
+            responses={
+                201: Answer("the id, the single-use random value and where to put it", _STARTED),
+                422: Answer("the name is not one this CA validates (a wildcard by the website method, ...)"),
+                503: UNAVAILABLE,
             },
-        }
-    },
-    "/api/v1/validations/{id}/check": {
-        "post": {
-            "summary": "Check a started validation once and record the result for 30 days; role issue",
-            "parameters": [{"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}],
-            "responses": {
-                "200": {"description": "validated: name, method"},
-                "403": {"description": "the check failed, or the value was used or expired (error validation)"},
-                "404": {"description": "no such validation"},
+        ),
+        Operation(
+            "POST",
+            "/api/v1/validations/{id}/check",
+            check,
+            "Check a started validation once; a success is recorded for 30 days (policy 3.2.7)",
+            role="issue",
+            params={"id": _ID},
+            responses={
+                200: Answer("validated", _CHECKED),
+                403: Answer(
+                    "the check failed, or the value was used or expired (error validation); or the API is "
+                    "disabled, or the token lacks the role 'issue'"
+                ),
+                404: Answer("no such validation"),
+                503: UNAVAILABLE,
             },
-        }
-    },
-}
+        ),
+    ]
