@@ -25,7 +25,7 @@ from cryptography.x509 import ocsp
 from shirushi import config
 from shirushi.backend import Backend
 from shirushi.cache import records
-from shirushi.crl.shards import crl_name, shard_of
+from shirushi.crl.shards import shard_of
 from shirushi.store import CertificateRecord, schema
 
 WORKER = Path(__file__).parent / "support" / "revoke_worker.py"
@@ -92,11 +92,15 @@ def workers(env: dict[str, str], parts: list[list[int]], threads: int) -> list[s
 
 def archived(env: dict[str, str], shard: int = 0) -> dict[int, set[int]]:
     """CRL number -> serials listed, for every archived CRL of the issuing CA's `shard`."""
-    directory = Path(env["SHIRUSHI_DATA_DIR"]) / "archive" / "crl" / crl_name("issuing-ca", shard)
+    b = backend_of(env)
+    issuer = b.store.issuer("issuing-ca")
+    assert issuer is not None
     out = {}
-    for path in directory.glob("*.crl"):
-        crl = x509.load_der_x509_crl(path.read_bytes())
-        out[int(path.stem)] = {entry.serial_number for entry in crl}
+    for number in b.crls.archive.numbers(issuer.id, shard):
+        crl = x509.load_der_x509_crl(b.crls.archive.load(issuer.id, shard, number))
+        assert crl.extensions.get_extension_for_class(x509.CRLNumber).value.crl_number == number
+        out[number] = {entry.serial_number for entry in crl}
+    b.close()
     return out
 
 

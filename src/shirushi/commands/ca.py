@@ -94,6 +94,12 @@ def cmd_crl(settings: Settings, args: argparse.Namespace) -> int:
                     f"published {published.path} number={published.number} entries={published.entries} "
                     f"nextUpdate={published.next_update:%Y-%m-%dT%H:%M:%SZ}"
                 )
+            pruned = backend.crls.prune_archive(name)
+            if any(p.crls or p.chunks for p in pruned):
+                print(
+                    f"archive of {name}: pruned {sum(p.crls for p in pruned)} CRL(s) and "
+                    f"{sum(p.chunks for p in pruned)} chunk(s) past crl.archive_retention_years"
+                )
     finally:
         backend.close()
     return 0
