@@ -7,10 +7,40 @@
 - `archive`: the CRL archive in the database (`CrlArchive`).
 """
 
-from shirushi.asn1.crl import CrlError, DuplicateSerialError, EntryLike, ProhibitedReasonError
-from shirushi.crl.build import Entry, build_crl
-from shirushi.crl.publish import StaleCrlError, publish
-from shirushi.crl.selection import Revocation, Selection, select_entries
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from shirushi.asn1.crl import CrlError, DuplicateSerialError, EntryLike, ProhibitedReasonError
+    from shirushi.crl.build import Entry, build_crl
+    from shirushi.crl.publish import StaleCrlError, publish
+    from shirushi.crl.selection import Revocation, Selection, select_entries
+
+# Loaded on first use (PEP 562): issuance imports `shirushi.crl.shards` for the CDP URL and
+# must not pay for the CRL encoder with it (CLI start-up).
+_WHERE = {
+    "CrlError": "shirushi.asn1.crl",
+    "DuplicateSerialError": "shirushi.asn1.crl",
+    "EntryLike": "shirushi.asn1.crl",
+    "ProhibitedReasonError": "shirushi.asn1.crl",
+    "Entry": "shirushi.crl.build",
+    "build_crl": "shirushi.crl.build",
+    "StaleCrlError": "shirushi.crl.publish",
+    "publish": "shirushi.crl.publish",
+    "Revocation": "shirushi.crl.selection",
+    "Selection": "shirushi.crl.selection",
+    "select_entries": "shirushi.crl.selection",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)
+
 
 __all__ = [
     "CrlError",

@@ -220,6 +220,8 @@ class CRLService:
             raise StateError(f"the CA is not initialised in {self.settings.data_path}: run `shirushi init`")
         signer = self._signer(issuer_name)
         arl = issuer_name == ROOT
+        # Before numbering: numbers archived as files by earlier versions must count as archived.
+        self._import_legacy(issuer_name, row.id, shard)
 
         def read(serials: Sequence[int] | None) -> list[RevokedRow]:
             return self._reader.entries(row.id, serials, shard=shard)
@@ -235,7 +237,12 @@ class CRLService:
         changed = self._changed(entries, row.id, shard, work, scheduled=scheduled)
         listing = entries.refresh(changed, read, this_update=this_update, scheduled=scheduled)
         number = self.store.crls.allocate_number(
-            row.id, this_update=this_update, next_update=next_update, scheduled=scheduled, shard=shard
+            row.id,
+            this_update=this_update,
+            next_update=next_update,
+            scheduled=scheduled,
+            shard=shard,
+            reuse_unarchived=True,  # we hold the scope's lock (`generate`)
         )
         der = sign_crl(
             issuer=cert,
@@ -248,7 +255,6 @@ class CRLService:
             distribution_point=distribution_point(self.settings, issuer_name, shard),
         )
         path = crl_path(self.settings, issuer_name, shard)
-        self._import_legacy(issuer_name, row.id, shard)
 
         def archive(der: bytes) -> None:
             self.archive.put(
