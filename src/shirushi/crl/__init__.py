@@ -12,10 +12,13 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+# Eager, and cheap (no encoder): `publish` is also the submodule's name, which a lazy lookup
+# would hand out instead of the function once the submodule is loaded.
+from shirushi.crl.publish import StaleCrlError, publish
+
 if TYPE_CHECKING:
     from shirushi.asn1.crl import CrlError, DuplicateSerialError, EntryLike, ProhibitedReasonError
     from shirushi.crl.build import Entry, build_crl
-    from shirushi.crl.publish import StaleCrlError, publish
     from shirushi.crl.selection import Revocation, Selection, select_entries
 
 # Loaded on first use (PEP 562): issuance imports `shirushi.crl.shards` for the CDP URL and
@@ -27,8 +30,6 @@ _WHERE = {
     "ProhibitedReasonError": "shirushi.asn1.crl",
     "Entry": "shirushi.crl.build",
     "build_crl": "shirushi.crl.build",
-    "StaleCrlError": "shirushi.crl.publish",
-    "publish": "shirushi.crl.publish",
     "Revocation": "shirushi.crl.selection",
     "Selection": "shirushi.crl.selection",
     "select_entries": "shirushi.crl.selection",
