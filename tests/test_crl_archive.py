@@ -260,3 +260,21 @@ def test_crls_archived_as_files_are_moved_in(backend: tuple[Backend, FrozenClock
     assert b.crls.archive.numbers(issuer.id, 2) == [1, 2, 3]
     for number, der in files.items():
         assert b.crls.archive.load(issuer.id, 2, number) == der
+
+
+def test_serves_crl_schedule_enforces_retention(backend: tuple[Backend, FrozenClock]) -> None:
+    """`serve`'s CRL job makes the CRLs that are due, then prunes what retention allows."""
+    from shirushi.serve import Scheduler
+
+    b, clock = backend
+    issuer = b.store.issuer("issuing-ca")
+    assert issuer is not None
+    revoke_records(b, 300, shard=1)
+    for _ in range(2):
+        b.crls.generate("issuing-ca", scheduled=True, shard=1)
+        clock.advance(DAY)
+    clock.advance(365 * 8 * DAY)
+    Scheduler(b).crl_job()
+    (number,) = b.crls.archive.numbers(issuer.id, 1)
+    assert number == 3  # the CRL the job made; both older ones are past retention
+    assert len(x509.load_der_x509_crl(b.crls.archive.load(issuer.id, 1, number))) == 300

@@ -187,9 +187,9 @@ class ArchiveIndex:
                 )
 
     def totals(self, issuer_id: str | None = None) -> tuple[int, int]:
-        """(CRLs archived, octets stored for them and their chunks): what the archive holds."""
+        """(CRLs archived, octets of their manifests and chunks): what the archive holds."""
         a, c = schema.crl_archive, schema.crl_archive_chunks
-        crls = sa.select(sa.func.count(), sa.func.coalesce(sa.func.sum(a.c.stored), 0))
+        crls = sa.select(sa.func.count(), sa.func.coalesce(sa.func.sum(sa.func.length(a.c.manifest)), 0))
         chunks = sa.select(sa.func.coalesce(sa.func.sum(c.c.stored), 0))
         if issuer_id is not None:
             crls, chunks = crls.where(a.c.issuer_id == issuer_id), chunks.where(c.c.issuer_id == issuer_id)
