@@ -278,3 +278,24 @@ def test_serves_crl_schedule_enforces_retention(backend: tuple[Backend, FrozenCl
     (number,) = b.crls.archive.numbers(issuer.id, 1)
     assert number == 3  # the CRL the job made; both older ones are past retention
     assert len(x509.load_der_x509_crl(b.crls.archive.load(issuer.id, 1, number))) == 300
+
+
+def test_a_number_reserved_by_a_dead_generation_is_used_not_skipped(backend: tuple[Backend, FrozenClock]) -> None:
+    """A generation that died after numbering but before archiving published nothing with its
+    number (the archive comes first): the next CRL of the shard takes it, so none is skipped."""
+    b, _ = backend
+    issuer = b.store.issuer("issuing-ca")
+    assert issuer is not None
+    first = b.crls.generate("issuing-ca", scheduled=True, shard=1).number
+    now = b.clock.now()
+    dead = b.store.crls.allocate_number(issuer.id, this_update=now, next_update=now + DAY, scheduled=False, shard=1)
+    assert dead == first + 1
+    assert b.crls.generate("issuing-ca", scheduled=True, shard=1).number == dead
+    assert b.crls.archive.numbers(issuer.id, 1) == [first, dead]
+    # Archived but not recorded as published (died between the two): that number is taken.
+    b.crls.archive.put(issuer.id, 2, make_crl(1, []), number=1, this_update=now, next_update=now + DAY, at=now)
+    with b.store.engine.begin() as conn:
+        conn.execute(
+            schema.crls.insert().values(issuer_id=issuer.id, shard=2, number=1, this_update=now, scheduled=True)
+        )
+    assert b.crls.generate("issuing-ca", scheduled=True, shard=2).number == 2
