@@ -1,4 +1,4 @@
-"""Atomic CRL publication and the never-overwritten archive (policy 4.9.8, 5.5.1)."""
+"""Atomic CRL publication, archived first (policy 4.9.8, 5.5.1)."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 
-from shirushi.crl import ArchiveConflictError, Entry, StaleCrlError, build_crl, publish
-from shirushi.errors import InputError
+from shirushi.crl import Entry, StaleCrlError, build_crl, publish
+from shirushi.errors import ConflictError, InputError
 from support.crl_pki import EPOCH, shared_pki
 
 
@@ -34,57 +34,60 @@ def leftovers(directory: Path) -> list[str]:
     return sorted(p.name for p in directory.iterdir() if p.name.endswith(".tmp"))
 
 
-def test_publish_writes_crl_and_archive(tmp_path: Path) -> None:
+class Archive:
+    """The archive step as the CRL service passes it: records what it was given, or refuses."""
+
+    def __init__(self, refuse: bool = False) -> None:
+        self.kept: list[bytes] = []
+        self.refuse = refuse
+
+    def __call__(self, der: bytes) -> None:
+        if self.refuse:
+            raise ConflictError("archive refuses")
+        self.kept.append(der)
+
+
+def test_publish_archives_then_writes_the_crl(tmp_path: Path) -> None:
     der = make_crl(5)
     path = tmp_path / "repo" / "issuing-ca.crl"
-    archive = tmp_path / "archive"
-    publish(der, path=path, archive_dir=archive, number=5)
-    assert path.read_bytes() == der
-    assert (archive / "5.crl").read_bytes() == der
+    archive = Archive()
+    publish(der, path=path, number=5, archive=archive)
+    assert path.read_bytes() == der and archive.kept == [der]
     assert stat.S_IMODE(path.stat().st_mode) == 0o644
-    assert stat.S_IMODE((archive / "5.crl").stat().st_mode) == 0o444
-    assert leftovers(path.parent) == [] and leftovers(archive) == []
-
+    assert leftovers(path.parent) == []
     later = make_crl(6)
-    publish(later, path=path, archive_dir=archive, number=6)
-    assert path.read_bytes() == later
-    assert (archive / "5.crl").read_bytes() == der  # history kept
-    assert sorted(p.name for p in archive.iterdir()) == ["5.crl", "6.crl"]
+    publish(later, path=path, number=6, archive=archive)
+    assert path.read_bytes() == later and archive.kept == [der, later]
 
 
 def test_publishing_the_same_crl_again_is_a_harmless_retry(tmp_path: Path) -> None:
     der = make_crl(8)
     for _ in range(2):
-        publish(der, path=tmp_path / "ca.crl", archive_dir=tmp_path / "archive", number=8)
+        publish(der, path=tmp_path / "ca.crl", number=8, archive=Archive())
     assert (tmp_path / "ca.crl").read_bytes() == der
 
 
-def test_archive_never_overwritten(tmp_path: Path) -> None:
-    first = make_crl(9)
-    other = make_crl(9, offset=60)  # same number, different thisUpdate and signature
-    assert first != other
-    publish(first, path=tmp_path / "ca.crl", archive_dir=tmp_path / "archive", number=9)
-    with pytest.raises(ArchiveConflictError):
-        publish(other, path=tmp_path / "other.crl", archive_dir=tmp_path / "archive", number=9)
-    assert (tmp_path / "archive" / "9.crl").read_bytes() == first
-    assert not (tmp_path / "other.crl").exists()  # archive first: nothing unarchived goes live
+def test_nothing_unarchived_goes_live(tmp_path: Path) -> None:
+    with pytest.raises(ConflictError):
+        publish(make_crl(9), path=tmp_path / "ca.crl", number=9, archive=Archive(refuse=True))
+    assert not (tmp_path / "ca.crl").exists()
 
 
 def test_older_crl_never_replaces_a_newer_one(tmp_path: Path) -> None:
     newer, older = make_crl(12), make_crl(11)
-    publish(newer, path=tmp_path / "ca.crl", archive_dir=tmp_path / "archive", number=12)
+    publish(newer, path=tmp_path / "ca.crl", archive=Archive(), number=12)
     with pytest.raises(StaleCrlError):
-        publish(older, path=tmp_path / "ca.crl", archive_dir=tmp_path / "archive2", number=11)
+        publish(older, path=tmp_path / "ca.crl", archive=Archive(), number=11)
     with pytest.raises(StaleCrlError):
-        publish(make_crl(12, offset=5), path=tmp_path / "ca.crl", archive_dir=tmp_path / "archive3", number=12)
+        publish(make_crl(12, offset=5), path=tmp_path / "ca.crl", archive=Archive(), number=12)
     assert (tmp_path / "ca.crl").read_bytes() == newer
 
 
 def test_number_must_match_the_crl(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="cRLNumber is 4"):
-        publish(make_crl(4), path=tmp_path / "ca.crl", archive_dir=tmp_path / "a", number=40)
+        publish(make_crl(4), path=tmp_path / "ca.crl", archive=Archive(), number=40)
     with pytest.raises(InputError, match="not a DER CRL"):
-        publish(b"\x30\x03\x02\x01\x01", path=tmp_path / "ca.crl", archive_dir=tmp_path / "a", number=1)
+        publish(b"\x30\x03\x02\x01\x01", path=tmp_path / "ca.crl", archive=Archive(), number=1)
     assert not (tmp_path / "ca.crl").exists()
 
 
@@ -92,25 +95,25 @@ def test_failed_write_leaves_the_old_crl_and_no_temporary_files(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     old = make_crl(1)
-    publish(old, path=tmp_path / "ca.crl", archive_dir=tmp_path / "archive", number=1)
+    publish(old, path=tmp_path / "ca.crl", archive=Archive(), number=1)
 
     real_fsync = os.fsync
     calls = {"n": 0}
 
     def failing_fsync(fd: int) -> None:
         # Fault injection: the disk fails while the new CRL's temporary file is being synced
-        # (the third fsync: the first two make the archive copy and its name durable).
+        # (the first fsync: the archive step is the caller's).
         calls["n"] += 1
-        if calls["n"] == 3:
+        if calls["n"] == 1:
             raise OSError(5, "Input/output error")
         real_fsync(fd)
 
     monkeypatch.setattr(os, "fsync", failing_fsync)
     with pytest.raises(OSError, match="Input/output error"):
-        publish(make_crl(2), path=tmp_path / "ca.crl", archive_dir=tmp_path / "archive", number=2)
-    assert calls["n"] == 3
+        publish(make_crl(2), path=tmp_path / "ca.crl", archive=Archive(), number=2)
+    assert calls["n"] == 1
     assert (tmp_path / "ca.crl").read_bytes() == old
-    assert leftovers(tmp_path) == [] and leftovers(tmp_path / "archive") == []
+    assert leftovers(tmp_path) == []
 
 
 def test_readers_never_see_a_partial_crl(tmp_path: Path) -> None:
@@ -118,7 +121,7 @@ def test_readers_never_see_a_partial_crl(tmp_path: Path) -> None:
     crls = [make_crl(n, entries=20_000) for n in range(1, 16)]
     digests = {hashlib.sha256(der).digest() for der in crls}
     path = tmp_path / "ca.crl"
-    publish(crls[0], path=path, archive_dir=tmp_path / "archive", number=1)
+    publish(crls[0], path=path, archive=Archive(), number=1)
     done = threading.Event()
     reads: list[bytes] = []
 
@@ -130,7 +133,7 @@ def test_readers_never_see_a_partial_crl(tmp_path: Path) -> None:
     thread.start()
     try:
         for number, der in enumerate(crls[1:], start=2):
-            publish(der, path=path, archive_dir=tmp_path / "archive", number=number)
+            publish(der, path=path, archive=Archive(), number=number)
     finally:
         done.set()
         thread.join()

@@ -49,7 +49,7 @@ class Repository:
         if fail_publish:
             # The CRL never reaches the repository: nobody saw it, so nothing may be recorded.
             return x509.load_der_x509_crl(der)
-        publish(der, path=self.directory / "ca.crl", archive_dir=self.directory / "archive", number=self.number)
+        publish(der, path=self.directory / "ca.crl", number=self.number, archive=lambda _der: None)
         for serial in selection.first_shown_after_expiry:
             self.revocations[serial] = dataclasses.replace(self.revocations[serial], shown_after_expiry=True)
         return x509.load_der_x509_crl((self.directory / "ca.crl").read_bytes())

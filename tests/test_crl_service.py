@@ -13,6 +13,7 @@ from cryptography import x509
 from shirushi import config
 from shirushi.backend import Backend
 from shirushi.clock import FrozenClock
+from shirushi.crl.service import crl_path
 from support.pki import make_csr
 
 T0 = dt.datetime(2026, 11, 29, 9, 0, tzinfo=dt.UTC)
@@ -71,12 +72,13 @@ def test_numbers_increase_across_restarts_and_are_archived(setup: tuple[Backend,
     numbers.append(again.crls.generate("issuing-ca", scheduled=True).number)
     again.close()
     assert numbers == sorted(set(numbers)) and numbers[0] >= 1
-    archive = b.settings.data_path / "archive" / "crl" / "issuing-ca"
-    archived = sorted(int(p.stem) for p in archive.glob("*.crl"))
-    assert archived[-4:] == numbers
+    issuer = b.store.issuer("issuing-ca")
+    assert issuer is not None
+    assert b.crls.archive.numbers(issuer.id, 0)[-4:] == numbers
     for number in numbers:
-        crl = x509.load_der_x509_crl((archive / f"{number}.crl").read_bytes())
+        crl = x509.load_der_x509_crl(b.crls.archive.load(issuer.id, 0, number))
         assert crl.extensions.get_extension_for_class(x509.CRLNumber).value.crl_number == number
+    assert b.crls.archive.load(issuer.id, 0, numbers[-1]) == crl_path(b.settings, "issuing-ca").read_bytes()
 
 
 def test_crl_validity_and_schedule(setup: tuple[Backend, FrozenClock]) -> None:

@@ -130,6 +130,27 @@ def test_one_core_lints_in_process(certificates: list[tuple[bytes, str]]) -> Non
         single.close()
 
 
+def test_background_pool_lints_in_its_worker_and_stops_it_when_closed(
+    certificates: list[tuple[bytes, str]],
+) -> None:
+    """`shirushi issue`'s pool: one worker, started without waiting; the same verdicts; and a
+    worker still loading pkilint when the command ends is stopped, not waited for."""
+    started = time.monotonic()
+    background = LintPool.in_background()
+    assert time.monotonic() - started < 5  # returns before the worker has loaded pkilint
+    try:
+        assert len(background.pids) == 1 and os.getpid() not in background.pids
+        for der, cert_type in certificates[-2:]:
+            assert keyed(background.lint_der(der, cert_type)) == keyed(lint.lint_der(der, cert_type))
+    finally:
+        background.close()
+    early = LintPool.in_background()
+    (pid,) = early.pids
+    early.close()  # at once: the worker is still starting
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)
+
+
 def test_a_dead_worker_is_replaced_and_the_verdict_kept(certificates: list[tuple[bytes, str]]) -> None:
     own = LintPool(processes=2)
     try:

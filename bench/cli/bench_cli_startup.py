@@ -4,7 +4,7 @@ Each command runs as a user runs it (a fresh `python -m shirushi` process) again
 by `shirushi init` in a temporary directory, with its own redis-server on a unix socket;
 `shirushi --version` (the interpreter and argument parsing alone) is the floor, measured in the
 same run. With `--reference SRC` the same commands also run from another checkout's `src`
-(e.g. the main branch, as the "before"), on the same CA. Runs are interleaved; min and median
+(e.g. the main branch, as the "before"), each on a CA its own `init` made. Runs are interleaved; min and median
 are shown. Target: issue and revoke < 0.5 s.
 
     .venv/bin/python bench/cli/bench_cli_startup.py [--runs 7] [--reference /path/to/main/src]
@@ -86,12 +86,18 @@ def main() -> int:
             while not sock.exists():
                 time.sleep(0.05)
             env = {k: v for k, v in os.environ.items() if not k.startswith("SHIRUSHI_")}
-            env.update(SHIRUSHI_DATA_DIR=str(root / "data"), SHIRUSHI_REDIS__URL=f"unix://{sock}")
-            timed(["init"], env)
+            env.update(SHIRUSHI_REDIS__URL=f"unix://{sock}")
+            # A CA per tree, made by that tree's own `init` (the trees' schemas may differ).
+            envs = {}
+            for n, (tree, src) in enumerate(trees.items()):
+                envs[tree] = {**env, "SHIRUSHI_DATA_DIR": str(root / f"data{n}")}
+                if src is not None:
+                    envs[tree]["PYTHONPATH"] = src
+                timed(["init"], envs[tree])
             (root / "req.pem").write_bytes(csr_pem())
             for _ in range(args.runs):
-                for tree, src in trees.items():
-                    run_env = env if src is None else {**env, "PYTHONPATH": src}
+                for tree in trees:
+                    run_env = envs[tree]
                     times[tree, "--version"].append(timed(["--version"], run_env)[0])
                     elapsed, out = timed(["issue", "--csr", str(root / "req.pem")], run_env)
                     times[tree, "issue"].append(elapsed)

@@ -40,12 +40,13 @@ class Backend:
         self._lint_pool: LintPool | None = None
         self._outside: dict[str, tuple[int, Presigner]] = {}
 
-    def use_lint_pool(self) -> None:
-        """Lint issuance in worker processes, one per core (for the long-running `serve`)."""
+    def use_lint_pool(self, pool: LintPool | None = None) -> None:
+        """Lint issuance in worker processes: `pool`, or one per core (for the long-running
+        `serve`). The backend closes the pool."""
         from shirushi.ca.lint_pool import LintPool
 
         if self._lint_pool is None:
-            self._lint_pool = LintPool()
+            self._lint_pool = LintPool() if pool is None else pool
             self.authority.linter = self._lint_pool.lint_der
 
     def init(self) -> list[str]:

@@ -268,7 +268,8 @@ class CRLSettings:
     # Partitioned CRLs (crl/shards.py): 1 = one full CRL per issuer; N > 1 = each new
     # certificate's CRL Distribution Point names one of N shards, chosen by its serial.
     shards: int = 1
-    # Policy 5.5.2: archived CRLs are kept this long, then pruned (crl/archive.py).
+    # Policy 5.5.2: archived CRLs are kept this long after their nextUpdate, then pruned
+    # (crl/archive.py), except each shard's newest.
     archive_retention_years: int = 7
 
     def validate(self) -> None:

@@ -53,7 +53,8 @@ class Layout:
         return self.root / "repository"
 
     def crl_archive(self, issuer_name: str) -> Path:
-        """Every CRL published for this issuer, kept (policy 5.5.1)."""
+        """Where earlier versions archived this CRL scope's CRLs as `NUMBER.crl` files; the
+        archive is in the database now (crl/archive.py), which moves these in on first use."""
         return self.root / "archive" / "crl" / issuer_name
 
     @property

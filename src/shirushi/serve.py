@@ -179,6 +179,10 @@ class Scheduler:
             for shard in self.backend.crls.stale(name):
                 check_stop(self.stop)
                 self.backend.crls.generate(name, scheduled=True, shard=shard)
+        # Then the archive's retention (policy 5.5.2), after the CRLs that are due.
+        for name in (ISSUING, ROOT):
+            check_stop(self.stop)
+            self.backend.crls.prune_archive(name)
 
     def signer_job(self) -> None:
         backend = self.backend  # the renewal logs "ocsp signer renewed" itself

@@ -58,18 +58,32 @@ def _exit_with(parent: int) -> None:
 class LintPool:
     """`lint_der` with the same meaning as `lint.lint_der`, run over worker processes."""
 
-    def __init__(self, processes: int | None = None, warm_types: tuple[str, ...] = WARM_TYPES) -> None:
+    def __init__(
+        self, processes: int | None = None, warm_types: tuple[str, ...] = WARM_TYPES, *, background: bool = False
+    ) -> None:
         self.processes = available_cores() if processes is None else processes
         self._warm_types = warm_types
         self._lock = threading.Lock()
         self._executor: concurrent.futures.ProcessPoolExecutor | None = None
-        if self.processes > 1:
+        self._background = background
+        if background and available_cores() > 1:
+            self.processes = 1
+            self._executor = self._start(wait=False)
+        elif self.processes > 1 and not background:
             self._executor = self._start()
-        else:
+        elif not background:
             # One core: a worker would only add a copy and a hop; lint here, warmed the same.
             lint.warm(warm_types)
 
-    def _start(self) -> concurrent.futures.ProcessPoolExecutor:
+    @classmethod
+    def in_background(cls) -> LintPool:
+        """One worker, started and not waited for: a one-shot command (`shirushi issue`) then
+        imports pkilint and builds its validator (most of the command's CPU time) on another
+        core while it reads the CSR, opens the database and builds the certificate. With one
+        core the lint runs in the calling process, as without a pool."""
+        return cls(background=True)
+
+    def _start(self, *, wait: bool = True) -> concurrent.futures.ProcessPoolExecutor:
         executor = concurrent.futures.ProcessPoolExecutor(
             max_workers=self.processes,
             mp_context=multiprocessing.get_context("spawn"),
@@ -78,8 +92,10 @@ class LintPool:
         )
         # Start (and warm) every worker now rather than on the first issuances: each pending
         # task without an idle worker spawns one, and a worker is idle only once warmed.
-        for future in [executor.submit(_ready) for _ in range(self.processes)]:
-            future.result()
+        started = [executor.submit(_ready) for _ in range(self.processes)]
+        if wait:
+            for future in started:
+                future.result()
         return executor
 
     @property
@@ -117,4 +133,9 @@ class LintPool:
         with self._lock:
             executor, self._executor = self._executor, None
         if executor is not None:
+            if self._background:
+                # A one-shot command is done (or failed before its lint): its worker may still be
+                # loading pkilint, and nothing it holds is needed. Our own child, by its handle.
+                for process in list(executor._processes.values()):
+                    process.terminate()
             executor.shutdown(wait=True, cancel_futures=True)

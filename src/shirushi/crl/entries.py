@@ -91,6 +91,10 @@ class EntrySet:
                 self._drop(serial)
         too_late = this_update + dt.timedelta(seconds=1)
         arl = self.arl
+        # Entries in revocation order, as later revocations are appended: consecutive CRLs of a
+        # scope then share their runs of entries byte for byte, whichever order the database
+        # returns rows in, and the archive stores each run once (archive_format.py).
+        rows = sorted(rows, key=_revocation_order)
         for row in rows:
             self._drop(row.serial)
             self._not_after[row.serial] = row.not_after
@@ -120,3 +124,7 @@ class EntrySet:
         self._not_after.pop(serial, None)
         self._der.pop(serial, None)
         self._late.pop(serial, None)
+
+
+def _revocation_order(row: RevokedRow) -> tuple[dt.datetime, int]:
+    return row.revoked_at, row.serial

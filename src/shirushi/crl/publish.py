@@ -1,14 +1,12 @@
-"""Publish a signed CRL into the repository directory and archive it. Does file I/O.
+"""Publish a signed CRL into the repository directory, archiving it first. Does file I/O.
 
 Publication is atomic (policy 2.3, 4.9.8: a CRL is published the moment it is issued, and a
 reader must never fetch half of one): `files.write_atomic` renames a fsynced temporary file onto
 the final name. HTTP servers reading the file see either the old CRL or the new one.
 
-Every CRL is also kept at `{archive_dir}/{number}.crl` (policy 5.5.1: CRL issuance history is
-archived). An archived CRL is never overwritten: publishing the same bytes again is a harmless
-retry, different bytes under an existing number is an error (RFC 5280 5.2.3: two different CRLs
-of one scope never share a number). The archive copy is written before the CRL goes live, so
-nothing is ever published that is not archived.
+The caller's `archive` step (policy 5.5.1: CRL issuance history is archived; `archive.py`) runs
+before the CRL goes live, so nothing is ever published that is not archived; it refuses a
+different CRL under an archived number (RFC 5280 5.2.3).
 
 Concurrent publishers into one directory are serialised with `flock` on the directory, and a
 CRL never replaces one with a higher CRL number (RFC 5280 5.2.3, 5.1.2.5: numbers increase and
@@ -20,65 +18,36 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from shirushi.errors import ConflictError, InputError
-from shirushi.files import fsync_directory, write_atomic, write_temporary
+from shirushi.files import write_atomic
 
-# The repository is public (policy 2.1); archived CRLs are read-only so that no later write of
-# ours can change them in place.
+# The repository is public (policy 2.1).
 PUBLISHED_MODE = 0o644
-ARCHIVED_MODE = 0o444
-
-
-class ArchiveConflictError(ConflictError):
-    """The archive already holds different bytes under this CRL number."""
 
 
 class StaleCrlError(ConflictError):
     """The repository serves a CRL with a higher number, or different bytes with the same one."""
 
 
-def publish(der: bytes, *, path: Path, archive_dir: Path, number: int) -> None:
-    """Archive `der` as `{archive_dir}/{number}.crl`, then atomically make it the CRL at `path`.
+def publish(der: bytes, *, path: Path, number: int, archive: Callable[[bytes], object]) -> None:
+    """Archive `der` (`archive(der)`), then atomically make it the CRL at `path`.
 
-    `number` must be the cRLNumber inside `der`. Refuses (`ArchiveConflictError`) when the archive
-    holds different bytes for `number`, and (`StaleCrlError`) when `path` already holds a CRL with
-    a higher number, or a different CRL with the same number. Publishing the same CRL twice is
-    allowed, so a retry after a crash completes the job.
+    `number` must be the cRLNumber inside `der`. Refuses (`StaleCrlError`) when `path` already
+    holds a CRL with a higher number, or a different CRL with the same number; `archive` refuses
+    a different CRL under an archived number. Publishing the same CRL twice is allowed, so a
+    retry after a crash completes the job.
     """
     actual = crl_number(der)
     if actual != number:
         raise InputError(f"the CRL's cRLNumber is {actual}, not {number}")
     path.parent.mkdir(parents=True, exist_ok=True)
-    archive_dir.mkdir(parents=True, exist_ok=True)
     with _locked_directory(path.parent):
         _check_not_stale(der, path, number)
-        archive(der, archive_dir=archive_dir, number=number)
+        archive(der)
         write_atomic(path, der, PUBLISHED_MODE)
-
-
-def archive(der: bytes, *, archive_dir: Path, number: int) -> Path:
-    """Write `{archive_dir}/{number}.crl` once; the same bytes again are accepted, others refused.
-
-    The copy is complete and durable before it gets its final name (`os.link` of a fsynced
-    temporary file, which, unlike a rename, refuses to replace an existing file).
-    """
-    final = archive_dir / f"{number}.crl"
-    if _same_file_content(final, der):
-        return final
-    temporary = write_temporary(der, archive_dir, final.name, ARCHIVED_MODE)
-    try:
-        os.link(temporary, final)
-    except FileExistsError:
-        # Another publisher archived this number between our check and now.
-        if not _same_file_content(final, der):
-            raise ArchiveConflictError(f"archive {final} holds a different CRL with number {number}") from None
-    finally:
-        os.unlink(temporary)
-    fsync_directory(archive_dir)
-    return final
 
 
 def crl_number(der: bytes) -> int:
@@ -137,17 +106,6 @@ def _walk_crl_number(der: bytes) -> int:
                 ext_pos = ext_next
         pos = next_pos
     raise ValueError("no cRLNumber extension")
-
-
-def _same_file_content(path: Path, der: bytes) -> bool:
-    """True when `path` holds exactly `der`, False when it does not exist; refuses other bytes."""
-    try:
-        existing = path.read_bytes()
-    except FileNotFoundError:
-        return False
-    if existing != der:
-        raise ArchiveConflictError(f"archive {path} holds a different CRL with the same number")
-    return True
 
 
 def _check_not_stale(der: bytes, path: Path, number: int) -> None:

@@ -4,8 +4,9 @@ Per issuer: the issuing CA's CRLs (subscriber certificates) and the root's ARL (
 The issuing CA's CRLs are its full CRL (shard 0) and, with `crl.shards` > 1, one CRL per shard
 (`shards.py`); each is its own scope with its own numbers, entry memo, lock and group commit,
 and carries a critical issuingDistributionPoint naming its URL. Published into the repository
-directory at the names the certificates' CRL Distribution Points use; archived by number
-(policy 5.5.1). Does I/O: store, key backend, files.
+directory at the names the certificates' CRL Distribution Points use; archived before that,
+compressed and content-addressed, and pruned after `crl.archive_retention_years` (policy 5.5,
+`archive.py`). Does I/O: store, key backend, files.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from cryptography import x509
 from shirushi.ca.hierarchy import ISSUING, ROOT, CertificatePaths
 from shirushi.clock import Clock
 from shirushi.config import Settings
+from shirushi.crl.archive import CrlArchive, Pruned
 from shirushi.crl.build import sign_crl
 from shirushi.crl.entries import EntrySet
 from shirushi.crl.group import GroupCommit
@@ -35,6 +37,7 @@ from shirushi.errors import StateError
 from shirushi.metrics.registry import metrics
 from shirushi.signing import KeyStore, Signer
 from shirushi.store import Store
+from shirushi.store.crl_archive import ArchiveIndex
 from shirushi.store.records import OutboxRow
 from shirushi.store.revoked import RevokedReader, RevokedRow
 
@@ -89,6 +92,8 @@ class CRLService:
         self._entries: dict[tuple[str, int], EntrySet] = {}
         self._groups: dict[tuple[str, int], GroupCommit[Published]] = {}
         self._signers: dict[str, Signer] = {}
+        self.archive = CrlArchive(ArchiveIndex(store.engine))
+        self._imported: set[tuple[str, int]] = set()  # scopes whose file archive was looked at
 
     def issuer_name(self, issuer_id: str) -> str:
         for row in self.store.issuers():
@@ -128,6 +133,29 @@ class CRLService:
     def generate_all(self, issuer_name: str = ISSUING, *, scheduled: bool) -> list[Published]:
         """The next CRL of every shard of `issuer_name` (`shards`)."""
         return [self.generate(issuer_name, scheduled=scheduled, shard=s) for s in self.shards(issuer_name)]
+
+    def prune_archive(self, issuer_name: str = ISSUING) -> list[Pruned]:
+        """Apply `crl.archive_retention_years` at the clock's now to every shard of the issuer,
+        each under its generation lock (so no CRL of the shard is archived meanwhile)."""
+        row = self.store.issuer(issuer_name)
+        if row is None:
+            return []
+        now, years = self.clock.now(), self.settings.crl.archive_retention_years
+        out = []
+        for shard in self.shards(issuer_name):
+            with _exclusive(repository_dir(self.settings) / f".{crl_name(issuer_name, shard)}.lock"):
+                self._import_legacy(issuer_name, row.id, shard)
+                out.append(self.archive.prune(row.id, shard, now=now, years=years))
+        return out
+
+    def _import_legacy(self, issuer_name: str, issuer_id: str, shard: int) -> None:
+        """Once per process and scope: CRLs archived as files by earlier versions move into the
+        archive (the caller holds the scope's lock)."""
+        if (issuer_name, shard) in self._imported:
+            return
+        directory = self.settings.layout.crl_archive(crl_name(issuer_name, shard))
+        self.archive.import_legacy(issuer_id, shard, directory, at=self.clock.now())
+        self._imported.add((issuer_name, shard))
 
     def stale(self, issuer_name: str) -> list[int]:
         """The shards of `issuer_name` without a current scheduled CRL (`is_current`)."""
@@ -192,6 +220,8 @@ class CRLService:
             raise StateError(f"the CA is not initialised in {self.settings.data_path}: run `shirushi init`")
         signer = self._signer(issuer_name)
         arl = issuer_name == ROOT
+        # Before numbering: numbers archived as files by earlier versions must count as archived.
+        self._import_legacy(issuer_name, row.id, shard)
 
         def read(serials: Sequence[int] | None) -> list[RevokedRow]:
             return self._reader.entries(row.id, serials, shard=shard)
@@ -207,7 +237,12 @@ class CRLService:
         changed = self._changed(entries, row.id, shard, work, scheduled=scheduled)
         listing = entries.refresh(changed, read, this_update=this_update, scheduled=scheduled)
         number = self.store.crls.allocate_number(
-            row.id, this_update=this_update, next_update=next_update, scheduled=scheduled, shard=shard
+            row.id,
+            this_update=this_update,
+            next_update=next_update,
+            scheduled=scheduled,
+            shard=shard,
+            reuse_unarchived=True,  # we hold the scope's lock (`generate`)
         )
         der = sign_crl(
             issuer=cert,
@@ -220,8 +255,13 @@ class CRLService:
             distribution_point=distribution_point(self.settings, issuer_name, shard),
         )
         path = crl_path(self.settings, issuer_name, shard)
-        archive_dir = self.settings.layout.crl_archive(crl_name(issuer_name, shard))
-        publish(der, path=path, archive_dir=archive_dir, number=number)
+
+        def archive(der: bytes) -> None:
+            self.archive.put(
+                row.id, shard, der, number=number, this_update=this_update, next_update=next_update, at=self.clock.now()
+            )
+
+        publish(der, path=path, number=number, archive=archive)
         self.store.crls.published(
             row.id,
             number,

@@ -29,19 +29,37 @@ class CRLs:
         next_update: dt.datetime,
         scheduled: bool,
         shard: int = 0,
+        reuse_unarchived: bool = False,
     ) -> int:
-        """Reserve the next CRL number of this issuer's `shard` (RFC 5280 5.2.3: per CRL scope);
-        never reused, even across backends.
+        """Reserve the next CRL number of this issuer's `shard` (RFC 5280 5.2.3: per CRL scope).
 
-        The unique (issuer, number) constraint turns a race between two backends into a retry.
+        A number whose CRL was archived is never given again, even across backends: the
+        unique (issuer, shard, number) constraint turns a race between two into a retry. With
+        `reuse_unarchived`, the highest number is given again when no CRL was archived under it
+        (its generation died before archiving, so no CRL with that number was ever published:
+        the archive comes first), so a crash leaves no gap in the published numbers. Only for a
+        caller holding the scope's generation lock, which no live generation holds meanwhile.
         """
-        k = schema.crls
+        k, a = schema.crls, schema.crl_archive
+        scope = (k.c.issuer_id == issuer_id, k.c.shard == shard)
         for _attempt in range(20):
             try:
                 with self.engine.begin() as conn:
-                    current = conn.execute(
-                        sa.select(sa.func.max(k.c.number)).where(k.c.issuer_id == issuer_id, k.c.shard == shard)
-                    ).scalar_one()
+                    current = conn.execute(sa.select(sa.func.max(k.c.number)).where(*scope)).scalar_one()
+                    if reuse_unarchived and current is not None:
+                        archived = conn.execute(
+                            sa.select(a.c.id).where(
+                                a.c.issuer_id == issuer_id, a.c.shard == shard, a.c.number == current
+                            )
+                        ).first()
+                        if archived is None:
+                            reused = conn.execute(
+                                k.update()
+                                .where(*scope, k.c.number == current, k.c.published_at.is_(None))
+                                .values(this_update=utc(this_update), next_update=utc(next_update), scheduled=scheduled)
+                            )
+                            if reused.rowcount == 1:
+                                return int(current)
                     number = (current or 0) + 1
                     conn.execute(
                         k.insert().values(

@@ -13,7 +13,7 @@ metadata = sa.MetaData()
 
 # The newest migration (migrations/versions): a database at it needs no Alembic run. A new
 # migration changes this too (tests/test_store.py checks it is Alembic's head).
-REVISION = "0006"
+REVISION = "0008"
 
 UTCDateTime = sa.DateTime(timezone=True)
 
@@ -90,6 +90,43 @@ crls = sa.Table(
     sa.Column("sha256", sa.String(64)),
     sa.Column("published_at", UTCDateTime),
     sa.UniqueConstraint("issuer_id", "shard", "number", name="uq_crls_issuer_shard_number"),
+)
+
+# The CRL archive (policy 5.5.1; migration 0008, crl/archive.py): one row per archived CRL with
+# its manifest (crl/archive_format.py) and the SHA-256 of its DER, committed before the CRL goes
+# live; the chunks of entries the manifests share, stored once per scope, compressed, each with
+# the latest nextUpdate of a CRL using it (retention, policy 5.5.2, drops it after the cutoff).
+crl_archive = sa.Table(
+    "crl_archive",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("issuer_id", sa.String(32), sa.ForeignKey("issuers.id"), nullable=False),
+    sa.Column("shard", sa.Integer, nullable=False),
+    sa.Column("number", sa.BigInteger, nullable=False),
+    sa.Column("this_update", UTCDateTime, nullable=False),
+    sa.Column("next_update", UTCDateTime, nullable=False),
+    sa.Column("sha256", sa.String(64), nullable=False),
+    sa.Column("size", sa.BigInteger, nullable=False),  # octets of the DER
+    sa.Column("stored", sa.BigInteger, nullable=False),  # octets this CRL added to the archive
+    sa.Column("manifest", sa.LargeBinary, nullable=False),  # zlib of the JSON manifest
+    sa.Column("archived_at", UTCDateTime, nullable=False),
+    sa.UniqueConstraint("issuer_id", "shard", "number", name="uq_crl_archive_scope_number"),
+)
+crl_archive_chunks = sa.Table(
+    "crl_archive_chunks",
+    metadata,
+    sa.Column("issuer_id", sa.String(32), primary_key=True),
+    sa.Column("shard", sa.Integer, primary_key=True),
+    sa.Column("sha256", sa.String(64), primary_key=True),
+    sa.Column("stored", sa.BigInteger, nullable=False),  # octets of `data`
+    sa.Column("data", sa.LargeBinary, nullable=False),  # zlib of the entries' DER
+    sa.Column("last_used", UTCDateTime, nullable=False),
+)
+sa.Index(
+    "ix_crl_archive_chunks_last_used",
+    crl_archive_chunks.c.issuer_id,
+    crl_archive_chunks.c.shard,
+    crl_archive_chunks.c.last_used,
 )
 
 # Work that must follow a committed change (re-sign an OCSP response, regenerate a CRL). Written
