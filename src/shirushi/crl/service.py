@@ -35,11 +35,16 @@ from shirushi.errors import StateError
 from shirushi.metrics.registry import metrics
 from shirushi.signing import KeyStore, Signer
 from shirushi.store import Store
+from shirushi.store.locks import is_postgresql, scope_lock
 from shirushi.store.records import OutboxRow
 from shirushi.store.revoked import RevokedReader, RevokedRow
 
 # More changed rows than this and a full read is cheaper than reading them by serial.
 FULL_READ_ABOVE = 20_000
+
+# How long a generation waits for another backend's generation of the same scope: a CRL of a
+# million entries takes seconds to make; this only bounds a stuck peer.
+SCOPE_WAIT = 300.0
 
 log = logging.getLogger("shirushi.crl")
 
@@ -115,15 +120,23 @@ class CRLService:
     def generate(self, issuer_name: str = ISSUING, *, scheduled: bool, shard: int = 0) -> Published:
         """Make, publish and record the next CRL of `issuer_name` ("issuing-ca" or "root") and `shard`.
 
-        One generation at a time per CRL scope, across processes (serve's schedule, CLI
-        commands): otherwise a CRL that read the revocations first could be numbered and
-        published after one that read them later, and drop an entry the earlier-published CRL
-        listed.
+        One generation at a time per CRL scope, across processes and backends (serve's
+        schedule, revocations on any backend, CLI commands): otherwise a CRL that read the
+        revocations first could be numbered and published after one that read them later, and
+        drop an entry the earlier-published CRL listed (RFC 5280 5.2.3: numbers increase).
         """
         if shard and issuer_name == ROOT:
             raise StateError("the root's ARL has no shards")
-        with _exclusive(repository_dir(self.settings) / f".{crl_name(issuer_name, shard)}.lock"):
+        with self._scope(issuer_name, shard):
             return self._generate(issuer_name, shard, scheduled=scheduled)
+
+    def _scope(self, issuer_name: str, shard: int) -> contextlib.AbstractContextManager[None]:
+        """The lock of one CRL scope: the database's on PostgreSQL, where several backends may
+        share it (`store/locks.py`); a file lock in the data directory on SQLite (one machine)."""
+        name = crl_name(issuer_name, shard)
+        if is_postgresql(self.store.engine):
+            return scope_lock(self.store.engine, f"crl {name}", timeout=SCOPE_WAIT)
+        return _exclusive(repository_dir(self.settings) / f".{name}.lock")
 
     def generate_all(self, issuer_name: str = ISSUING, *, scheduled: bool) -> list[Published]:
         """The next CRL of every shard of `issuer_name` (`shards`)."""
