@@ -9,6 +9,7 @@ runs the schedules within 30 s.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import json
 import shutil
@@ -29,6 +30,7 @@ from cryptography.x509 import ocsp
 from shirushi import config
 from shirushi.backend import Backend
 from shirushi.errors import ServiceError
+from shirushi.leader import Election
 from shirushi.store import schema
 from shirushi.store.database import connect
 from shirushi.store.locks import LEADER_CLASS, LeaderLock, scope_lock
@@ -70,6 +72,31 @@ def test_one_leader_and_takeover_when_its_session_ends(postgres_url: str) -> Non
     finally:
         a.close()
         b.close()
+        engine.dispose()
+
+
+def test_election_gains_and_loses_with_the_lock(postgres_url: str) -> None:
+    """`serve`'s loop: on_gain when the lock is won, on_loss when its session ends; the other wins."""
+    engine = connect(postgres_url, create=True)
+    calls: list[str] = []
+    first = Election(LeaderLock(engine), lambda: calls.append("first gains"), lambda: calls.append("first loses"))
+    second = Election(LeaderLock(engine), lambda: calls.append("second gains"), lambda: calls.append("second loses"))
+
+    async def run() -> None:
+        assert await first.step() and not await second.step()
+        assert await first.step()  # still held: nothing happens
+        [pid] = _holders(engine)
+        with engine.connect() as conn:
+            conn.execute(sa.text("SELECT pg_terminate_backend(:p)"), {"p": pid})
+        assert not await first.step()
+        assert await second.step()
+
+    try:
+        asyncio.run(run())
+        assert calls == ["first gains", "first loses", "second gains"]
+    finally:
+        first.leadership.close()
+        second.leadership.close()
         engine.dispose()
 
 
