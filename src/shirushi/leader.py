@@ -81,13 +81,17 @@ class Election:
         self.every = every
         self.leading = False
 
+    def elected(self) -> None:
+        """The lock is ours (from `step`, or taken by `serve` before its start-up steps)."""
+        self.leading = True
+        log.info("leader elected", extra={"how": self.leadership.description})
+        self.on_gain()
+
     async def step(self) -> bool:
         """One campaign or check; True while leading."""
         if not self.leading:
             if await asyncio.to_thread(self.leadership.try_acquire):
-                self.leading = True
-                log.info("leader elected", extra={"how": self.leadership.description})
-                self.on_gain()
+                self.elected()
         elif not await asyncio.to_thread(self.leadership.still_held):
             self.leading = False
             log.warning("leadership lost: schedules stopped", extra={"how": self.leadership.description})

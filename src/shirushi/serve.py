@@ -425,9 +425,7 @@ async def _lead_or_follow(
     scheduler = Scheduler(backend, signals.token)
     election = state.election = Election(leadership, scheduler.lead, scheduler.step_down)
     if leading:
-        election.leading = True
-        log.info("leader elected", extra={"how": leadership.description})
-        scheduler.lead()
+        election.elected()
     tasks = [asyncio.create_task(election.run())]
     log.info(
         "serving",
