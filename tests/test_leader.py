@@ -118,12 +118,13 @@ def test_the_lock_dies_with_its_process(postgres_url: str) -> None:
     try:
         assert proc.stdout is not None and proc.stdout.readline().strip() == "held"
         assert not other.try_acquire()
+        killed = time.monotonic()
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=10)
-        deadline = time.monotonic() + 10
         while not other.try_acquire():
-            assert time.monotonic() < deadline, "a SIGKILLed holder kept the lock"
-            time.sleep(0.05)
+            assert time.monotonic() - killed < 10, "a SIGKILLed holder kept the lock"
+            time.sleep(0.01)
+        print(f"lock free after kill -9: {(time.monotonic() - killed) * 1000:.0f} ms")
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -333,14 +334,14 @@ def test_two_serves_on_one_postgresql_and_kill_the_leader(postgres_url: str, red
                     return bool(conn.execute(query).scalar_one())
 
             # The schedules run on b now: a scheduled CRL made after the kill, by b (a is dead).
-            _wait("a scheduled CRL from b", scheduled_crl_after_kill, TAKEOVER - took + 15)
+            crl_after = took + _wait("a scheduled CRL from b", scheduled_crl_after_kill, TAKEOVER - took + 15)
             scheduled = [e for e in _events(b) if e["event"] == "crl published" and e["scheduled"]]
             last_election = max(i for i, e in enumerate(_events(b)) if e["event"] == "leader elected")
             assert any(_events(b).index(e) > last_election for e in scheduled)
             _issue_and_revoke(b, 2, revoked)  # the survivor still issues and revokes
             assert _ocsp_status(b, revoked[-1][2], issuer) == ocsp.OCSPCertStatus.REVOKED
             assert assert_numbers_increase(engine) > 0
-            print(f"takeover after kill -9: {took:.1f} s")
+            print(f"after kill -9: leader in {took:.1f} s, its first scheduled CRL in {crl_after:.1f} s")
         _no_archive_number_twice(a.data, b.data)
     finally:
         engine.dispose()
