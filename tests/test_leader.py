@@ -151,6 +151,40 @@ def test_crl_scope_lock_is_one_holder_across_engines(postgres_url: str) -> None:
         second.dispose()
 
 
+def test_many_shards_at_once_do_not_starve_the_pool(postgres_url: str, redis_url: str, tmp_path: Path) -> None:
+    """Every shard's generation at once (one per shard revoked in): each holds a pooled
+    connection for its lock and reads through another, more than the pool has; all finish."""
+    env = {
+        "SHIRUSHI_DATA_DIR": str(tmp_path / "data"),
+        "SHIRUSHI_DATABASE__URL": postgres_url,
+        "SHIRUSHI_REDIS__URL": redis_url,
+        "SHIRUSHI_CRL__SHARDS": "24",
+    }
+    backend = Backend(config.load(None, environ=env))
+    backend.init()
+    errors: list[BaseException] = []
+    start = threading.Barrier(25)
+
+    def work(shard: int) -> None:
+        try:
+            start.wait()
+            backend.crls.generate("issuing-ca", scheduled=False, shard=shard)
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(s,)) for s in range(25)]
+    try:
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=300)
+        assert not errors, errors[:3]
+        assert all(not t.is_alive() for t in threads)
+        assert assert_numbers_increase(backend.store.engine) >= 25
+    finally:
+        backend.close()
+
+
 def _published(engine: sa.Engine) -> dict[tuple[str, int], list[tuple[dt.datetime, int]]]:
     k = schema.crls
     out: dict[tuple[str, int], list[tuple[dt.datetime, int]]] = {}

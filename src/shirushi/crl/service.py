@@ -45,6 +45,11 @@ FULL_READ_ABOVE = 20_000
 # How long a generation waits for another backend's generation of the same scope: a CRL of a
 # million entries takes seconds to make; this only bounds a stuck peer.
 SCOPE_WAIT = 300.0
+# Generations at once in one process on PostgreSQL: each holds a pooled connection for its scope
+# lock while it reads through others, so an unbounded number (one per shard being revoked in)
+# could take the whole pool and wait on each other for a second connection. Generations are
+# CPU-bound in one interpreter anyway; a few at once lose nothing.
+CONCURRENT_GENERATIONS = 4
 
 log = logging.getLogger("shirushi.crl")
 
@@ -94,6 +99,7 @@ class CRLService:
         self._entries: dict[tuple[str, int], EntrySet] = {}
         self._groups: dict[tuple[str, int], GroupCommit[Published]] = {}
         self._signers: dict[str, Signer] = {}
+        self._generating = threading.BoundedSemaphore(CONCURRENT_GENERATIONS)
 
     def issuer_name(self, issuer_id: str) -> str:
         for row in self.store.issuers():
@@ -135,8 +141,13 @@ class CRLService:
         share it (`store/locks.py`); a file lock in the data directory on SQLite (one machine)."""
         name = crl_name(issuer_name, shard)
         if is_postgresql(self.store.engine):
-            return scope_lock(self.store.engine, f"crl {name}", timeout=SCOPE_WAIT)
+            return self._database_scope(f"crl {name}")
         return _exclusive(repository_dir(self.settings) / f".{name}.lock")
+
+    @contextlib.contextmanager
+    def _database_scope(self, text: str) -> Iterator[None]:
+        with self._generating, scope_lock(self.store.engine, text, timeout=SCOPE_WAIT):
+            yield
 
     def generate_all(self, issuer_name: str = ISSUING, *, scheduled: bool) -> list[Published]:
         """The next CRL of every shard of `issuer_name` (`shards`)."""
