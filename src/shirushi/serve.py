@@ -13,6 +13,11 @@ Start-up order (the OCSP port opens as soon as every answer it gives is correct)
 7. serve the repository and the API, and run the schedules (outbox, presign refresh, CRLs,
    signer renewal) until SIGTERM/SIGINT, then stop everything.
 
+Several backends may share one PostgreSQL database: all of them issue, revoke and answer, and
+the schedules (and the signer renewal and full presign at start) run on the one the database
+elects (`leader.py`); another takes over within 30 s when it dies. On SQLite this `serve` is
+the only one and always leads.
+
 With `ocsp.live_rate = 0` there is no live signing and a miss is `tryLater` until the refill has
 finished (the responder's rule without a signer), as before.
 
@@ -50,6 +55,7 @@ from shirushi.config import Settings
 from shirushi.config_values import parse_listen
 from shirushi.errors import ServiceError, ShirushiError, StateError
 from shirushi.layout import Layout
+from shirushi.leader import Election, LeaderCollector, Leadership, leadership_for
 from shirushi.lifecycle import Stopped, check_stop, stop_resource_tracker
 from shirushi.logs import configure as configure_logging
 from shirushi.logs import say_via
@@ -127,6 +133,9 @@ class Scheduler:
     def __init__(self, backend: Backend, stop: threading.Event | None = None) -> None:
         self.backend = backend
         self.stop = stop or threading.Event()  # set by `serve` on SIGTERM/SIGINT
+        # While leading, jobs stop on `term`: set on SIGTERM/SIGINT and when leadership ends.
+        self.term = threading.Event()
+        self.running: list[asyncio.Task[None]] = []
         self.settings = backend.settings
         self.lock = asyncio.Lock()
         self.crl_every = self.settings.crl.interval.total_seconds()
@@ -193,6 +202,17 @@ class Scheduler:
         for warning in renewal_due(backend.settings, backend.store, backend.keys, backend.clock.now()):
             log.warning("outside signer renewal due", extra={"detail": warning})
 
+    def lead(self) -> None:
+        """Elected: the full presign when the cache is incomplete, then the periodic jobs."""
+        self.stop = self.term = threading.Event()
+        self.running = [asyncio.create_task(self.run_job("presign refill", self.refill_job)), *self.tasks()]
+
+    def step_down(self) -> None:
+        """No longer the leader (or stopping): the jobs stop, one in progress at its next batch."""
+        self.term.set()
+        for task in self.running:
+            task.cancel()
+
     def tasks(self) -> list[asyncio.Task[None]]:
         tasks = [
             asyncio.create_task(self.every("outbox", OUTBOX_EVERY, self.outbox_job, jitter=0)),
@@ -237,8 +257,12 @@ async def start_live_service(settings: Settings, backend: Backend) -> LiveServic
     return service
 
 
-def prepare(backend: Backend, say: Callable[[str], None], stop: threading.Event) -> None:
-    """Steps 2 and 3 of the start-up order; raises Stopped when `stop` is set meanwhile."""
+def prepare(backend: Backend, say: Callable[[str], None], stop: threading.Event, *, leading: bool = True) -> None:
+    """Steps 2 and 3 of the start-up order; raises Stopped when `stop` is set meanwhile.
+
+    A backend that is not the leader leaves the signer renewal to the leader (one new signer
+    certificate, not one per backend); the rest is safe on every backend: the outbox work is
+    idempotent and CRL numbers come from the database under its lock."""
     # Signer renewal, presign runs and CRL publications log their own lines.
     load_hierarchy(backend.settings)
     log.info("startup", extra={"step": "hierarchy", "data_dir": str(backend.settings.data_path)})
@@ -247,7 +271,8 @@ def prepare(backend: Backend, say: Callable[[str], None], stop: threading.Event)
     # A wrong ca.weak_key_lists file stops the start, not the first issuance (BR 6.1.1.3).
     listed = len(backend.authority.weak_keys().lists)
     log.info("startup", extra={"step": "weak key lists", "fingerprints": listed})
-    renew_ocsp_signer_if_due(backend.settings, backend.store, backend.keys, backend.clock)
+    if leading:
+        renew_ocsp_signer_if_due(backend.settings, backend.store, backend.keys, backend.clock)
     pending = backend.drain_outbox()
     for item in pending:
         say(f"warning: pending: {item}")
@@ -294,6 +319,10 @@ class _State:
     def __init__(self) -> None:
         self.started = False
         self.responders: subprocess.Popen[bytes] | None = None
+        self.election: Election | None = None
+
+    def leading(self) -> bool:
+        return self.election is not None and self.election.leading
 
     def check_started(self) -> str | None:
         return None if self.started else "starting up (presign, CRLs)"
@@ -324,7 +353,9 @@ def start_metrics(settings: Settings, backend: Backend, state: _State) -> Metric
     }
     try:
         server = MetricsServer(
-            settings.metrics.listen, exposition(metrics_directory(settings), [BackendCollector(backend)]), checks
+            settings.metrics.listen,
+            exposition(metrics_directory(settings), [BackendCollector(backend), LeaderCollector(state.leading)]),
+            checks,
         )
     except OSError as exc:
         raise ServiceError(
@@ -348,8 +379,26 @@ async def _run(
     stop: asyncio.Event,
     state: _State,
 ) -> int:
+    leadership = leadership_for(backend.store.engine)
     try:
-        await asyncio.to_thread(prepare, backend, say, signals.token)
+        return await _lead_or_follow(settings, backend, config_path, say, signals, stop, state, leadership)
+    finally:
+        await asyncio.to_thread(leadership.close)  # another backend can take over at once
+
+
+async def _lead_or_follow(
+    settings: Settings,
+    backend: Backend,
+    config_path: str | None,
+    say: Callable[[str], None],
+    signals: StopSignal,
+    stop: asyncio.Event,
+    state: _State,
+    leadership: Leadership,
+) -> int:
+    try:
+        leading = await asyncio.to_thread(leadership.try_acquire)
+        await asyncio.to_thread(prepare, backend, say, signals.token, leading=leading)
     except Stopped:
         return 0
     except (ShirushiError, BrokenProcessPool) as exc:
@@ -378,7 +427,10 @@ async def _run(
         servers.append(_uvicorn(create_acme(backend), settings.acme.listen))
     serving = [asyncio.create_task(s.serve()) for s in servers]
     scheduler = Scheduler(backend, signals.token)
-    tasks = [asyncio.create_task(scheduler.run_job("presign refill", scheduler.refill_job)), *scheduler.tasks()]
+    election = state.election = Election(leadership, scheduler.lead, scheduler.step_down)
+    if leading:
+        election.elected()
+    tasks = [asyncio.create_task(election.run())]
     log.info(
         "serving",
         extra={
@@ -405,9 +457,10 @@ async def _run(
         signals.token.set()  # a job running in a thread stops at its next batch, on any exit
         for task in tasks:
             task.cancel()
+        scheduler.step_down()
         for s in servers:
             s.should_exit = True
-        await asyncio.gather(*serving, *tasks, return_exceptions=True)
+        await asyncio.gather(*serving, *tasks, *scheduler.running, return_exceptions=True)
         if live is not None:
             await live.close()
         if responders.poll() is None:

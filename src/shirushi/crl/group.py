@@ -8,8 +8,9 @@ CRLs instead of N, whatever N.
 
 Correctness rests on one rule: a caller is served only by a generation that *started* after the
 caller arrived (its revocation was committed before it called, so that generation reads it).
-Across processes the CRL service's per-issuer file lock still orders generations; this class
-only removes the redundant ones inside one process.
+Across processes and backends the CRL service's per-scope lock (PostgreSQL's advisory lock, or
+a file lock on SQLite) still orders generations; this class only removes the redundant ones
+inside one process.
 """
 
 from __future__ import annotations

@@ -38,11 +38,21 @@ from shirushi.metrics.registry import metrics
 from shirushi.signing import KeyStore, Signer
 from shirushi.store import Store
 from shirushi.store.crl_archive import ArchiveIndex
+from shirushi.store.locks import is_postgresql, scope_lock
 from shirushi.store.records import OutboxRow
 from shirushi.store.revoked import RevokedReader, RevokedRow
 
 # More changed rows than this and a full read is cheaper than reading them by serial.
 FULL_READ_ABOVE = 20_000
+
+# How long a generation waits for another backend's generation of the same scope: a CRL of a
+# million entries takes seconds to make; this only bounds a stuck peer.
+SCOPE_WAIT = 300.0
+# Generations at once in one process on PostgreSQL: each holds a pooled connection for its scope
+# lock while it reads through others, so an unbounded number (one per shard being revoked in)
+# could take the whole pool and wait on each other for a second connection. Generations are
+# CPU-bound in one interpreter anyway; a few at once lose nothing.
+CONCURRENT_GENERATIONS = 4
 
 log = logging.getLogger("shirushi.crl")
 
@@ -94,6 +104,7 @@ class CRLService:
         self._signers: dict[str, Signer] = {}
         self.archive = CrlArchive(ArchiveIndex(store.engine))
         self._imported: set[tuple[str, int]] = set()  # scopes whose file archive was looked at
+        self._generating = threading.BoundedSemaphore(CONCURRENT_GENERATIONS)
 
     def issuer_name(self, issuer_id: str) -> str:
         for row in self.store.issuers():
@@ -120,15 +131,28 @@ class CRLService:
     def generate(self, issuer_name: str = ISSUING, *, scheduled: bool, shard: int = 0) -> Published:
         """Make, publish and record the next CRL of `issuer_name` ("issuing-ca" or "root") and `shard`.
 
-        One generation at a time per CRL scope, across processes (serve's schedule, CLI
-        commands): otherwise a CRL that read the revocations first could be numbered and
-        published after one that read them later, and drop an entry the earlier-published CRL
-        listed.
+        One generation at a time per CRL scope, across processes and backends (serve's
+        schedule, revocations on any backend, CLI commands): otherwise a CRL that read the
+        revocations first could be numbered and published after one that read them later, and
+        drop an entry the earlier-published CRL listed (RFC 5280 5.2.3: numbers increase).
         """
         if shard and issuer_name == ROOT:
             raise StateError("the root's ARL has no shards")
-        with _exclusive(repository_dir(self.settings) / f".{crl_name(issuer_name, shard)}.lock"):
+        with self._scope(issuer_name, shard):
             return self._generate(issuer_name, shard, scheduled=scheduled)
+
+    def _scope(self, issuer_name: str, shard: int) -> contextlib.AbstractContextManager[None]:
+        """The lock of one CRL scope: the database's on PostgreSQL, where several backends may
+        share it (`store/locks.py`); a file lock in the data directory on SQLite (one machine)."""
+        name = crl_name(issuer_name, shard)
+        if is_postgresql(self.store.engine):
+            return self._database_scope(f"crl {name}")
+        return _exclusive(repository_dir(self.settings) / f".{name}.lock")
+
+    @contextlib.contextmanager
+    def _database_scope(self, text: str) -> Iterator[None]:
+        with self._generating, scope_lock(self.store.engine, text, timeout=SCOPE_WAIT):
+            yield
 
     def generate_all(self, issuer_name: str = ISSUING, *, scheduled: bool) -> list[Published]:
         """The next CRL of every shard of `issuer_name` (`shards`)."""
@@ -143,7 +167,7 @@ class CRLService:
         now, years = self.clock.now(), self.settings.crl.archive_retention_years
         out = []
         for shard in self.shards(issuer_name):
-            with _exclusive(repository_dir(self.settings) / f".{crl_name(issuer_name, shard)}.lock"):
+            with self._scope(issuer_name, shard):
                 self._import_legacy(issuer_name, row.id, shard)
                 out.append(self.archive.prune(row.id, shard, now=now, years=years))
         return out
