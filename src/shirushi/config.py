@@ -252,7 +252,8 @@ class CRLSettings:
     # Partitioned CRLs (crl/shards.py): 1 = one full CRL per issuer; N > 1 = each new
     # certificate's CRL Distribution Point names one of N shards, chosen by its serial.
     shards: int = 1
-    # Policy 5.5.2: archived CRLs are kept this long, then pruned (crl/archive.py).
+    # Policy 5.5.2: archived CRLs are kept this long after their thisUpdate, then pruned by
+    # `serve`'s retention job (archive/retention.py).
     archive_retention_years: int = 7
 
     def validate(self) -> None:
@@ -264,6 +265,22 @@ class CRLSettings:
             raise ConfigError("crl.validity must be at most 10 days (BR 4.9.7)")
         if self.interval >= self.validity:
             raise ConfigError("crl.interval must be shorter than crl.validity")
+
+
+@dataclasses.dataclass(frozen=True)
+class ArchiveSettings:
+    # Policy 5.5.2: records are kept at least this many years after the certificate expires;
+    # `serve` then prunes them (archive/retention.py). 0 = keep them forever. Archived CRLs
+    # follow crl.archive_retention_years.
+    retention_years: int = 7
+    # How often `serve` runs the retention job.
+    retention_interval: dt.timedelta = dt.timedelta(hours=24)
+
+    def validate(self) -> None:
+        if not 0 <= self.retention_years <= 100:
+            raise ConfigError("archive.retention_years must be between 0 (keep forever) and 100")
+        if not dt.timedelta(seconds=1) <= self.retention_interval <= dt.timedelta(days=31):
+            raise ConfigError("archive.retention_interval must be between 1s and 31 days")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -425,6 +442,7 @@ class Settings:
     repository: RepositorySettings = RepositorySettings()
     api: APISettings = APISettings()
     crl: CRLSettings = CRLSettings()
+    archive: ArchiveSettings = ArchiveSettings()
     presign: PresignSettings = PresignSettings()
     log: LogSettings = LogSettings()
     metrics: MetricsSettings = MetricsSettings()

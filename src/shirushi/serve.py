@@ -11,7 +11,7 @@ Start-up order (the OCSP port opens as soon as every answer it gives is correct)
 6. presign every certificate unless the cache says it is complete, in the background, serials
    relying parties asked for first (`Presigner.full_load`);
 7. serve the repository and the API, and run the schedules (outbox, presign refresh, CRLs,
-   signer renewal) until SIGTERM/SIGINT, then stop everything.
+   signer renewal, records retention) until SIGTERM/SIGINT, then stop everything.
 
 With `ocsp.live_rate = 0` there is no live signing and a miss is `tryLater` until the refill has
 finished (the responder's rule without a signer), as before.
@@ -189,12 +189,22 @@ class Scheduler:
         for warning in renewal_due(backend.settings, backend.store, backend.keys, backend.clock.now()):
             log.warning("outside signer renewal due", extra={"detail": warning})
 
+    def retention_job(self) -> None:
+        # Policy 5.5.2: records past retention go (archive/retention.py says what, and never
+        # the audit log).
+        from shirushi.archive.retention import prune
+
+        backend = self.backend
+        prune(backend.settings, backend.store, backend.clock.now(), forget=backend.writer.forget)
+
     def tasks(self) -> list[asyncio.Task[None]]:
+        retention = self.settings.archive.retention_interval.total_seconds()
         tasks = [
             asyncio.create_task(self.every("outbox", OUTBOX_EVERY, self.outbox_job, jitter=0)),
             asyncio.create_task(self.every("presign refresh", REFRESH_EVERY, self.refresh_job)),
             asyncio.create_task(self.every("CRL", min(self.crl_every / 24, 3600), self.crl_job)),
             asyncio.create_task(self.every("signer renewal", SIGNER_CHECK_EVERY, self.signer_job)),
+            asyncio.create_task(self.every("retention", retention, self.retention_job)),
         ]
         if self.follower:
             poll = self.settings.outside.poll_interval.total_seconds()
