@@ -185,3 +185,24 @@ def test_a_removed_database_row_is_found(tmp_path: Path) -> None:
     assert problems and problems[0].startswith("audit row 3 in the database differs from the export")
     assert verify(out)[1] == []  # the files alone still verify
     store.close()
+
+
+def test_export_and_verify_on_postgresql(postgres_url: str, tmp_path: Path) -> None:
+    """The horizon's SHARE lock, the chain over timestamptz rows and a changed row, on PostgreSQL."""
+    settings = settings_for(tmp_path, SHIRUSHI_DATABASE__URL=postgres_url)
+    store = open_store(settings)
+    for i in range(1, 4):
+        add(store, i, T)
+    first, second = tmp_path / "first", tmp_path / "second"
+    export(settings, store, first, since=None, now=T)
+    add(store, 4, T)
+    export(settings, store, second, since=None, now=T)
+    lines_one = (first / "audit.jsonl").read_text().splitlines()
+    assert (second / "audit.jsonl").read_text().splitlines()[: len(lines_one)] == lines_one
+    assert verify(second, store)[1] == []
+    with store.engine.begin() as conn:
+        conn.execute(sa.text("ALTER TABLE audit DISABLE TRIGGER audit_append_only"))
+        conn.execute(schema.audit.update().where(schema.audit.c.id == 2).values(detail="{}"))
+    _, problems = verify(second, store)
+    assert problems and problems[0].startswith("audit row 2 in the database differs from the export")
+    store.close()
