@@ -64,6 +64,7 @@ OUTBOX_EVERY = 2.0  # seconds; revocations normally finish their follow-up inlin
 OUTBOX_GRACE = 10.0
 REFRESH_EVERY = 60.0
 SIGNER_CHECK_EVERY = 3600.0
+RETENTION_FIRST = 300.0  # seconds after the start: the retention job's first run
 
 
 class _Server(uvicorn.Server):
@@ -145,7 +146,14 @@ class Scheduler:
             except Exception:
                 log.exception("job failed", extra={"job": name})
 
-    async def every(self, name: str, seconds: float, job: Callable[[], object], *, jitter: float = 0.1) -> None:
+    async def every(
+        self, name: str, seconds: float, job: Callable[[], object], *, jitter: float = 0.1, first: float | None = None
+    ) -> None:
+        """Run `job` every `seconds` (less up to `jitter` of it); the first time after `first`
+        seconds when given (a daily job must not wait for a day after every restart)."""
+        if first is not None:
+            await asyncio.sleep(first)
+            await self.run_job(name, job)
         while True:
             await asyncio.sleep(seconds * (1 - random.uniform(0, jitter)))
             await self.run_job(name, job)
@@ -204,7 +212,9 @@ class Scheduler:
             asyncio.create_task(self.every("presign refresh", REFRESH_EVERY, self.refresh_job)),
             asyncio.create_task(self.every("CRL", min(self.crl_every / 24, 3600), self.crl_job)),
             asyncio.create_task(self.every("signer renewal", SIGNER_CHECK_EVERY, self.signer_job)),
-            asyncio.create_task(self.every("retention", retention, self.retention_job)),
+            asyncio.create_task(
+                self.every("retention", retention, self.retention_job, first=min(retention, RETENTION_FIRST))
+            ),
         ]
         if self.follower:
             poll = self.settings.outside.poll_interval.total_seconds()

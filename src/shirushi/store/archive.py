@@ -22,6 +22,8 @@ from shirushi.store.database import CHUNK
 from shirushi.store.records import aware, utc
 
 BATCH = 2000
+# Certificates one retention run prunes at most (a first run after years may find millions).
+PRUNE_LIMIT = 100_000
 # Kinds of certificate retention may prune: never a CA certificate, which the records of
 # everything it issued need.
 PRUNABLE_KINDS = ("server", "ocsp-signer")
@@ -121,10 +123,10 @@ def issuers(engine: Engine) -> list[Any]:
 # -- retention -------------------------------------------------------------------------------
 
 
-def expired_before(engine: Engine, cutoff: dt.datetime) -> list[tuple[str, str, str]]:
-    """(issuer id, serial column, issuer name) of certificates retention may prune: notAfter
-    before `cutoff`, not a CA certificate, and not a revocation a CRL still owes an entry after
-    expiry (RFC 5280 3.3)."""
+def expired_before(engine: Engine, cutoff: dt.datetime, limit: int = PRUNE_LIMIT) -> list[tuple[str, str, str]]:
+    """(issuer id, serial column, issuer name) of up to `limit` certificates retention may prune:
+    notAfter before `cutoff`, not a CA certificate, and not a revocation a CRL still owes an
+    entry after expiry (RFC 5280 3.3). The next run takes the rest."""
     c, i = schema.certificates, schema.issuers
     query = (
         sa.select(c.c.issuer_id, c.c.serial, i.c.name)
@@ -135,6 +137,7 @@ def expired_before(engine: Engine, cutoff: dt.datetime) -> list[tuple[str, str, 
             sa.or_(c.c.revoked_at.is_(None), c.c.crl_shown_after_expiry.is_(True)),
         )
         .order_by(c.c.id)
+        .limit(limit)
     )
     with engine.connect() as conn:
         return [(r.issuer_id, r.serial, r.name) for r in conn.execute(query)]
