@@ -125,8 +125,8 @@ def issuers(engine: Engine) -> list[Any]:
 
 def expired_before(engine: Engine, cutoff: dt.datetime, limit: int = PRUNE_LIMIT) -> list[tuple[str, str, str]]:
     """(issuer id, serial column, issuer name) of up to `limit` certificates retention may prune:
-    notAfter before `cutoff`, not a CA certificate, and not a revocation a CRL still owes an
-    entry after expiry (RFC 5280 3.3). The next run takes the rest."""
+    notAfter before `cutoff`, not a CA certificate, and not a revocation one of our CRLs still
+    owes an entry after expiry (RFC 5280 3.3). The next run takes the rest."""
     c, i = schema.certificates, schema.issuers
     query = (
         sa.select(c.c.issuer_id, c.c.serial, i.c.name)
@@ -134,7 +134,8 @@ def expired_before(engine: Engine, cutoff: dt.datetime, limit: int = PRUNE_LIMIT
         .where(
             c.c.not_after < utc(cutoff),
             c.c.kind.in_(PRUNABLE_KINDS),
-            sa.or_(c.c.revoked_at.is_(None), c.c.crl_shown_after_expiry.is_(True)),
+            # An outside CA's revocations are on its own CRLs, not ours.
+            sa.or_(c.c.revoked_at.is_(None), c.c.crl_shown_after_expiry.is_(True), i.c.outside.is_(True)),
         )
         .order_by(c.c.id)
         .limit(limit)
