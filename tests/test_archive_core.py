@@ -206,3 +206,22 @@ def test_export_and_verify_on_postgresql(postgres_url: str, tmp_path: Path) -> N
     _, problems = verify(second, store)
     assert problems and problems[0].startswith("audit row 2 in the database differs from the export")
     store.close()
+
+
+def test_an_outside_cas_revoked_certificate_is_not_held_for_our_crl(tmp_path: Path) -> None:
+    settings = settings_for(tmp_path)
+    store = open_store(settings)
+    outside = "0123456789abcdef"
+    store.add_issuer(outside, "easyrsa", "CN=Outside", b"\x30\x00", T)
+    with store.engine.begin() as conn:
+        conn.execute(schema.issuers.update().where(schema.issuers.c.id == outside).values(outside=True))
+    ours = add(store, 1, T)
+    store.revoke(ours, reason="superseded", revoked_at=T, at=T, audit={})
+    theirs = CertificateRecord(
+        issuer_id=outside, serial=2, der=b"", subject="", dns_names=(), not_before=T, not_after=T, spki_sha256="2" * 64
+    )
+    store.add_certificate(theirs, at=T, audit={}, presign=False)
+    store.revoke(theirs, reason="superseded", revoked_at=T, at=T, audit={})
+    assert prune(settings, store, dt.datetime(2033, 6, 1, tzinfo=dt.UTC)).certificates == 1
+    assert serials(store) == {1}  # ours still waits for a CRL to show it after expiry
+    store.close()
