@@ -79,14 +79,17 @@ class ExportDir:
     def __init__(self, root: Path) -> None:
         self.root = root
         self.sums: dict[str, str] = {}
+        self._made: set[str] = set()  # directories made so far (one mkdir each, not one a file)
 
-    def _path(self, relative: str) -> Path:
+    def _path(self, relative: str) -> str:
         parts = relative.split("/")
         if not all(safe_name(p) for p in parts):
             raise InputError(f"cannot export a file named {relative!r}")
-        path = self.root.joinpath(*parts)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        return path
+        parent = "/".join(parts[:-1])
+        if parent and parent not in self._made:
+            (self.root / parent).mkdir(parents=True, exist_ok=True)
+            self._made.add(parent)
+        return os.path.join(self.root, relative)
 
     @contextlib.contextmanager
     def open(self, relative: str) -> Iterator[_Hashing]:
@@ -96,8 +99,15 @@ class ExportDir:
         self.sums[relative] = hashing.sha.hexdigest()
 
     def write(self, relative: str, data: bytes) -> None:
-        with self.open(relative) as fh:
-            fh.write(data)
+        # One file per certificate: plain system calls, no buffered file object.
+        fd = os.open(self._path(relative), os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+        finally:
+            os.close(fd)
+        self.sums[relative] = hashlib.sha256(data).hexdigest()
 
     def finish(self) -> None:
         """Make everything durable, then write the manifest (last, atomically)."""
