@@ -113,8 +113,10 @@ def test_export_holds_the_records_and_verifies(site: Site, tmp_path: Path) -> No
             ["openssl", "x509", "-inform", "DER", "-in", str(der), "-noout", "-serial"], capture_output=True, text=True
         )
         assert shown.returncode == 0 and shown.stdout.strip().endswith(cert["serial"][-8:]), shown
-        pem = der.with_suffix(".pem").read_text()
-        assert pem.startswith("-----BEGIN CERTIFICATE-----")
+        pem = subprocess.run(
+            ["openssl", "x509", "-in", str(der.with_suffix(".pem")), "-outform", "DER"], capture_output=True
+        )
+        assert pem.returncode == 0 and pem.stdout == der.read_bytes()
     revoked = jsonl(out / "revocations.jsonl")
     assert [r["reason"] for r in revoked] == ["superseded"]
     # Every archived CRL is there, readable by openssl, and matches its record.
