@@ -13,6 +13,7 @@ import traceback
 from collections.abc import Sequence
 
 from shirushi import __version__
+from shirushi.commands.archive import cmd_archive
 from shirushi.commands.ca import cmd_ca_certs, cmd_crl, cmd_init, cmd_issue, cmd_list, cmd_presign, cmd_show
 from shirushi.commands.outside import cmd_import, cmd_issuer_add, cmd_signer_cert, cmd_signer_csr
 from shirushi.commands.reports import cmd_reports
@@ -118,6 +119,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--method", choices=["dns", "website"], default="dns", help="BR 3.2.2.4.7 or 3.2.2.4.18")
     p.add_argument("--check", metavar="ID", help="check a started validation once and record the result")
     p.set_defaults(func=cmd_validate)
+    p = sub.add_parser("archive", help="records for auditors (policy 5.5): export them, verify an export")
+    archive = p.add_subparsers(dest="archive_command", metavar="ACTION", required=True)
+    q = archive.add_parser("export", help="write certificates, CRLs, audit records and OCSP access logs to DIR")
+    q.add_argument("--out", required=True, metavar="DIR", help="a new or empty directory")
+    q.add_argument("--since", metavar="DATE", help="only records from DATE on (YYYY-MM-DD or ISO 8601 with a zone)")
+    q.set_defaults(func=cmd_archive)
+    q = archive.add_parser("verify", help="check an export's manifest and audit hash chain")
+    q.add_argument("directory", metavar="DIR")
+    q.add_argument(
+        "--database", action="store_true", help="also check the configured database's audit rows against the export"
+    )
+    q.set_defaults(func=cmd_archive)
 
     p = sub.add_parser("serve", help="run everything: responder, repository, API, schedules")
     p.set_defaults(func=cmd_serve)

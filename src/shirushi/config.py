@@ -284,6 +284,22 @@ class CRLSettings:
 
 
 @dataclasses.dataclass(frozen=True)
+class ArchiveSettings:
+    # Policy 5.5.2: records are kept at least this many years after the certificate expires;
+    # `serve` then prunes them (archive/retention.py). 0 = keep them forever. Archived CRLs
+    # follow crl.archive_retention_years.
+    retention_years: int = 7
+    # How often `serve` runs the retention job.
+    retention_interval: dt.timedelta = dt.timedelta(hours=24)
+
+    def validate(self) -> None:
+        if not 0 <= self.retention_years <= 100:
+            raise ConfigError("archive.retention_years must be between 0 (keep forever) and 100")
+        if not dt.timedelta(seconds=1) <= self.retention_interval <= dt.timedelta(days=31):
+            raise ConfigError("archive.retention_interval must be between 1s and 31 days")
+
+
+@dataclasses.dataclass(frozen=True)
 class PresignSettings:
     interval: dt.timedelta = dt.timedelta(hours=24)
     validity: dt.timedelta = dt.timedelta(hours=96)
@@ -454,6 +470,7 @@ class Settings:
     repository: RepositorySettings = RepositorySettings()
     api: APISettings = APISettings()
     crl: CRLSettings = CRLSettings()
+    archive: ArchiveSettings = ArchiveSettings()
     presign: PresignSettings = PresignSettings()
     log: LogSettings = LogSettings()
     metrics: MetricsSettings = MetricsSettings()

@@ -150,3 +150,15 @@ class ValidationError(PolicyError):
         super().__init__(message)
         self.problem = problem
         self.names = names
+
+
+class IntegrityError(ShirushiError):
+    """Records do not verify (`archive verify`): a file's hash, the audit hash chain, or the
+    database's audit rows differ from what an export recorded. `problems` lists each finding."""
+
+    exit_code = 9
+    code = "integrity"
+
+    def __init__(self, message: str, *, problems: list[str]) -> None:
+        super().__init__(message)
+        self.problems = problems

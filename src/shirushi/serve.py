@@ -11,7 +11,7 @@ Start-up order (the OCSP port opens as soon as every answer it gives is correct)
 6. presign every certificate unless the cache says it is complete, in the background, serials
    relying parties asked for first (`Presigner.full_load`);
 7. serve the repository and the API, and run the schedules (outbox, presign refresh, CRLs,
-   signer renewal) until SIGTERM/SIGINT, then stop everything.
+   signer renewal, records retention) until SIGTERM/SIGINT, then stop everything.
 
 Several backends may share one PostgreSQL database: all of them issue, revoke and answer, and
 the schedules (and the signer renewal and full presign at start) run on the one the database
@@ -70,6 +70,7 @@ OUTBOX_EVERY = 2.0  # seconds; revocations normally finish their follow-up inlin
 OUTBOX_GRACE = 10.0
 REFRESH_EVERY = 60.0
 SIGNER_CHECK_EVERY = 3600.0
+RETENTION_FIRST = 300.0  # seconds after the start: the retention job's first run
 
 
 class _Server(uvicorn.Server):
@@ -154,7 +155,14 @@ class Scheduler:
             except Exception:
                 log.exception("job failed", extra={"job": name})
 
-    async def every(self, name: str, seconds: float, job: Callable[[], object], *, jitter: float = 0.1) -> None:
+    async def every(
+        self, name: str, seconds: float, job: Callable[[], object], *, jitter: float = 0.1, first: float | None = None
+    ) -> None:
+        """Run `job` every `seconds` (less up to `jitter` of it); the first time after `first`
+        seconds when given (a daily job must not wait for a day after every restart)."""
+        if first is not None:
+            await asyncio.sleep(first)
+            await self.run_job(name, job)
         while True:
             await asyncio.sleep(seconds * (1 - random.uniform(0, jitter)))
             await self.run_job(name, job)
@@ -213,12 +221,24 @@ class Scheduler:
         for task in self.running:
             task.cancel()
 
+    def retention_job(self) -> None:
+        # Policy 5.5.2: records past retention go (archive/retention.py says what, and never
+        # the audit log).
+        from shirushi.archive.retention import prune
+
+        backend = self.backend
+        prune(backend.settings, backend.store, backend.clock.now(), forget=backend.writer.forget)
+
     def tasks(self) -> list[asyncio.Task[None]]:
+        retention = self.settings.archive.retention_interval.total_seconds()
         tasks = [
             asyncio.create_task(self.every("outbox", OUTBOX_EVERY, self.outbox_job, jitter=0)),
             asyncio.create_task(self.every("presign refresh", REFRESH_EVERY, self.refresh_job)),
             asyncio.create_task(self.every("CRL", min(self.crl_every / 24, 3600), self.crl_job)),
             asyncio.create_task(self.every("signer renewal", SIGNER_CHECK_EVERY, self.signer_job)),
+            asyncio.create_task(
+                self.every("retention", retention, self.retention_job, first=min(retention, RETENTION_FIRST))
+            ),
         ]
         if self.follower:
             poll = self.settings.outside.poll_interval.total_seconds()
