@@ -9,17 +9,23 @@ docs/responder.md and bench/RESULTS.md).
 Failure is a value: a callback receives `FAILED` when the connection is down, breaks, or stalls
 longer than the timeout, and the responder turns that into `tryLater` (RFC 6960 2.3), never into
 a stale answer.
+
+Where a `Link` connects comes from a `Locator`, asked on every (re)connect and never per command:
+`Fixed` is one server; `responder/sentinel.py` finds the primary (or a replica) through Redis
+Sentinel. An address found that way carries the role it must have, checked with `ROLE` right
+after connecting, before the link counts as up (a failover may have changed it meanwhile).
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
+import copy
 import logging
 import ssl
 import urllib.parse
 from collections.abc import Callable
-from typing import Final, cast
+from typing import Final, Protocol, cast
 
 from shirushi.errors import ConfigError
 from shirushi.responder.respwire import FAILED, ProtocolError, Reply, RespError, command, parse_reply
@@ -28,6 +34,8 @@ log = logging.getLogger("shirushi.responder")
 
 Callback = Callable[[Reply], None]
 MAX_PENDING: Final = 20000
+ROLE: Final = command(b"ROLE")
+ROLE_CHECK_EVERY: Final = 1.0  # seconds between checks that a replica still follows its primary
 
 
 def redact(url: str) -> str:
@@ -71,6 +79,22 @@ class Address:
         self.username = urllib.parse.unquote(parts.username) if parts.username else None
         password = parts.password or query.get("password", [None])[0]
         self.password = urllib.parse.unquote(password) if password else None
+        # The role the server must report (b"master" / b"slave"), for addresses found through
+        # Sentinel; None for a configured server, which is what the operator said it is.
+        self.role: bytes | None = None
+
+    def at(self, host: str, port: int, role: bytes) -> Address:
+        """This address's credentials, database and TLS at another node, with the role it must have."""
+        other = copy.copy(self)
+        other.path, other.host, other.port, other.role = None, host, port, role
+        return other
+
+    @property
+    def where(self) -> str:
+        return self.path if self.path is not None else f"{self.host}:{self.port}"
+
+    def same_node(self, other: Address | None) -> bool:
+        return other is not None and (self.path, self.host, self.port) == (other.path, other.host, other.port)
 
     def handshake(self, select_db: bool = True) -> list[bytes]:
         """AUTH and SELECT commands to send first on a new connection."""
@@ -82,11 +106,59 @@ class Address:
             out.append(command(b"SELECT", str(self.db).encode()))
         return out
 
+    def role_ok(self, value: Reply) -> bool:
+        """Whether a ROLE reply matches `role`; a replica must also be connected to its primary
+        (one cut off keeps serving what it had, which may predate a revocation)."""
+        if not isinstance(value, list) or not value or value[0] != self.role:
+            return False
+        return self.role != b"slave" or (len(value) > 3 and value[3] == b"connected")
+
     async def open(self, loop: asyncio.AbstractEventLoop, factory: Callable[[], asyncio.Protocol]) -> None:
         if self.path is not None:
             await loop.create_unix_connection(factory, self.path)
         else:
             await loop.create_connection(factory, self.host, self.port, ssl=self.ssl)
+
+
+class Locator(Protocol):
+    """Where a Link connects: asked on every (re)connect, told when an address failed."""
+
+    async def locate(self) -> Address: ...
+
+    def lost(self, address: Address) -> None: ...
+
+    def follow(self, link: Link) -> None: ...
+
+    def start(self) -> None: ...
+
+    def check(self, now: float) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class Fixed:
+    """One configured server (redis.mode = "single")."""
+
+    def __init__(self, address: Address) -> None:
+        self.address = address
+
+    async def locate(self) -> Address:
+        return self.address
+
+    def lost(self, address: Address) -> None:
+        pass
+
+    def follow(self, link: Link) -> None:
+        pass
+
+    def start(self) -> None:
+        pass
+
+    def check(self, now: float) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
 
 
 class Connection(asyncio.Protocol):
@@ -108,6 +180,7 @@ class Connection(asyncio.Protocol):
         self.buf = bytearray()
         self.last_progress = loop.time()
         self.closed = False
+        self.aborting = False  # abort() called: replies still buffered are not delivered
         self._on_lost = on_lost
         self._on_push = on_push
 
@@ -146,7 +219,7 @@ class Connection(asyncio.Protocol):
         buf += data
         pos = 0
         try:
-            while pos < len(buf):
+            while pos < len(buf) and not self.aborting:
                 item = parse_reply(buf, pos)
                 if item is None:
                     break
@@ -171,6 +244,7 @@ class Connection(asyncio.Protocol):
             log.exception("redis reply handler failed")
 
     def abort(self) -> None:
+        self.aborting = True
         if self.transport is not None:
             self.transport.abort()
         else:
@@ -201,7 +275,7 @@ class Link:
     def __init__(
         self,
         loop: asyncio.AbstractEventLoop,
-        address: Address,
+        address: Address | Locator,
         timeout: float,
         name: str = "redis",
         on_push: Callable[[Reply], None] | None = None,
@@ -209,10 +283,12 @@ class Link:
         on_down: Callable[[], None] | None = None,
     ) -> None:
         self.loop = loop
-        self.address = address
+        self.locator: Locator = Fixed(address) if isinstance(address, Address) else address
         self.timeout = timeout
         self.name = name
         self.conn: Connection | None = None
+        self.at: Address | None = None  # where conn is connected
+        self._role_checked = 0.0
         self._on_push = on_push
         self._on_up = on_up
         self._on_down = on_down
@@ -223,6 +299,7 @@ class Link:
         self._was_up = False
         self.connects = 0  # connections established, for the reconnect metric
         self._task: asyncio.Task[None] | None = None
+        self.locator.follow(self)
 
     def send(self, cmd: bytes, callback: Callback) -> bool:
         conn = self.conn
@@ -242,9 +319,13 @@ class Link:
 
     async def _connect(self) -> None:
         conn = Connection(self.loop, self._lost, self._on_push)
+        address: Address | None = None
         try:
-            await asyncio.wait_for(self.address.open(self.loop, lambda: conn), self.timeout)
+            address = await asyncio.wait_for(self.locator.locate(), self.timeout)
+            await asyncio.wait_for(address.open(self.loop, lambda: conn), self.timeout)
         except (TimeoutError, OSError) as exc:
+            if address is not None:
+                self.locator.lost(address)
             self._failed(exc)
             return
         finally:
@@ -253,12 +334,16 @@ class Link:
             conn.abort()
             return
         self.conn = conn
+        self.at = address
         self.connects += 1
-        for cmd in self.address.handshake(select_db=self._on_push is None):
+        for cmd in address.handshake(select_db=self._on_push is None):
             conn.send(cmd, self._check_handshake)
+        if address.role is not None:
+            self._role_checked = self.loop.time()
+            conn.send(ROLE, self._check_role)
         self._backoff = 0.05
         if not self._was_up:
-            log.info("%s: connected", self.name)
+            log.info("%s: connected to %s", self.name, address.where)
             self._was_up = True
         if self._on_up is not None:
             self._on_up(conn)
@@ -268,6 +353,33 @@ class Link:
             log.error("%s: %s", self.name, value.message.decode("utf-8", "replace"))
             if self.conn is not None:
                 self.conn.abort()
+
+    def _check_role(self, value: Reply) -> None:
+        at = self.at
+        if value is FAILED or at is None or at.role_ok(value):
+            return
+        got = value[0].decode("ascii", "replace") if isinstance(value, list) and value else repr(value)
+        log.warning("%s: %s is %s now, not %s; looking again", self.name, at.where, got, (at.role or b"").decode())
+        self.reroute()
+
+    def reroute(self) -> None:
+        """Leave this node (a wrong role, READONLY, LOADING): the next connect locates again."""
+        conn, at = self.conn, self.at
+        if at is not None:
+            self.locator.lost(at)
+        if conn is not None:
+            conn.abort()
+
+    def moved(self, address: Address) -> None:
+        """The locator chose `address`: leave another node at once, (re)connect without backoff."""
+        if self.conn is not None:
+            if address.same_node(self.at):
+                return
+            log.info("%s: leaving %s for %s", self.name, self.at.where if self.at else "?", address.where)
+            self.conn.abort()
+        self._backoff = 0.05
+        self._next_attempt = 0.0
+        self.kick()
 
     def _failed(self, exc: BaseException) -> None:
         if self._was_up or self._backoff == 0.05:
@@ -279,6 +391,8 @@ class Link:
     def _lost(self, conn: Connection) -> None:
         if self.conn is conn:
             self.conn = None
+            if self.at is not None:
+                self.locator.lost(self.at)
             if self._on_down is not None:
                 self._on_down()
             if not self._stopped:
@@ -295,6 +409,11 @@ class Link:
             conn.abort()
         elif conn is None:
             self.kick()
+        elif self.at is not None and self.at.role == b"slave" and now - self._role_checked >= ROLE_CHECK_EVERY:
+            # A replica that lost its primary keeps answering from what it had: leave it.
+            self._role_checked = now
+            if self._on_push is None:  # a subscribed connection accepts no ROLE; its twin checks
+                conn.send(ROLE, self._check_role)
 
     def close(self) -> None:
         self._stopped = True
