@@ -289,6 +289,7 @@ class Link:
         self.conn: Connection | None = None
         self.at: Address | None = None  # where conn is connected
         self._role_checked = 0.0
+        self._moving = False  # conn was left on purpose: reconnect at once, no warning
         self._on_push = on_push
         self._on_up = on_up
         self._on_down = on_down
@@ -376,6 +377,7 @@ class Link:
             if address.same_node(self.at):
                 return
             log.info("%s: leaving %s for %s", self.name, self.at.where if self.at else "?", address.where)
+            self._moving = True
             self.conn.abort()
         self._backoff = 0.05
         self._next_attempt = 0.0
@@ -395,7 +397,11 @@ class Link:
                 self.locator.lost(self.at)
             if self._on_down is not None:
                 self._on_down()
-            if not self._stopped:
+            if self._moving:
+                self._moving = False
+                self._next_attempt = 0.0
+                self.loop.call_soon(self.kick)
+            elif not self._stopped:
                 log.warning("%s: connection lost", self.name)
                 self._was_up = False
                 self._next_attempt = self.loop.time() + self._backoff

@@ -73,8 +73,9 @@ def _pairs(value: Reply) -> dict[bytes, bytes]:
     }
 
 
-def pick_replica(replies: Reply) -> tuple[str, int] | None:
-    """A healthy replica from a `SENTINEL replicas` reply, at random (spreads the workers)."""
+def pick_replica(replies: Reply, prefer: tuple[str, int] | None = None) -> tuple[str, int] | None:
+    """A healthy replica from a `SENTINEL replicas` reply: `prefer` (the one in use) while it is
+    healthy, else one at random (spreads the workers over the replicas)."""
     healthy = []
     for item in replies if isinstance(replies, list) else ():
         info = _pairs(item)
@@ -85,6 +86,8 @@ def pick_replica(replies: Reply) -> tuple[str, int] | None:
             healthy.append((info[b"ip"].decode("ascii"), int(info[b"port"])))
         except (KeyError, ValueError, UnicodeDecodeError):
             continue
+    if prefer in healthy:
+        return prefer
     return random.choice(healthy) if healthy else None
 
 
@@ -199,7 +202,8 @@ class SentinelLocator:
                 log.warning("sentinel %s:%d does not know %r", host, port, self.service.decode())
             return None
         if self.replicas:
-            replica = pick_replica(replies[1])
+            last = self.last
+            replica = pick_replica(replies[1], (last.host, last.port) if last is not None else None)
             if replica is not None:
                 return self.template.at(replica[0], replica[1], b"slave")
         return self.template.at(primary[0].decode("ascii"), int(primary[1]), b"master")
@@ -222,7 +226,7 @@ class SentinelLocator:
             and value[2].split(b" ", 1)[0] == self.service
         ):
             self.switches += 1
-            log.warning("sentinel: %s", value[2].decode("ascii", "replace"))
+            log.warning("sentinel +switch-master: %s", value[2].decode("ascii", "replace"))
             self._refresh()
 
     def _refresh(self) -> None:
