@@ -183,7 +183,7 @@ def test_responders_follow_a_crash_failover_under_load(pki: PKI, sentinels: Sent
             assert wait_for(lambda port=port: ask(port, pki, good_serial) == REVOKED, 1.0) < 1.0  # type: ignore[misc]
 
 
-def subscribers(client: redis.Redis) -> list[dict[str, object]]:
+def subscribers(client: redis.Redis) -> list[dict[str, str]]:
     """Clients of one node holding a subscription, the sentinels' own left out."""
     return [
         c

@@ -14,6 +14,7 @@ import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any, cast
 
 import redis
 
@@ -113,8 +114,8 @@ class SentinelSet:
                 client = self.client(port)
                 try:
                     # redis-py parses these into dicts (ints for numbers, "flags" kept as text).
-                    info = client.sentinel_master(SERVICE)
-                    replicas = client.sentinel_slaves(SERVICE)
+                    info = cast(dict[str, Any], client.sentinel_master(SERVICE))
+                    replicas = cast(list[dict[str, Any]], client.sentinel_slaves(SERVICE))
                 finally:
                     client.close()
                 if int(info["port"]) != primary or "down" in info["flags"]:
