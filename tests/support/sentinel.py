@@ -115,7 +115,7 @@ class SentinelSet:
                 try:
                     # redis-py parses these into dicts (ints for numbers, "flags" kept as text).
                     info = cast(dict[str, Any], client.sentinel_master(SERVICE))
-                    replicas = cast(list[dict[str, Any]], client.sentinel_slaves(SERVICE))
+                    replicas = client.sentinel_slaves(SERVICE)
                 finally:
                     client.close()
                 if int(info["port"]) != primary or "down" in info["flags"]:
