@@ -327,7 +327,7 @@ class Link:
         except (TimeoutError, OSError) as exc:
             if address is not None:
                 self.locator.lost(address)
-            self._failed(exc)
+            self._failed(exc, address)
             return
         finally:
             self._connecting = False
@@ -383,9 +383,10 @@ class Link:
         self._next_attempt = 0.0
         self.kick()
 
-    def _failed(self, exc: BaseException) -> None:
+    def _failed(self, exc: BaseException, address: Address | None) -> None:
         if self._was_up or self._backoff == 0.05:
-            log.warning("%s: cannot connect (%s); answering tryLater meanwhile", self.name, exc or "timeout")
+            where = f" to {address.where}" if address is not None else ""
+            log.warning("%s: cannot connect%s (%s); answering tryLater meanwhile", self.name, where, exc or "timeout")
         self._was_up = False
         self._next_attempt = self.loop.time() + self._backoff
         self._backoff = min(self._backoff * 2, 1.0)

@@ -169,9 +169,10 @@ class SentinelLocator:
             address = last  # the same object: lookup.py compares links' nodes by identity
         self.current = self.last = address
         if last is not None and address is not last:
+            # A new node: links elsewhere leave at once, links waiting out a backoff retry now.
             log.warning("redis: now using %s (%s)", address.where, (address.role or b"").decode())
-        for link in self.links:
-            link.moved(address)
+            for link in self.links:
+                link.moved(address)
 
     async def _ask(self) -> resp.Address:
         """Ask the sentinels in turn; the last chosen node when none answers."""
