@@ -10,6 +10,7 @@ from shirushi.cache.connect import check, data_node_options, hot_locator, replic
 from shirushi.config import RedisSettings
 from shirushi.errors import ConfigError
 from shirushi.responder import resp
+from shirushi.responder.respwire import FAILED
 from shirushi.responder.sentinel import SentinelLocator, pick_replica
 
 SENTINEL = RedisSettings(mode="sentinel", nodes=("127.0.0.1:26379", "127.0.0.1:26380"), sentinel_service="ca")
@@ -43,7 +44,7 @@ def test_role_checks() -> None:
     follower = template.at("10.0.0.2", 6379, b"slave")
     assert follower.role_ok([b"slave", b"10.0.0.1", 6379, b"connected", 5])
     assert not follower.role_ok([b"slave", b"10.0.0.1", 6379, b"connect", -1])  # cut off from its primary
-    assert not follower.role_ok(resp.FAILED) and not follower.role_ok(None)
+    assert not follower.role_ok(FAILED) and not follower.role_ok(None)
     assert primary.same_node(template.at("10.0.0.1", 6379, b"slave")) and not primary.same_node(follower)
 
 
