@@ -31,6 +31,8 @@ def test_pick_replica_skips_unhealthy_ones_and_keeps_the_one_in_use() -> None:
     ]
     assert {pick_replica(replies) for _ in range(50)} == {("10.0.0.4", 6380), ("10.0.0.5", 6381)}
     assert all(pick_replica(replies, ("10.0.0.5", 6381)) == ("10.0.0.5", 6381) for _ in range(20))
+    assert all(pick_replica(replies, avoid={("10.0.0.5", 6381)}) == ("10.0.0.4", 6380) for _ in range(20))
+    assert pick_replica(replies, ("10.0.0.5", 6381), {("10.0.0.5", 6381), ("10.0.0.4", 6380)}) is None
     assert pick_replica(replies[:3]) is None
     assert pick_replica(None) is None
     assert pick_replica([[b"ip"], b"junk", replica(b"10.0.0.6", b"x")]) is None

@@ -24,7 +24,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Final
 
 from shirushi.responder import resp
@@ -34,6 +34,11 @@ log = logging.getLogger("shirushi.responder")
 
 SWITCH: Final = b"+switch-master"
 WATCH_PING_EVERY: Final = 1.0
+# A replica that failed us (lost connection, not following its primary) is not chosen again for
+# this long: the sentinels refresh what they know of replicas only every few seconds, and would
+# name it again while it resynchronises after a failover.
+AVOID_FOR: Final = 5.0
+REPLICA_RECHECK: Final = 10.0  # seconds between looks for a replica while reading the primary
 # Replica flags that rule it out (SENTINEL replicas reports them; docs: "flags").
 _BAD_FLAGS: Final = frozenset((b"s_down", b"o_down", b"disconnected"))
 
@@ -73,9 +78,11 @@ def _pairs(value: Reply) -> dict[bytes, bytes]:
     }
 
 
-def pick_replica(replies: Reply, prefer: tuple[str, int] | None = None) -> tuple[str, int] | None:
+def pick_replica(
+    replies: Reply, prefer: tuple[str, int] | None = None, avoid: Collection[tuple[str, int]] = ()
+) -> tuple[str, int] | None:
     """A healthy replica from a `SENTINEL replicas` reply: `prefer` (the one in use) while it is
-    healthy, else one at random (spreads the workers over the replicas)."""
+    healthy, else one at random (spreads the workers over the replicas), never one in `avoid`."""
     healthy = []
     for item in replies if isinstance(replies, list) else ():
         info = _pairs(item)
@@ -83,9 +90,11 @@ def pick_replica(replies: Reply, prefer: tuple[str, int] | None = None) -> tuple
         if flags & _BAD_FLAGS or info.get(b"master-link-status") != b"ok":
             continue
         try:
-            healthy.append((info[b"ip"].decode("ascii"), int(info[b"port"])))
+            node = (info[b"ip"].decode("ascii"), int(info[b"port"]))
         except (KeyError, ValueError, UnicodeDecodeError):
             continue
+        if node not in avoid:
+            healthy.append(node)
     if prefer in healthy:
         return prefer
     return random.choice(healthy) if healthy else None
@@ -112,9 +121,11 @@ class SentinelLocator:
         self.current: resp.Address | None = None  # the chosen node, None when it must be found
         self.last: resp.Address | None = None  # the node chosen last (kept when `current` is dropped)
         self.links: list[resp.Link] = []
+        self.avoid: dict[tuple[str, int], float] = {}  # replica -> loop time until it may be chosen
         self.switches = 0  # +switch-master announcements seen, for tests and logs
         self._lock = asyncio.Lock()
         self._last_ping = 0.0
+        self._recheck_at = 0.0
         self._refreshing: asyncio.Task[None] | None = None
         self.watch = resp.Link(
             loop, _Ring(self), timeout, name="redis sentinel watch", on_push=self._push, on_up=self._watch_up
@@ -132,6 +143,8 @@ class SentinelLocator:
     def lost(self, address: resp.Address) -> None:
         if self.current is address:
             self.current = None
+            if address.role == b"slave":
+                self.avoid[(address.host, address.port)] = self.loop.time() + AVOID_FOR
 
     def follow(self, link: resp.Link) -> None:
         self.links.append(link)
@@ -140,7 +153,12 @@ class SentinelLocator:
         self.watch.kick()
 
     def check(self, now: float) -> None:
-        """Periodically: keep the watch subscription alive (PING), or move it to another sentinel."""
+        """Periodically: keep the watch subscription alive (PING), or move it to another sentinel;
+        a replica reader that fell back to the primary looks for a healthy replica again."""
+        current = self.current
+        if self.replicas and current is not None and current.role == b"master" and now >= self._recheck_at:
+            self._recheck_at = now + REPLICA_RECHECK
+            self._refresh()
         conn = self.watch.conn
         if conn is None:
             self.watch.kick()
@@ -204,7 +222,10 @@ class SentinelLocator:
             return None
         if self.replicas:
             last = self.last
-            replica = pick_replica(replies[1], (last.host, last.port) if last is not None else None)
+            now = self.loop.time()
+            self.avoid = {node: until for node, until in self.avoid.items() if until > now}
+            prefer = (last.host, last.port) if last is not None else None
+            replica = pick_replica(replies[1], prefer, self.avoid)
             if replica is not None:
                 return self.template.at(replica[0], replica[1], b"slave")
         return self.template.at(primary[0].decode("ascii"), int(primary[1]), b"master")
