@@ -18,7 +18,8 @@ ratio says what the responders add to what Sentinel itself takes.
 Hot path: Redis GETs through `resp.Link` with 50 in flight, located once by `resp.Fixed` (the
 single-server client) vs by the Sentinel locator, against the same primary, same run.
 
-    .venv/bin/python bench/failover/bench_failover.py [ROUNDS]
+    .venv/bin/python bench/failover/bench_failover.py [ROUNDS]     # 3 rounds: about 4 minutes
+    .venv/bin/python bench/failover/bench_failover.py 0            # the hot path only
 """
 
 from __future__ import annotations
@@ -157,7 +158,7 @@ async def gets(link: resp.Link, key: bytes, count: int, in_flight: int = 50) -> 
     return time.perf_counter() - start
 
 
-async def hot_path(sentinels: SentinelSet, key: bytes) -> tuple[float, float]:
+async def hot_path(sentinels: SentinelSet, key: bytes) -> dict[str, list[float]]:
     loop = asyncio.get_running_loop()
     primary = sentinels.primary_port()
     fixed = resp.Link(loop, resp.Address(f"redis://127.0.0.1:{primary}"), 2.0)
@@ -181,7 +182,7 @@ async def hot_path(sentinels: SentinelSet, key: bytes) -> tuple[float, float]:
         fixed.close()
         located.close()
         locator.close()
-    return statistics.median(rates["fixed"]), statistics.median(rates["sentinel"])
+    return rates
 
 
 def main() -> None:
@@ -194,10 +195,14 @@ def main() -> None:
             pki.store(client, GOOD)
             client.close()
             key = records.response_key(pki.issuer_id, "sha1", GOOD).encode()
-            fixed, located = asyncio.run(hot_path(sentinels, key))
-        print(f"hot path, Redis GETs/s with 50 in flight: fixed {fixed:,.0f}, sentinel-located {located:,.0f}", end="")
-        print(f" (ratio {located / fixed:.2f})")
-        for planned in (False, True):
+            rates = asyncio.run(hot_path(sentinels, key))
+        print("hot path, Redis GETs/s with 50 in flight, median (min-max) of 10:")
+        for name, values in rates.items():
+            print(f"  {name:9} {statistics.median(values):,.0f} ({min(values):,.0f}-{max(values):,.0f})")
+        ratios = [s / f for s, f in zip(rates["sentinel"], rates["fixed"], strict=True)]
+        low, mid, high = min(ratios), statistics.median(ratios), max(ratios)
+        print(f"  sentinel / fixed, per pair: median {mid:.2f} ({low:.2f}-{high:.2f})")
+        for planned in (False, True) if rounds else ():
             kind = "planned (SENTINEL FAILOVER)" if planned else "crash (SIGKILL primary)"
             rows = [one_round(root / f"{int(planned)}-{i}", pki, planned) for i in range(rounds)]
             print(f"\n{kind}, {rounds} rounds:")
