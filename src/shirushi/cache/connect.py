@@ -30,7 +30,7 @@ from shirushi.config import RedisSettings
 from shirushi.errors import ConfigError
 
 if TYPE_CHECKING:
-    from shirushi.responder.resp import Locator
+    from shirushi.responder.address import Locator
 
 
 def _not_supported(settings: RedisSettings) -> ConfigError:
@@ -90,7 +90,7 @@ def hot_locator(
     settings: RedisSettings, url: str, loop: asyncio.AbstractEventLoop, *, for_reads: bool = True
 ) -> Locator:
     """Where the responder's pipelined client connects (and reconnects) for `settings`."""
-    from shirushi.responder.resp import Address, Fixed
+    from shirushi.responder.address import Address, Fixed
 
     if settings.mode == "single":
         return Fixed(Address(url))
@@ -111,7 +111,7 @@ def hot_locator(
 
 def check(settings: RedisSettings, url: str) -> None:
     """Raise ConfigError now for a mode or URL that every later connection would refuse."""
-    from shirushi.responder.resp import Address
+    from shirushi.responder.address import Address
 
     if settings.mode == "single":
         Address(url)
