@@ -195,7 +195,7 @@ def subscribers(client: redis.Redis) -> list[dict[str, str]]:
 def test_a_planned_failover_moves_the_subscription(pki: PKI, sentinels: SentinelSet, tmp_path: Path) -> None:
     """SENTINEL FAILOVER demotes a live primary: the responder moves its links (and so its
     invalidation subscription) to the new primary on +switch-master, and keeps answering
-    revocations written there."""
+    revocations written there. The sentinel it watched died first: it watches another."""
     serial = 0x61
     old = sentinels.data_ports[0]
     client = sentinels.client(old)
@@ -205,7 +205,12 @@ def test_a_planned_failover_moves_the_subscription(pki: PKI, sentinels: Sentinel
         assert ask(server.port, pki, serial) == GOOD
         old_client = sentinels.client(old)
         wait_for(lambda: len(subscribers(old_client)) == 1, 5)
-        control = sentinels.client(sentinels.sentinel_ports[0])
+        watched, *others = sentinels.sentinel_ports
+        assert f"redis sentinel watch: connected to 127.0.0.1:{watched}" in server.log.read_text()
+        sentinels.kill(watched)
+        moved = [f"redis sentinel watch: connected to 127.0.0.1:{p}" for p in others]
+        wait_for(lambda: any(line in server.log.read_text() for line in moved), 10)
+        control = sentinels.client(others[0])
         control.execute_command("SENTINEL", "FAILOVER", SERVICE)  # type: ignore[no-untyped-call]
         control.close()
         new = sentinels.wait_failover(old)

@@ -165,8 +165,7 @@ class SentinelLocator:
             return
         if now - conn.last_progress > self.timeout + WATCH_PING_EVERY:
             log.warning("sentinel %s silent; watching another", self.watch.at.where if self.watch.at else "?")
-            self.rotate()
-            conn.abort()
+            conn.abort()  # the ring moves to the next sentinel when told the connection was lost
         elif now - self._last_ping >= WATCH_PING_EVERY:
             self._last_ping = now
             conn.send_push(command(b"PING"))
@@ -199,7 +198,7 @@ class SentinelLocator:
             host, port = self.sentinels[self.first]
             try:
                 found = await self._ask_one(host, port)
-            except (OSError, TimeoutError) as exc:
+            except (OSError, TimeoutError, ValueError) as exc:  # ValueError: an address that is not one
                 problems.append(f"{host}:{port}: {exc or 'timeout'}")
                 found = None
             if found is not None:
