@@ -122,7 +122,14 @@ def test_writer_waits_for_a_replica_and_reads_go_to_replicas(sentinels: Sentinel
         writer.put("0123456789abcdef", [Entry("shirushi:test:a", b"x" * 20, 60)], {}, announce=True)
         assert primary.execute_command("ROLE")[0] == b"master"  # type: ignore[no-untyped-call]
         assert reader.execute_command("ROLE")[0] == b"slave"  # type: ignore[no-untyped-call]
-        assert reader.get("shirushi:test:a") == b"x" * 20  # the WAIT made it reach a replica
+        held = []
+        for port in sentinels.data_ports[1:]:  # the WAIT returned once a replica held it
+            node = sentinels.client(port)
+            held.append(node.get("shirushi:test:a") == b"x" * 20)
+            node.close()
+        assert any(held)
+        primary.wait(2, 5000)
+        assert reader.get("shirushi:test:a") == b"x" * 20
         for port in sentinels.data_ports[1:]:
             sentinels.kill(port)
         # No replica left to carry a revocation over a failover: not done, the outbox retries.

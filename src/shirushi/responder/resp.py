@@ -35,7 +35,7 @@ log = logging.getLogger("shirushi.responder")
 Callback = Callable[[Reply], None]
 MAX_PENDING: Final = 20000
 ROLE: Final = command(b"ROLE")
-ROLE_CHECK_EVERY: Final = 1.0  # seconds between checks that a replica still follows its primary
+ROLE_CHECK_EVERY: Final = 1.0  # seconds between checks that a located node still has its role
 
 
 class Connection(asyncio.Protocol):
@@ -293,8 +293,9 @@ class Link:
             conn.abort()
         elif conn is None:
             self.kick()
-        elif self.at is not None and self.at.role == b"slave" and now - self._role_checked >= ROLE_CHECK_EVERY:
-            # A replica that lost its primary keeps answering from what it had: leave it.
+        elif self.at is not None and self.at.role is not None and now - self._role_checked >= ROLE_CHECK_EVERY:
+            # A replica that lost its primary keeps answering from what it had, and a demoted
+            # primary may go unannounced (no sentinel watched): leave either.
             self._role_checked = now
             if self._on_push is None:  # a subscribed connection accepts no ROLE; its twin checks
                 conn.send(ROLE, self._check_role)
