@@ -68,15 +68,17 @@ class Backend:
 
     @functools.cached_property
     def redis(self) -> redis.Redis:
-        from shirushi.cache.writer import connect
+        from shirushi.cache.connect import sync_client
 
-        return connect(self.settings.redis_url, self.settings.redis.timeout)
+        return sync_client(self.settings.redis, self.settings.redis_url)
 
     @functools.cached_property
     def writer(self) -> CacheWriter:
+        from shirushi.cache.connect import replicas_to_wait
         from shirushi.cache.writer import CacheWriter
 
-        return CacheWriter(self.redis)
+        wait_ms = int(self.settings.redis.timeout * 1000)
+        return CacheWriter(self.redis, replicas_to_wait(self.settings.redis), wait_ms)
 
     @functools.cached_property
     def presigner(self) -> Presigner:

@@ -1,7 +1,7 @@
 """`shirushi serve`: everything in one command. Starts processes and servers.
 
 Start-up order (the OCSP port opens as soon as every answer it gives is correct):
-1. the embedded redis-server when `redis.url` is empty;
+1. the embedded redis-server when `redis.url` is empty and `redis.mode` is "single";
 2. catch up on committed work (outbox), renew the OCSP signer if due;
 3. publish CRLs when none is current, so the CDP URLs always answer;
 4. open the live-signing socket (`presign/live_service.py`): from now on a response missing from
@@ -250,7 +250,8 @@ def start_responders(config_path: str | None, settings: Settings) -> subprocess.
     """Start `shirushi responder` as a fresh interpreter: it imports no key code."""
     env = dict(os.environ)
     env["SHIRUSHI_DATA_DIR"] = str(settings.data_path)
-    env["SHIRUSHI_REDIS__URL"] = settings.redis_url
+    if settings.redis.mode == "single":
+        env["SHIRUSHI_REDIS__URL"] = settings.redis_url  # the embedded server's socket, when url is ""
     args = [sys.executable, "-m", "shirushi"]
     if config_path:
         args += ["--config", str(Path(config_path).resolve())]
@@ -524,7 +525,8 @@ def _serve(settings: Settings, config_path: str | None, say: Callable[[str], Non
         # it. Under the serve lock: the directory belongs to this run alone.
         prepare_directory(metrics_directory(settings))
     embedded = None
-    if not settings.redis.url:
+    # Sentinel or Cluster: the operator runs Redis; there is nothing to embed (docs/deploy.md).
+    if settings.redis.mode == "single" and not settings.redis.url:
         # Started before any other thread exists: it is tied to this process in a preexec_fn.
         embedded = EmbeddedRedis(settings.layout)
         embedded.start()

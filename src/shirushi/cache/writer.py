@@ -13,8 +13,6 @@ from collections.abc import Iterable
 from typing import cast
 
 import redis
-from redis.backoff import NoBackoff
-from redis.retry import Retry
 
 from shirushi.cache import records
 from shirushi.errors import ServiceError
@@ -33,14 +31,6 @@ class Entry:
     ttl: int
 
 
-def connect(url: str, timeout: float) -> redis.Redis:
-    # One quick retry, no backoff: the caller reports an unreachable Redis at once and the
-    # outbox finishes the work later, rather than a command hanging in redis-py's back-off.
-    return redis.Redis.from_url(
-        url, socket_timeout=timeout, socket_connect_timeout=timeout, retry=Retry(NoBackoff(), 1)
-    )
-
-
 # Store a record unless Redis holds one with a higher status version: a refresh that read
 # "good" just before a revocation committed must not overwrite the revoked response the
 # revocation wrote meanwhile (revocation is final; no suspension, policy 4.9.13). Bytes 1..8
@@ -57,13 +47,22 @@ return 1
 
 
 class CacheWriter:
-    def __init__(self, client: redis.Redis) -> None:
+    """Writes through `client` (cache/connect.py makes it for the configured redis.mode).
+
+    `wait_replicas` > 0 (Sentinel): an announced write (a revocation) ends with `WAIT`, and
+    counts as done only once that many replicas hold it, within `wait_ms`; otherwise it raises
+    ServiceError and the outbox writes it again (the compare-and-set makes that harmless).
+    """
+
+    def __init__(self, client: redis.Redis, wait_replicas: int = 0, wait_ms: int = 2000) -> None:
         self.client = client
+        self.wait_replicas = wait_replicas
+        self.wait_ms = wait_ms
         self._set = client.register_script(_SET_UNLESS_NEWER)
 
-    def _run(self, pipe: redis.client.Pipeline) -> None:
+    def _run(self, pipe: redis.client.Pipeline) -> list[object]:
         try:
-            pipe.execute()
+            return cast(list[object], pipe.execute())
         except redis.RedisError as exc:
             raise ServiceError(f"Redis write failed: {exc}") from None
 
@@ -80,10 +79,17 @@ class CacheWriter:
             keys.append(entry.key)
         if due:
             pipe.zadd(due_key(issuer), {format(s, "x"): t for s, t in due.items()})
+        waits = announce and self.wait_replicas > 0
         if announce:
             for key in keys:
                 pipe.publish(records.INVALIDATE_CHANNEL, key)
-        self._run(pipe)
+            if waits:
+                pipe.execute_command("WAIT", self.wait_replicas, self.wait_ms)  # type: ignore[no-untyped-call]
+        replies = self._run(pipe)
+        if waits and not (isinstance(replies[-1], int) and replies[-1] >= self.wait_replicas):
+            raise ServiceError(
+                f"Redis write reached {replies[-1]} replicas of the {self.wait_replicas} a revocation waits for"
+            )
 
     def forget(self, issuer: str, serials: Iterable[int]) -> None:
         """Stop refreshing these serials (expired certificates, RFC 9919 3.2.3)."""

@@ -45,6 +45,9 @@ Done = Callable[[Result], None]
 
 PING: Final = respwire.command(b"PING")
 PING_INTERVAL: Final = 1.0
+# Error replies after which the node is left and the primary located again: a demoted primary
+# (READONLY), one still loading its data, a replica that lost its primary (MASTERDOWN).
+_LEAVE_ON: Final = (b"READONLY", b"LOADING", b"MASTERDOWN")
 
 
 class L1:
@@ -111,7 +114,7 @@ class L1:
 class Subscriber:
     """Keeps the L1 cache honest: SUBSCRIBE to the invalidation channel, PING to prove liveness."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, address: resp.Address, timeout: float, l1: L1) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, address: resp.Locator, timeout: float, l1: L1) -> None:
         self.l1 = l1
         self.channel = records.INVALIDATE_CHANNEL.encode()
         self.link = resp.Link(
@@ -181,7 +184,7 @@ class Lookup:
     def __init__(
         self,
         loop: asyncio.AbstractEventLoop,
-        address: resp.Address,
+        address: resp.Address | resp.Locator,
         timeout: float,
         l1_bytes: int = 256 << 20,
         l1_max_age: int = 60,
@@ -189,9 +192,11 @@ class Lookup:
     ) -> None:
         self.loop = loop
         self.now = 0  # Unix seconds, kept current by the worker's ticker
-        self.link = resp.Link(loop, address, timeout, name="redis")
+        # Both links share the locator, so that they use the same node (responder/sentinel.py).
+        self.locator = resp.Fixed(address) if isinstance(address, resp.Address) else address
+        self.link = resp.Link(loop, self.locator, timeout, name="redis")
         self.l1 = L1(l1_bytes, l1_max_age)
-        self.subscriber: Subscriber | None = Subscriber(loop, address, timeout, self.l1) if l1_bytes > 0 else None
+        self.subscriber: Subscriber | None = Subscriber(loop, self.locator, timeout, self.l1) if l1_bytes > 0 else None
         self.live = live
         self.misses = 0  # Redis had no record
         self.failures = 0  # a Redis command failed or timed out
@@ -199,6 +204,7 @@ class Lookup:
         self.l1_misses = 0
 
     def start(self) -> None:
+        self.locator.start()
         self.link.kick()
         if self.subscriber is not None:
             self.subscriber.start()
@@ -246,6 +252,7 @@ class Lookup:
                 ask_marker()
             else:  # FAILED or an error reply
                 self.failures += 1
+                self._after_error(value)
                 done(TRY_LATER)
 
         def on_live(status: int, value: bytes) -> None:
@@ -266,12 +273,19 @@ class Lookup:
             if isinstance(value, bytes):
                 done(UNAUTHORIZED)
             else:  # absent: the cache is still filling; FAILED or error: Redis trouble
+                self._after_error(value)
                 done(TRY_LATER)
 
         if not self.link.send(plan.get_command, on_record):
             self.failures += 1
             return TRY_LATER
         return None
+
+    def _after_error(self, value: respwire.Reply) -> None:
+        """An error reply that says this node cannot serve us now: locate another one."""
+        if isinstance(value, respwire.RespError) and value.message.startswith(_LEAVE_ON):
+            log.warning("redis: %s; looking for the primary again", value.message.decode("utf-8", "replace"))
+            self.link.reroute()
 
     def _answer(self, plan: Plan, value: bytes, generation: int) -> Result:
         record = records.unpack(value)
@@ -283,10 +297,15 @@ class Lookup:
             # reject it anyway (RFC 9919 5), so say "later" rather than serve it.
             return TRY_LATER
         answer = Answer(record)
-        self.l1.put(plan.key, answer, self.now, generation)
+        subscriber = self.subscriber
+        # Cache only what was read from the node whose invalidations we receive (identity: the
+        # locator hands out one object per chosen node); elsewhere a message can beat the data.
+        if subscriber is not None and subscriber.link.at is self.link.at:
+            self.l1.put(plan.key, answer, self.now, generation)
         return answer
 
     def check(self, now: float) -> None:
+        self.locator.check(now)
         self.link.check(now)
         if self.live is not None:
             self.live.check(now)
@@ -299,3 +318,4 @@ class Lookup:
             self.live.close()
         if self.subscriber is not None:
             self.subscriber.close()
+        self.locator.close()

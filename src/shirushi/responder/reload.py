@@ -17,6 +17,7 @@ from pathlib import Path
 import redis
 from cryptography import x509
 
+from shirushi.cache.connect import sync_client
 from shirushi.cache.records import ISSUERS_KEY
 from shirushi.config import Settings
 from shirushi.errors import ShirushiError
@@ -31,9 +32,7 @@ MAX_CERT_BYTES = 64 * 1024
 class IssuerSource:
     def __init__(self, settings: Settings) -> None:
         self.path: Path = issuers_path(settings)
-        self.client = redis.Redis.from_url(
-            settings.redis_url, socket_timeout=settings.redis.timeout, socket_connect_timeout=settings.redis.timeout
-        )
+        self.client = sync_client(settings.redis, settings.redis_url, for_reads=True)
         self.stamp: bytes | None = None
 
     def outside(self) -> list[bytes]:

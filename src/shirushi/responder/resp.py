@@ -9,6 +9,11 @@ docs/responder.md and bench/RESULTS.md).
 Failure is a value: a callback receives `FAILED` when the connection is down, breaks, or stalls
 longer than the timeout, and the responder turns that into `tryLater` (RFC 6960 2.3), never into
 a stale answer.
+
+Where a `Link` connects comes from a `Locator`, asked on every (re)connect and never per command:
+`Fixed` is one server; `responder/sentinel.py` finds the primary (or a replica) through Redis
+Sentinel. An address found that way carries the role it must have, checked with `ROLE` right
+after connecting, before the link counts as up (a failover may have changed it meanwhile).
 """
 
 from __future__ import annotations
@@ -16,77 +21,21 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
-import ssl
-import urllib.parse
 from collections.abc import Callable
 from typing import Final, cast
 
-from shirushi.errors import ConfigError
+from shirushi.responder.address import Address as Address
+from shirushi.responder.address import Fixed as Fixed
+from shirushi.responder.address import Locator as Locator
+from shirushi.responder.address import redact as redact
 from shirushi.responder.respwire import FAILED, ProtocolError, Reply, RespError, command, parse_reply
 
 log = logging.getLogger("shirushi.responder")
 
 Callback = Callable[[Reply], None]
 MAX_PENDING: Final = 20000
-
-
-def redact(url: str) -> str:
-    """The URL without its password (user:password@ and ?password=), for messages."""
-    parts = urllib.parse.urlsplit(url)
-    netloc = parts.netloc
-    if "@" in netloc:
-        netloc = "***@" + netloc.rsplit("@", 1)[1]
-    query = "&".join(q for q in parts.query.split("&") if not q.startswith("password="))
-    return urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
-
-
-class Address:
-    """Where and how to reach Redis, from a redis.url (unix://, redis://, rediss://)."""
-
-    def __init__(self, url: str) -> None:
-        parts = urllib.parse.urlsplit(url)
-        query = urllib.parse.parse_qs(parts.query)
-        self.path: str | None = None
-        self.host = ""
-        self.port = 6379
-        self.ssl: ssl.SSLContext | None = None
-        db_text = query.get("db", ["0"])[0]
-        if parts.scheme == "unix":
-            self.path = parts.path
-        elif parts.scheme in ("redis", "rediss"):
-            self.host = parts.hostname or "localhost"
-            try:
-                self.port = parts.port or 6379
-            except ValueError:
-                raise ConfigError(f"redis.url {redact(url)!r} has a bad port") from None
-            if parts.path.strip("/"):
-                db_text = parts.path.strip("/")
-            if parts.scheme == "rediss":
-                self.ssl = ssl.create_default_context()
-        else:
-            raise ConfigError(f"redis.url {redact(url)!r}: scheme must be unix, redis or rediss")
-        if not db_text.isdigit():
-            raise ConfigError(f"redis.url {redact(url)!r}: database must be a number")
-        self.db = int(db_text)
-        self.username = urllib.parse.unquote(parts.username) if parts.username else None
-        password = parts.password or query.get("password", [None])[0]
-        self.password = urllib.parse.unquote(password) if password else None
-
-    def handshake(self, select_db: bool = True) -> list[bytes]:
-        """AUTH and SELECT commands to send first on a new connection."""
-        out = []
-        if self.password is not None:
-            user = (self.username or "default").encode()
-            out.append(command(b"AUTH", user, self.password.encode()))
-        if select_db and self.db:
-            out.append(command(b"SELECT", str(self.db).encode()))
-        return out
-
-    async def open(self, loop: asyncio.AbstractEventLoop, factory: Callable[[], asyncio.Protocol]) -> None:
-        if self.path is not None:
-            await loop.create_unix_connection(factory, self.path)
-        else:
-            await loop.create_connection(factory, self.host, self.port, ssl=self.ssl)
+ROLE: Final = command(b"ROLE")
+ROLE_CHECK_EVERY: Final = 1.0  # seconds between checks that a located node still has its role
 
 
 class Connection(asyncio.Protocol):
@@ -108,6 +57,7 @@ class Connection(asyncio.Protocol):
         self.buf = bytearray()
         self.last_progress = loop.time()
         self.closed = False
+        self.aborting = False  # abort() called: replies still buffered are not delivered
         self._on_lost = on_lost
         self._on_push = on_push
 
@@ -146,7 +96,7 @@ class Connection(asyncio.Protocol):
         buf += data
         pos = 0
         try:
-            while pos < len(buf):
+            while pos < len(buf) and not self.aborting:
                 item = parse_reply(buf, pos)
                 if item is None:
                     break
@@ -171,6 +121,7 @@ class Connection(asyncio.Protocol):
             log.exception("redis reply handler failed")
 
     def abort(self) -> None:
+        self.aborting = True
         if self.transport is not None:
             self.transport.abort()
         else:
@@ -201,7 +152,7 @@ class Link:
     def __init__(
         self,
         loop: asyncio.AbstractEventLoop,
-        address: Address,
+        address: Address | Locator,
         timeout: float,
         name: str = "redis",
         on_push: Callable[[Reply], None] | None = None,
@@ -209,10 +160,13 @@ class Link:
         on_down: Callable[[], None] | None = None,
     ) -> None:
         self.loop = loop
-        self.address = address
+        self.locator: Locator = Fixed(address) if isinstance(address, Address) else address
         self.timeout = timeout
         self.name = name
         self.conn: Connection | None = None
+        self.at: Address | None = None  # where conn is connected
+        self._role_checked = 0.0
+        self._moving = False  # conn was left on purpose: reconnect at once, no warning
         self._on_push = on_push
         self._on_up = on_up
         self._on_down = on_down
@@ -223,6 +177,7 @@ class Link:
         self._was_up = False
         self.connects = 0  # connections established, for the reconnect metric
         self._task: asyncio.Task[None] | None = None
+        self.locator.follow(self)
 
     def send(self, cmd: bytes, callback: Callback) -> bool:
         conn = self.conn
@@ -242,10 +197,14 @@ class Link:
 
     async def _connect(self) -> None:
         conn = Connection(self.loop, self._lost, self._on_push)
+        address: Address | None = None
         try:
-            await asyncio.wait_for(self.address.open(self.loop, lambda: conn), self.timeout)
+            address = await asyncio.wait_for(self.locator.locate(), self.timeout)
+            await asyncio.wait_for(address.open(self.loop, lambda: conn), self.timeout)
         except (TimeoutError, OSError) as exc:
-            self._failed(exc)
+            if address is not None:
+                self.locator.lost(address)
+            self._failed(exc, address)
             return
         finally:
             self._connecting = False
@@ -253,12 +212,16 @@ class Link:
             conn.abort()
             return
         self.conn = conn
+        self.at = address
         self.connects += 1
-        for cmd in self.address.handshake(select_db=self._on_push is None):
+        for cmd in address.handshake(select_db=self._on_push is None):
             conn.send(cmd, self._check_handshake)
+        if address.role is not None:
+            self._role_checked = self.loop.time()
+            conn.send(ROLE, self._check_role)
         self._backoff = 0.05
         if not self._was_up:
-            log.info("%s: connected", self.name)
+            log.info("%s: connected to %s", self.name, address.where)
             self._was_up = True
         if self._on_up is not None:
             self._on_up(conn)
@@ -269,9 +232,38 @@ class Link:
             if self.conn is not None:
                 self.conn.abort()
 
-    def _failed(self, exc: BaseException) -> None:
+    def _check_role(self, value: Reply) -> None:
+        at = self.at
+        if value is FAILED or at is None or at.role_ok(value):
+            return
+        got = value[0].decode("ascii", "replace") if isinstance(value, list) and value else repr(value)
+        log.warning("%s: %s is %s now, not %s; looking again", self.name, at.where, got, (at.role or b"").decode())
+        self.reroute()
+
+    def reroute(self) -> None:
+        """Leave this node (a wrong role, READONLY, LOADING): the next connect locates again."""
+        conn, at = self.conn, self.at
+        if at is not None:
+            self.locator.lost(at)
+        if conn is not None:
+            conn.abort()
+
+    def moved(self, address: Address) -> None:
+        """The locator chose `address`: leave another node at once, (re)connect without backoff."""
+        if self.conn is not None:
+            if address.same_node(self.at):
+                return
+            log.info("%s: leaving %s for %s", self.name, self.at.where if self.at else "?", address.where)
+            self._moving = True
+            self.conn.abort()
+        self._backoff = 0.05
+        self._next_attempt = 0.0
+        self.kick()
+
+    def _failed(self, exc: BaseException, address: Address | None) -> None:
         if self._was_up or self._backoff == 0.05:
-            log.warning("%s: cannot connect (%s); answering tryLater meanwhile", self.name, exc or "timeout")
+            where = f" to {address.where}" if address is not None else ""
+            log.warning("%s: cannot connect%s (%s); answering tryLater meanwhile", self.name, where, exc or "timeout")
         self._was_up = False
         self._next_attempt = self.loop.time() + self._backoff
         self._backoff = min(self._backoff * 2, 1.0)
@@ -279,9 +271,15 @@ class Link:
     def _lost(self, conn: Connection) -> None:
         if self.conn is conn:
             self.conn = None
+            if self.at is not None:
+                self.locator.lost(self.at)
             if self._on_down is not None:
                 self._on_down()
-            if not self._stopped:
+            if self._moving:
+                self._moving = False
+                self._next_attempt = 0.0
+                self.loop.call_soon(self.kick)
+            elif not self._stopped:
                 log.warning("%s: connection lost", self.name)
                 self._was_up = False
                 self._next_attempt = self.loop.time() + self._backoff
@@ -295,6 +293,12 @@ class Link:
             conn.abort()
         elif conn is None:
             self.kick()
+        elif self.at is not None and self.at.role is not None and now - self._role_checked >= ROLE_CHECK_EVERY:
+            # A replica that lost its primary keeps answering from what it had, and a demoted
+            # primary may go unannounced (no sentinel watched): leave either.
+            self._role_checked = now
+            if self._on_push is None:  # a subscribed connection accepts no ROLE; its twin checks
+                conn.send(ROLE, self._check_role)
 
     def close(self) -> None:
         self._stopped = True

@@ -25,6 +25,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from shirushi.cache.connect import check as check_redis
 from shirushi.config import Settings
 from shirushi.config_values import parse_listen
 from shirushi.errors import ServiceError
@@ -33,7 +34,6 @@ from shirushi.metrics.registry import mark_process_dead, prepare_directory
 from shirushi.responder.accesslog import access_log_path, check_writable
 from shirushi.responder.issuers import IssuerMap
 from shirushi.responder.reload import IssuerSource
-from shirushi.responder.resp import Address
 from shirushi.responder.routing import Options
 from shirushi.responder.worker import listen_socket, worker_main
 
@@ -64,7 +64,7 @@ def run(
         issuers = source.load()
     finally:
         source.close()  # no Redis connection crosses the fork
-    Address(settings.redis_url)  # a bad redis.url is a ConfigError now, not in every worker
+    check_redis(settings.redis, settings.redis_url)  # a ConfigError now, not in every worker
     access_log = access_log_path(settings)
     if access_log is not None:
         check_writable(access_log)
@@ -235,13 +235,13 @@ def metrics_main(settings: Settings, port: int, ready_fd: int, parent: int) -> i
         signal.signal(signum, signal.SIG_DFL)
     signal.signal(signal.SIGHUP, signal.SIG_IGN)  # passed on for the workers' access logs
     signal.pthread_sigmask(signal.SIG_UNBLOCK, _SIGNALS)
-    from shirushi.cache.writer import connect
+    from shirushi.cache.connect import sync_client
     from shirushi.metrics.http import MetricsServer, port_accepts, redis_answers
     from shirushi.metrics.scrape import exposition
 
     host, _ = parse_listen(settings.ocsp.listen)
     checks = {
-        "redis": redis_answers(connect(settings.redis_url, settings.redis.timeout)),
+        "redis": redis_answers(sync_client(settings.redis, settings.redis_url, for_reads=True)),
         "ocsp": port_accepts(f"{host}:{port}"),
     }
     try:

@@ -22,6 +22,7 @@ from collections.abc import Callable
 
 import uvloop
 
+from shirushi.cache.connect import hot_locator
 from shirushi.config import Settings
 from shirushi.config_values import parse_listen
 from shirushi.lifecycle import die_with_parent
@@ -31,7 +32,6 @@ from shirushi.responder.live_client import LiveClient
 from shirushi.responder.lookup import Lookup
 from shirushi.responder.reload import RELOAD_EVERY, IssuerSource
 from shirushi.responder.request import path_prefix
-from shirushi.responder.resp import Address
 from shirushi.responder.routing import Options, Responder, memo_entries
 from shirushi.responder.server import HTTPConnection
 
@@ -62,7 +62,7 @@ def build_responder(
 ) -> Responder:
     lookup = Lookup(
         loop,
-        Address(settings.redis_url),
+        hot_locator(settings.redis, settings.redis_url, loop),
         settings.redis.timeout,
         l1_bytes=options.cache_bytes(settings.ocsp.cache_mb),
         l1_max_age=options.l1_max_age,
