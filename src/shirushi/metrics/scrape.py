@@ -134,8 +134,11 @@ class BackendCollector:
         from shirushi.cache import records
         from shirushi.cache.writer import due_key
 
-        for presigner in [self.backend.presigner, *self.backend.outside_presigners()]:
-            issuer = presigner.context().issuer_id
+        from shirushi.store.outside import outside_issuers
+
+        # An outside CA's issuer id is its row id (`issuer add`); no presigner is made here.
+        issuers = [self.backend.presigner.context().issuer_id, *(r.id for r in outside_issuers(self.backend.store))]
+        for issuer in issuers:
             first = cast(list[tuple[bytes, float]], self.backend.redis.zrange(due_key(issuer), 0, 0, withscores=True))
             if not first:
                 continue

@@ -13,7 +13,8 @@ profile: the insert was 15.7 s of 62 s, mostly index page reads). SQLite's DDL i
 so a crash anywhere before the commit leaves the database as it was, indexes included; the
 journal mode (WAL) and `synchronous=FULL` are kept as `database.py` sets them: the import is
 one commit, so they cost one fsync, and a weaker mode would risk what was imported before. Only
-the page cache and the sorter's temp store are raised, for this connection, and put back.
+the page cache is raised, for this connection, and put back (not `temp_store`: SQLite refuses
+to change it inside a transaction once the connection has opened its temp database).
 
 PostgreSQL: COPY (psycopg), indexes kept (dropping one there would lock the table against the
 API's readers for the whole import).
@@ -66,7 +67,7 @@ def _sqlite(conn: sa.Connection, table: str, columns: Sequence[str], rows: list[
         # indexes (tests/test_outside_import_crash.py). Open the caller's transaction now; the
         # driver's commit and rollback end it as they would their own.
         conn.exec_driver_sql("BEGIN")
-    saved = _pragmas(conn, cache_size=-CACHE_KIB, temp_store=2) if len(rows) > INSERT_CHUNK else {}
+    saved = _pragmas(conn, cache_size=-CACHE_KIB) if len(rows) > INSERT_CHUNK else {}
     try:
         for name, _ in rebuild:
             conn.exec_driver_sql(f'DROP INDEX "{name}"')
