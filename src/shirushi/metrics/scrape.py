@@ -133,7 +133,6 @@ class BackendCollector:
     def _presign(self, now: int, lag: Any, validity: Any) -> None:
         from shirushi.cache import records
         from shirushi.cache.writer import due_key
-
         from shirushi.store.outside import outside_issuers
 
         # An outside CA's issuer id is its row id (`issuer add`); no presigner is made here.

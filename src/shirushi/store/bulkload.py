@@ -7,11 +7,11 @@ rather than rewritten at random pages.
 
 SQLite, when the new rows are many and outnumber the rows already there: the table's secondary
 indexes are dropped, the rows inserted, and the indexes created again from their own stored
-definitions (`sqlite_master.sql`), all in the caller's one transaction. Building an index from a
-sorted pass is several times cheaper than maintaining five B-trees row by row (bench/outside
-profile: the insert was 15.7 s of 62 s, mostly index page reads). SQLite's DDL is transactional,
-so a crash anywhere before the commit leaves the database as it was, indexes included; the
-journal mode (WAL) and `synchronous=FULL` are kept as `database.py` sets them: the import is
+definitions (`sqlite_master.sql`), all in the caller's one transaction: an index built from one
+sorted pass costs less than five B-trees maintained row by row (bench/outside/bench_bulkload.py:
+the store's part of a million new rows 133 s against 211 s, same run, loaded machine).
+SQLite's DDL is transactional, so a crash anywhere before the commit leaves the database as it
+was, indexes included; the journal mode (WAL) and `synchronous=FULL` are kept as `database.py` sets them: the import is
 one commit, so they cost one fsync, and a weaker mode would risk what was imported before. Only
 the page cache is raised, for this connection, and put back (not `temp_store`: SQLite refuses
 to change it inside a transaction once the connection has opened its temp database).
