@@ -143,9 +143,10 @@ def test_values_follow_issuance_revocation_and_queries(site: Site) -> None:
     assert total(after, "shirushi_signatures_total", signer="issuing-ca") >= 1
     assert total(after, "shirushi_signatures_total") > total(after, "shirushi_signatures_total", signer="issuing-ca")
     assert total(after, "shirushi_crls_published_total", issuer="issuing-ca") >= 1
-    assert 0 <= total(after, "shirushi_crl_age_seconds", issuer="issuing-ca") < 3600
-    assert total(after, "shirushi_crl_size_bytes", issuer="issuing-ca") > 0
-    assert total(after, "shirushi_crl_next_update_seconds", issuer="issuing-ca") > 0
+    assert 0 <= total(after, "shirushi_crl_age_seconds", issuer="issuing-ca", shard="0") < 3600
+    assert total(after, "shirushi_crl_size_bytes", issuer="issuing-ca", shard="0") > 0
+    assert total(after, "shirushi_crl_next_update_seconds", issuer="issuing-ca", shard="0") > 0
+    assert total(after, "shirushi_ocsp_signer_expiry_seconds", issuer="issuing-ca") > 30 * 86400
     assert total(after, "shirushi_ocsp_oldest_response_validity_seconds") > 8 * 3600  # BR 4.9.10 margin
     assert total(after, "shirushi_presign_lag_seconds") == 0
     assert total(after, "shirushi_redis_reconnects_total") >= 1
@@ -205,3 +206,22 @@ def test_a_real_prometheus_scrapes_it(site: Site, tmp_path: Path) -> None:
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+def test_live_signing_is_counted(site: Site) -> None:
+    """A response missing from Redis is signed on the live path, and counted by outcome."""
+    import redis
+
+    from shirushi.asn1.keys import issuer_id
+    from shirushi.cache import records
+
+    cert, issuer = issue(site, "live.example.jp")
+    client = redis.Redis(unix_socket_path=str(site.data / "redis.sock"))
+    try:
+        wait_for(lambda: client.exists(records.response_key(issuer_id(issuer), "sha1", cert.serial_number)) == 1)
+        client.delete(*(records.response_key(issuer_id(issuer), alg, cert.serial_number) for alg in ("sha1", "sha256")))
+    finally:
+        client.close()
+    before = total(samples(site), "shirushi_live_sign_requests_total", outcome="signed")
+    assert ask(site, cert, issuer) == ocsp.OCSPCertStatus.GOOD
+    wait_for(lambda: total(samples(site), "shirushi_live_sign_requests_total", outcome="signed") >= before + 1)

@@ -8,9 +8,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 
 from shirushi.errors import ConflictError
-from shirushi.store import Store
+from shirushi.store import Store, bulkload
 from shirushi.store import outside as o
 
 T0 = dt.datetime(2026, 11, 29, 9, 0, 5, 250000, tzinfo=dt.UTC)
@@ -53,3 +54,44 @@ def test_import_round_trip_revocations_and_crl_order(store: Store) -> None:
         o.apply(store, ISSUER, o.Changes(new=[o.Seen(0x30)]), T0, {}, crl=(None, T0))
     assert store.certificate(0x30, ISSUER) is None
     assert [r.name for r in o.outside_issuers(store)] == ["corp"]
+
+
+def index_names(store: Store) -> set[str]:
+    return {str(i["name"]) for i in sa.inspect(store.engine).get_indexes("certificates")}
+
+
+def test_bulk_first_import_rebuilds_indexes_and_keeps_earlier_rows(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Past the rebuild threshold (lowered here) the secondary indexes are dropped and made again
+    in the import's transaction (SQLite) or kept under COPY (PostgreSQL): the same indexes after,
+    rows read back exactly, earlier rows untouched, later imports as usual."""
+    before = index_names(store)
+    assert {"ix_certificates_serial", "ix_certificates_owed", "ix_certificates_not_after"} <= before
+    after = T0 + dt.timedelta(days=90)
+    o.apply(store, ISSUER, o.Changes(new=[o.Seen(0x5, not_after=after, subject="/CN=early")]), T0, {})
+    monkeypatch.setattr(bulkload, "REBUILD_ROWS", 100)
+    new = [
+        o.Seen(0x100 + i, after + dt.timedelta(seconds=i), f"/CN={i}", *((T0, "superseded") if i % 7 == 0 else ()))
+        for i in range(500)
+    ]
+    o.apply(store, ISSUER, o.Changes(new=new), T0, {"source": "test"})
+    assert index_names(store) == before
+    known = o.known(store, ISSUER)
+    assert len(known) == 501 and known[0x5] == o.Known(False, False)
+    assert sum(k.revoked for k in known.values()) == len([i for i in range(500) if i % 7 == 0])
+    record = store.certificate(0x100 + 13, ISSUER)
+    assert record is not None and record.not_after == after + dt.timedelta(seconds=13) and record.subject == "/CN=13"
+    revoked = store.certificate(0x100 + 14, ISSUER)
+    assert revoked is not None and revoked.revoked_at == T0 and revoked.revocation_reason == "superseded"
+    # Each revocation of the import has its outbox row and its audit entry.
+    assert {w.serial for w in store.outbox.pending()} == {0x100 + i for i in range(500) if i % 7 == 0}
+    with store.engine.connect() as conn:
+        audited = conn.execute(sa.text("SELECT count(*) FROM audit WHERE action = 'revoke'")).scalar_one()
+    assert audited == len([i for i in range(500) if i % 7 == 0])
+    # A later import (below the threshold) revokes through the rebuilt indexes.
+    o.apply(store, ISSUER, o.Changes(revoke=[o.Seen(0x101, revoked_at=T0, reason="keyCompromise")]), T0, {})
+    assert store.statuses_of(ISSUER, [0x101])[0].status_version == 1
+    if store.engine.dialect.name == "sqlite":
+        with store.engine.connect() as conn:
+            assert conn.exec_driver_sql("PRAGMA integrity_check").scalar_one() == "ok"

@@ -8,7 +8,10 @@
 * the access log (`ocsp.access_log`): `AccessLog.record` per request, and the same with its
   share of the batched formatting, `stat` and `os.write` to a file in a temporary directory;
 * the whole fast path of a repeated GET (`HTTPConnection.data_received`: memo, L1 cache, render,
-  write to a transport that discards the bytes), with the access log off and on.
+  write to a transport that discards the bytes), with the access log off and on, and with the
+  metrics off (a tally that counts nothing) and on (prometheus_client in multiprocess mode, as
+  `serve` runs it: the per-request tally plus its share of the worker's flush, here one flush
+  every `FLUSH_EVERY` requests, i.e. 4 flushes a second at 10,000 requests a second per worker).
 
     .venv/bin/python bench/responder/bench_micro.py
 """
@@ -21,12 +24,15 @@ import sys
 import tempfile
 import time
 import timeit
+from itertools import count
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tests"))
 
 from shirushi.cache import records  # noqa: E402
+from shirushi.metrics.registry import prepare_directory  # noqa: E402
 from shirushi.responder import accesslog, resp, respwire  # noqa: E402
 from shirushi.responder.http1 import parse_head  # noqa: E402
 from shirushi.responder.issuers import load_issuers  # noqa: E402
@@ -169,8 +175,57 @@ class NullTransport:
         pass
 
 
-def fast_path_costs(directory: Path, number: int = 100000, rounds: int = 7) -> tuple[float, float]:
-    """µs per repeated GET through `HTTPConnection.data_received`, access log (off, on).
+FLUSH_EVERY = 2500
+
+
+class NoTally:
+    """The responder without metrics: nothing counted."""
+
+    def count(self, kind: int, outcome: bytes, status: int) -> None:
+        pass
+
+    def waited_for(self, seconds: float) -> None:
+        pass
+
+    def flush(self, lookup: Lookup) -> None:
+        pass
+
+
+def tally_costs(number: int = 200000) -> tuple[float, float, float]:
+    """µs per `Tally.count` (the per-request part), per no-op count (what the fast path pays
+    with metrics off), and per `flush` of one request kind (the ticker's part, multiprocess
+    mode); the two counts timed in alternation, best of 7 each."""
+    from types import SimpleNamespace
+
+    from shirushi.responder.tally import GOOD, Tally
+
+    tally = Tally()
+    assert tally.enabled
+    outcome = b"successful\t200"
+    none = NoTally()
+    per_request = nothing = float("inf")
+    for _ in range(7):
+        per_request = min(per_request, best_per_call(lambda: tally.count(0, outcome, GOOD), number, repeat=1))
+        nothing = min(nothing, best_per_call(lambda: none.count(0, outcome, GOOD), number, repeat=1))
+    lookup = SimpleNamespace(l1_hits=0, l1_misses=0, failures=0, connects=0)
+
+    def flush() -> None:
+        tally.count(0, outcome, GOOD)
+        lookup.l1_hits += 1
+        tally.flush(lookup)  # type: ignore[arg-type]
+
+    return per_request, nothing, best_per_call(flush, number // 20)
+
+
+FAST_PATHS = (
+    ("access log off, metrics off", False, False),
+    ("access log off, metrics on", False, True),
+    ("access log on, metrics on", True, True),
+)
+
+
+def fast_path_costs(directory: Path, number: int = 100000, rounds: int = 7) -> list[float]:
+    """µs per repeated GET through `HTTPConnection.data_received`, one per `FAST_PATHS` case.
 
     The two are timed in alternation, `rounds` times each, and the best of each is kept, so that
     a burst of load from other processes does not land on one side only."""
@@ -188,20 +243,31 @@ def fast_path_costs(directory: Path, number: int = 100000, rounds: int = 7) -> t
     sinks = []
     loop = asyncio.new_event_loop()
     try:
-        for on in (False, True):
-            sink = accesslog.AccessLog(directory / "access.log", loop) if on else None
+        for _, logged, counted in FAST_PATHS:
+            sink = accesslog.AccessLog(directory / "access.log", loop) if logged else None
             if sink is not None:
                 sink.open()
                 sinks.append(sink)
             lookup = Lookup(loop, resp.Address("redis://127.0.0.1:1"), 1.0)  # never connected
             responder = Responder(issuers, lookup, b"", 3600, 8192, Options(), sink)
+            if not counted:
+                responder.tally = NoTally()  # type: ignore[assignment]
             lookup.l1.set_alive(True)
             assert not isinstance(plan, int)
             lookup.l1.put(plan.key, Answer(record), responder.now, lookup.l1.generation)
             conn = HTTPConnection(responder)
             conn.connection_made(NullTransport())  # type: ignore[arg-type]
             conn.data_received(request)  # decoded once, then served from the memo
-            calls.append(lambda c=conn: c.data_received(request))
+            assert not counted or responder.tally.enabled
+            served = count(1)
+
+            # The same wrapper on every side, so that only the tally differs.
+            def call(c: HTTPConnection = conn, r: Responder = responder, lk: Lookup = lookup, n: Any = served) -> None:
+                c.data_received(request)
+                if next(n) % FLUSH_EVERY == 0:  # the worker's ticker, 4 times a second
+                    r.tally.flush(lk)
+
+            calls.append(call)
         best = [float("inf")] * len(calls)
         for _ in range(rounds):
             for i, call in enumerate(calls):
@@ -210,7 +276,7 @@ def fast_path_costs(directory: Path, number: int = 100000, rounds: int = 7) -> t
             sink.close()
     finally:
         loop.close()
-    return best[0], best[1]
+    return best
 
 
 def main() -> int:
@@ -221,7 +287,10 @@ def main() -> int:
     print(f"| asn1crypto load + same fields, plain | {per_call(lambda: asn1crypto_fields(PLAIN), 20000):.1f} µs |")
     print(f"| asn1crypto load + same fields, nonce | {per_call(lambda: asn1crypto_fields(NONCE), 20000):.1f} µs |")
     print(f"| http1.parse_head, 4 header fields | {per_call(lambda: parse_head(HEAD, 0, 16384, 8192)):.1f} µs |")
-    print(f"| httptools parser + callbacks, same head | {per_call(httptools_parser()):.1f} µs |")
+    try:
+        print(f"| httptools parser + callbacks, same head | {per_call(httptools_parser()):.1f} µs |")
+    except ImportError:
+        print("| httptools parser + callbacks, same head | (httptools not installed) |")
     memo = {HEAD: 1}
     print(f"| memo lookup of the whole request bytes | {per_call(lambda: memo.get(bytes(HEAD))):.2f} µs |")
     with tempfile.TemporaryDirectory(prefix="shirushi-micro-") as tmp, RedisProcess(Path(tmp)) as server:
@@ -235,9 +304,19 @@ def main() -> int:
     print(f"| access log: `record` (one tuple appended) | {alone:.2f} µs |")
     print(f"| access log: `record` + batched format, stat, os.write, per request | {full:.2f} µs |")
     with tempfile.TemporaryDirectory(prefix="shirushi-micro-") as tmp:
-        off, on = fast_path_costs(Path(tmp))
-    print(f"| repeated GET, whole fast path, access log off | {off:.2f} µs |")
-    print(f"| repeated GET, whole fast path, access log on | {on:.2f} µs |")
+        # As `serve` sets it up: before prometheus_client is first imported (metrics/registry.py).
+        prepare_directory(Path(tmp) / "metrics")
+        costs = fast_path_costs(Path(tmp))
+        count_us, nothing_us, flush_us = tally_costs()
+    extra = count_us - nothing_us + flush_us / FLUSH_EVERY
+    print(f"| metrics: `Tally.count`, per request | {count_us:.3f} µs |")
+    print(f"| metrics off: the no-op count in its place | {nothing_us:.3f} µs |")
+    print(f"| metrics: `Tally.flush` of one request kind and the L1 counter | {flush_us:.1f} µs |")
+    print(f"| metrics: added per request, count - no-op + flush / {FLUSH_EVERY:,} | {extra:.3f} µs |")
+    for (name, _, _), cost in zip(FAST_PATHS, costs, strict=True):
+        print(f"| repeated GET, whole fast path, {name} | {cost:.2f} µs |")
+    print(f"| metrics on / off, access log off, whole fast path | {costs[1] / costs[0]:.3f} |")
+    print(f"| metrics on / off, from the parts: 1 + added / fast path off | {1 + extra / costs[0]:.3f} |")
     return 0
 
 

@@ -56,6 +56,7 @@ class Metrics(NamedTuple):
     revocation_propagation: Any
     signatures: Any
     crls_published: Any
+    live_signing: Any
 
 
 _lock = threading.Lock()
@@ -100,6 +101,13 @@ def _make() -> Metrics:
         ),
         signatures=Counter("shirushi_signatures", "Signatures made, by what was signed", ["signer"]),
         crls_published=Counter("shirushi_crls_published", "CRLs published, by issuer", ["issuer"]),
+        live_signing=Counter(
+            "shirushi_live_sign_requests",
+            "Responses the responders asked `serve` for on a cache miss (live path), by outcome: signed, "
+            "found (in Redis by then), unknown (no such unexpired certificate), over_budget (ocsp.live_rate; "
+            "tryLater, signed by the refill first), failed (tryLater), not_mine (another issuer)",
+            ["outcome"],
+        ),
     )
 
 

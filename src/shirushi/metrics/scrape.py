@@ -2,9 +2,12 @@
 
 The backend's gauges come from the system of record at scrape time, so they are right even
 when the process that did the work was another one (a CLI `revoke`, a presign worker):
-- CRL age, time to nextUpdate and size, per issuer, from the store and the published file;
+- CRL age, time to nextUpdate, entries and size, per issuer and shard (`crl.shards`; 0 is the
+  full CRL), from the store and the published file;
 - presign lag (how long the most overdue response has waited) and the validity left of the
-  response due soonest (its nextUpdate against now), per issuer, from Redis.
+  response due soonest (its nextUpdate against now), per issuer (outside CAs too), from Redis;
+- the time left on each OCSP signer certificate (Shirushi's own, and each outside CA's delegated
+  signer, which only that CA can renew: `serve` warns and writes a CSR, `outside/registry.py`).
 A part that cannot be read is left out of that scrape (and logged at debug), never a 500.
 """
 
@@ -51,19 +54,29 @@ class BackendCollector:
         from prometheus_client.core import GaugeMetricFamily
 
         now = self.backend.clock.now()
-        age = GaugeMetricFamily(
-            "shirushi_crl_age_seconds", "Seconds since thisUpdate of the newest CRL", labels=["issuer"]
-        )
+        shard = ["issuer", "shard"]
+        age = GaugeMetricFamily("shirushi_crl_age_seconds", "Seconds since thisUpdate of the newest CRL", labels=shard)
         left = GaugeMetricFamily(
-            "shirushi_crl_next_update_seconds", "Seconds until nextUpdate of the newest CRL", labels=["issuer"]
+            "shirushi_crl_next_update_seconds", "Seconds until nextUpdate of the newest CRL", labels=shard
         )
-        size = GaugeMetricFamily("shirushi_crl_size_bytes", "Size of the published CRL file", labels=["issuer"])
-        entries = GaugeMetricFamily("shirushi_crl_entries", "Entries in the newest CRL", labels=["issuer"])
+        size = GaugeMetricFamily("shirushi_crl_size_bytes", "Size of the published CRL file", labels=shard)
+        entries = GaugeMetricFamily("shirushi_crl_entries", "Entries in the newest CRL", labels=shard)
         try:
             self._crls(now, age, left, size, entries)
         except Exception as exc:
             log.debug("metrics: CRL gauges skipped: %s", exc)
         yield from (age, left, size, entries)
+
+        signer = GaugeMetricFamily(
+            "shirushi_ocsp_signer_expiry_seconds",
+            "Seconds until notAfter of the OCSP signer certificate, by issuer (outside CAs: their delegated signer)",
+            labels=["issuer", "outside"],
+        )
+        try:
+            self._signers(now, signer)
+        except Exception as exc:
+            log.debug("metrics: signer gauges skipped: %s", exc)
+        yield signer
 
         lag = GaugeMetricFamily(
             "shirushi_presign_lag_seconds",
@@ -90,28 +103,47 @@ class BackendCollector:
             row = store.issuer(name)
             if row is None:
                 continue
-            last = store.crls.last_published(row.id)
-            if last is None:
-                continue
-            age.add_metric([name], (now - last.this_update).total_seconds())
-            if last.next_update is not None:
-                left.add_metric([name], (last.next_update - now).total_seconds())
-            if last.entries is not None:
-                entries.add_metric([name], last.entries)
-            with contextlib.suppress(OSError):  # not published yet on this machine
-                size.add_metric([name], os.stat(crl_path(self.backend.settings, name)).st_size)
+            for shard in self.backend.crls.shards(name):
+                last = store.crls.last_published(row.id, shard)
+                if last is None:
+                    continue
+                labels = [name, str(shard)]
+                age.add_metric(labels, (now - last.this_update).total_seconds())
+                if last.next_update is not None:
+                    left.add_metric(labels, (last.next_update - now).total_seconds())
+                if last.entries is not None:
+                    entries.add_metric(labels, last.entries)
+                with contextlib.suppress(OSError):  # not published yet on this machine
+                    size.add_metric(labels, os.stat(crl_path(self.backend.settings, name, shard)).st_size)
+
+    def _signers(self, now: Any, gauge: Any) -> None:
+        from cryptography import x509
+
+        from shirushi.ca.hierarchy import ISSUING
+        from shirushi.outside import registry
+        from shirushi.store.outside import outside_issuers
+
+        own = x509.load_der_x509_certificate(self.backend.presigner.context().signer_cert_der)
+        gauge.add_metric([ISSUING, "false"], (own.not_valid_after_utc - now).total_seconds())
+        for row in outside_issuers(self.backend.store):
+            ca = registry.load(self.backend.settings, row)
+            if ca.signer is not None:
+                gauge.add_metric([row.name, "true"], (ca.signer.not_valid_after_utc - now).total_seconds())
 
     def _presign(self, now: int, lag: Any, validity: Any) -> None:
         from shirushi.cache import records
         from shirushi.cache.writer import due_key
+        from shirushi.store.outside import outside_issuers
 
-        issuer = self.backend.presigner.context().issuer_id
-        first = cast(list[tuple[bytes, float]], self.backend.redis.zrange(due_key(issuer), 0, 0, withscores=True))
-        if not first:
-            return
-        member, due = first[0]
-        lag.add_metric([issuer], max(0, now - int(due)))
-        serial = int(member, 16)
-        record = self.backend.writer.get(records.response_key(issuer, "sha1", serial))
-        if record is not None:
-            validity.add_metric([issuer], record.next_update - now)
+        # An outside CA's issuer id is its row id (`issuer add`); no presigner is made here.
+        issuers = [self.backend.presigner.context().issuer_id, *(r.id for r in outside_issuers(self.backend.store))]
+        for issuer in issuers:
+            first = cast(list[tuple[bytes, float]], self.backend.redis.zrange(due_key(issuer), 0, 0, withscores=True))
+            if not first:
+                continue
+            member, due = first[0]
+            lag.add_metric([issuer], max(0, now - int(due)))
+            serial = int(member, 16)
+            record = self.backend.writer.get(records.response_key(issuer, "sha1", serial))
+            if record is not None:
+                validity.add_metric([issuer], record.next_update - now)

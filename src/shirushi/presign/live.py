@@ -25,6 +25,7 @@ import redis
 from shirushi.cache import livewire, records
 from shirushi.cache.writer import Entry
 from shirushi.errors import ShirushiError
+from shirushi.metrics.registry import metrics
 from shirushi.presign.presigner import Presigner, sign_rows
 from shirushi.store.records import StatusRow
 
@@ -89,6 +90,7 @@ class Counts:
     over_budget: int = 0
     failed: int = 0
     not_mine: int = 0
+    found: int = 0  # in Redis by the time it was asked for (the refill, or an earlier miss)
 
 
 class LiveSigner:
@@ -103,8 +105,11 @@ class LiveSigner:
         self._lock = threading.Lock()
 
     def _count(self, field: str, n: int = 1) -> None:
+        if not n:
+            return
         with self._lock:
             setattr(self.counts, field, getattr(self.counts, field) + n)
+        metrics().live_signing.labels(field).inc(n)
 
     def answer(self, key: bytes) -> tuple[int, bytes]:
         return self.answer_many([key])[key]
@@ -134,6 +139,7 @@ class LiveSigner:
         for key, stored in zip(wanted, self._stored(list(wanted)), strict=True):
             if stored is not None:
                 out[key] = (livewire.OK, stored)
+                self._count("found")
         wanted = {k: v for k, v in wanted.items() if k not in out}
         if not wanted:
             return out

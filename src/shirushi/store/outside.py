@@ -11,19 +11,18 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import json
 from collections.abc import Sequence
 from typing import Any, NamedTuple
 
 import sqlalchemy as sa
 
 from shirushi.errors import ConflictError
-from shirushi.store import schema
+from shirushi.store import bulkload, schema
 from shirushi.store.audit import audit_values
-from shirushi.store.outbox import outbox_values
 from shirushi.store.records import IssuerRow, aware, issuer_row, serial_column, utc
 from shirushi.store.store import Store
 
-INSERT_CHUNK = 10_000
 # An index line says when a certificate expires, not when it began.
 UNKNOWN_NOT_BEFORE = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 # A serial seen only on a CRL: revoked until its certificate is imported, whatever its expiry.
@@ -100,26 +99,12 @@ COLUMNS = (
 )  # fmt: skip
 
 
-def _sqlite_time(t: dt.datetime | None) -> str | None:
-    # SQLAlchemy's own storage format for DateTime on SQLite (UTC wall time, microseconds).
-    return None if t is None else t.astimezone(dt.UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
-
-
 def _insert(conn: sa.Connection, issuer_id: str, seen: Sequence[Seen], at: dt.datetime) -> None:
-    """Insert new certificates through the driver's executemany.
-
-    SQLAlchemy's per-row parameter processing cost more than SQLite's own insert (bench/outside:
-    a million lines); the values are converted here the way SQLAlchemy would store them.
-    """
-    sqlite = conn.dialect.name == "sqlite"
-    if sqlite and len(seen) > INSERT_CHUNK:
-        # Six indexes take every row: with SQLite's default 2 MiB page cache a million inserts
-        # spend most of their time rereading index pages (bench/outside). This connection only.
-        conn.exec_driver_sql("PRAGMA cache_size = -262144")
-    mark = "?" if sqlite else "%s"
-    sql = f"INSERT INTO certificates ({', '.join(COLUMNS)}) VALUES ({', '.join([mark] * len(COLUMNS))})"
-    when = _sqlite_time if sqlite else (lambda t: None if t is None else t.astimezone(dt.UTC))
+    """Insert new certificates, converted the way SQLAlchemy would store them (`store.bulkload`)."""
+    when = bulkload.sqlite_time if conn.dialect.name == "sqlite" else bulkload.pg_time
     created = when(at)
+    # An index line carries no notBefore: the one constant, converted once.
+    unknown_start = when(UNKNOWN_NOT_BEFORE)
     rows = [
         (
             issuer_id,
@@ -127,7 +112,7 @@ def _insert(conn: sa.Connection, issuer_id: str, seen: Sequence[Seen], at: dt.da
             s.der,
             s.subject,
             " ".join(s.dns_names),
-            when(s.not_before),
+            unknown_start if s.not_before is UNKNOWN_NOT_BEFORE else when(s.not_before),
             when(s.not_after),
             s.spki_sha256,
             KIND,
@@ -139,8 +124,7 @@ def _insert(conn: sa.Connection, issuer_id: str, seen: Sequence[Seen], at: dt.da
         )
         for s in seen
     ]
-    for i in range(0, len(rows), INSERT_CHUNK):
-        conn.exec_driver_sql(sql, rows[i : i + INSERT_CHUNK])  # type: ignore[arg-type]
+    bulkload.insert(conn, "certificates", COLUMNS, rows, key=1)
 
 
 def apply(
@@ -192,16 +176,31 @@ def apply(
         # a known certificate must reach OCSP even if this process dies now: the outbox has it.
         pending = [*revoked, *(s for s in changes.new if s.revoked_at is not None)]
         if pending:
-            conn.execute(schema.outbox.insert(), [outbox_values("ocsp", issuer_id, s.serial, at) for s in pending])
-            audit = [
-                audit_values(
-                    at, "revoke", issuer_id, s.serial, {"reason": s.reason, "revoked_at": s.revoked_at, **source}
-                )
-                for s in pending
-            ]
-            conn.execute(schema.audit.insert(), audit)
+            _pending_rows(conn, issuer_id, pending, at, source)
         summary = {"new": len(changes.new), "revoked": len(pending), "completed": len(changes.complete), **source}
         conn.execute(schema.audit.insert().values(**audit_values(at, "import", issuer_id, None, summary)))
+
+
+def _pending_rows(
+    conn: sa.Connection, issuer_id: str, pending: Sequence[Seen], at: dt.datetime, source: dict[str, Any]
+) -> None:
+    """The outbox and audit rows of these revocations, through the driver as `_insert` does
+    (a first import may revoke a hundred thousand: SQLAlchemy's per-row cost was seconds)."""
+    when = bulkload.sqlite_time if conn.dialect.name == "sqlite" else bulkload.pg_time
+    created = when(at)
+    outbox = [("ocsp", issuer_id, serial_column(s.serial), created) for s in pending]
+    bulkload.insert(conn, "outbox", ("kind", "issuer_id", "serial", "created_at"), outbox, key=2)
+    audit = [
+        (
+            created,
+            "revoke",
+            issuer_id,
+            serial_column(s.serial),
+            json.dumps({"reason": s.reason, "revoked_at": s.revoked_at, **source}, sort_keys=True, default=str),
+        )
+        for s in pending
+    ]
+    bulkload.insert(conn, "audit", ("at", "action", "issuer_id", "serial", "detail"), audit, key=3)
 
 
 def _record_crl(conn: sa.Connection, issuer_id: str, number: int | None, this_update: dt.datetime) -> None:
