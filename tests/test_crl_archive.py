@@ -264,7 +264,7 @@ def test_crls_archived_as_files_are_moved_in(backend: tuple[Backend, FrozenClock
 
 def test_serves_crl_schedule_enforces_retention(backend: tuple[Backend, FrozenClock]) -> None:
     """`serve`'s CRL job makes the CRLs that are due, then prunes what retention allows."""
-    from shirushi.serve import Scheduler
+    from shirushi.schedules import Scheduler
 
     b, clock = backend
     issuer = b.store.issuer("issuing-ca")

@@ -16,7 +16,7 @@ import pytest
 from shirushi import config, logs
 from shirushi.backend import Backend
 from shirushi.errors import ServiceError
-from shirushi.serve import Scheduler
+from shirushi.schedules import Scheduler
 from support.pki import make_csr, split_pem
 from support.serving import Site
 

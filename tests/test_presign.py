@@ -225,7 +225,7 @@ def test_stale_refresh_never_overwrites_a_revocation(backend: Backend) -> None:
 
 
 def test_redis_flush_is_refilled(backend: Backend) -> None:
-    from shirushi.serve import Scheduler
+    from shirushi.schedules import Scheduler
 
     serial = backend.authority.issue(make_csr()).certificate.serial_number
     backend.redis.flushall()
