@@ -9,7 +9,7 @@ from typing import Any
 
 from shirushi.acme import jws
 from shirushi.acme.problems import Problem
-from shirushi.config import ACMESettings
+from shirushi.config_services import ACMESettings
 from shirushi.store.acme import ACMEObjects
 
 ACCOUNT = "account"
