@@ -1,7 +1,7 @@
 """Write side of the response cache: pipelined SETs, the refresh schedule, invalidation. Redis I/O.
 
 Besides the records (see records.py) the writer keeps, per issuer, a sorted set
-`shirushi:ocsp:{issuer}:due` of serial -> Unix time when its responses are due for re-signing.
+`shirushi:ocsp:{ISSUER}:due` (hash-tagged like the `complete` marker) of serial -> Unix time when its responses are due for re-signing.
 The 24 h refresh takes what is due from it in batches, so it is resumable after a crash and spread
 over the interval by jitter, with no scan of the store.
 """
@@ -21,7 +21,7 @@ from shirushi.errors import ServiceError
 
 
 def due_key(issuer: str) -> str:
-    return f"{records.PREFIX}{issuer}:due"
+    return f"{records.PREFIX}{{{issuer}}}:due"
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
