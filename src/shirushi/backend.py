@@ -69,6 +69,10 @@ class Backend:
     def redis(self) -> redis.Redis:
         from shirushi.cache.writer import connect
 
+        if self.settings.redis.mode == "cluster":
+            from shirushi.cache import cluster
+
+            return cluster.connect(self.settings.redis)
         return connect(self.settings.redis_url, self.settings.redis.timeout)
 
     @functools.cached_property

@@ -206,7 +206,8 @@ def start_responders(config_path: str | None, settings: Settings) -> subprocess.
     """Start `shirushi responder` as a fresh interpreter: it imports no key code."""
     env = dict(os.environ)
     env["SHIRUSHI_DATA_DIR"] = str(settings.data_path)
-    env["SHIRUSHI_REDIS__URL"] = settings.redis_url
+    if settings.redis.mode == "single":
+        env["SHIRUSHI_REDIS__URL"] = settings.redis_url
     args = [sys.executable, "-m", "shirushi"]
     if config_path:
         args += ["--config", str(Path(config_path).resolve())]
@@ -447,7 +448,7 @@ def _serve(settings: Settings, config_path: str | None, say: Callable[[str], Non
         # it. Under the serve lock: the directory belongs to this run alone.
         prepare_directory(metrics_directory(settings))
     embedded = None
-    if not settings.redis.url:
+    if not settings.redis.url and settings.redis.mode == "single":
         # Started before any other thread exists: it is tied to this process in a preexec_fn.
         embedded = EmbeddedRedis(settings.layout)
         embedded.start()

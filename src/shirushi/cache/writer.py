@@ -1,7 +1,8 @@
 """Write side of the response cache: pipelined SETs, the refresh schedule, invalidation. Redis I/O.
 
 Besides the records (see records.py) the writer keeps, per issuer, a sorted set
-`shirushi:ocsp:{ISSUER}:due` (hash-tagged like the `complete` marker) of serial -> Unix time when its responses are due for re-signing.
+`shirushi:ocsp:{ISSUER}:due` (hash-tagged like the `complete` marker) of serial -> Unix time
+when its responses are due for re-signing.
 The 24 h refresh takes what is due from it in batches, so it is resumable after a crash and spread
 over the interval by jitter, with no scan of the store.
 """
@@ -17,6 +18,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from shirushi.cache import records
+from shirushi.cache.cluster import ERRORS, is_cluster
 from shirushi.errors import ServiceError
 
 
@@ -60,11 +62,15 @@ class CacheWriter:
     def __init__(self, client: redis.Redis) -> None:
         self.client = client
         self._set = client.register_script(_SET_UNLESS_NEWER)
+        # Redis Cluster (cache/cluster.py): the script goes as EVAL, since a cluster pipeline
+        # does not load scripts and a promoted replica has an empty script cache; invalidations
+        # go as SPUBLISH, sharded pub/sub (docs/deploy.md, "Redis Cluster").
+        self.cluster = is_cluster(client)
 
     def _run(self, pipe: redis.client.Pipeline) -> None:
         try:
             pipe.execute()
-        except redis.RedisError as exc:
+        except ERRORS as exc:
             raise ServiceError(f"Redis write failed: {exc}") from None
 
     def put(self, issuer: str, entries: Iterable[Entry], due: dict[int, int], *, announce: bool = False) -> None:
@@ -76,14 +82,25 @@ class CacheWriter:
         pipe = self.client.pipeline(transaction=False)
         keys = []
         for entry in entries:
-            self._set(keys=[entry.key], args=[entry.value, max(1, entry.ttl)], client=pipe)
+            if self.cluster:
+                pipe.eval(_SET_UNLESS_NEWER, 1, entry.key, entry.value, max(1, entry.ttl))
+            else:
+                self._set(keys=[entry.key], args=[entry.value, max(1, entry.ttl)], client=pipe)
             keys.append(entry.key)
         if due:
             pipe.zadd(due_key(issuer), {format(s, "x"): t for s, t in due.items()})
-        if announce:
+        if announce and not self.cluster:
+            # One connection: Redis runs the SETs before the PUBLISHes.
             for key in keys:
                 pipe.publish(records.INVALIDATE_CHANNEL, key)
         self._run(pipe)
+        if announce and self.cluster and keys:
+            # The records live on other nodes than the channel: announce only once every SET is
+            # acknowledged, or a responder could reread and cache the old record.
+            pipe = self.client.pipeline(transaction=False)
+            for key in keys:
+                pipe.spublish(records.INVALIDATE_CHANNEL, key)
+            self._run(pipe)
 
     def forget(self, issuer: str, serials: Iterable[int]) -> None:
         """Stop refreshing these serials (expired certificates, RFC 9919 3.2.3)."""
@@ -96,25 +113,25 @@ class CacheWriter:
     def due(self, issuer: str, now: int, limit: int) -> list[int]:
         try:
             members = self.client.zrangebyscore(due_key(issuer), "-inf", now, start=0, num=limit)
-        except redis.RedisError as exc:
+        except ERRORS as exc:
             raise ServiceError(f"Redis read failed: {exc}") from None
         return [int(m, 16) for m in cast(list[bytes], members)]
 
     def is_complete(self, issuer: str) -> bool:
         try:
             return bool(self.client.exists(records.complete_key(issuer)))
-        except redis.RedisError as exc:
+        except ERRORS as exc:
             raise ServiceError(f"Redis read failed: {exc}") from None
 
     def mark_complete(self, issuer: str, at: int) -> None:
         try:
             self.client.set(records.complete_key(issuer), str(at))
-        except redis.RedisError as exc:
+        except ERRORS as exc:
             raise ServiceError(f"Redis write failed: {exc}") from None
 
     def get(self, key: str) -> records.Record | None:
         try:
             value = self.client.get(key)
-        except redis.RedisError as exc:
+        except ERRORS as exc:
             raise ServiceError(f"Redis read failed: {exc}") from None
         return records.unpack(value) if isinstance(value, bytes) else None

@@ -29,7 +29,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from typing import Final
+from typing import Final, Protocol
 
 from shirushi.cache import livewire, records
 from shirushi.responder import resp, respwire
@@ -175,6 +175,28 @@ class Subscriber:
         self.link.close()
 
 
+class Route(Protocol):
+    """What Lookup needs of its Redis client: `resp.Link`, or `cluster_client.ClusterLink`."""
+
+    @property
+    def conn(self) -> resp.Connection | None: ...
+
+    @property
+    def connects(self) -> int: ...
+
+    def send(self, cmd: bytes, callback: resp.Callback) -> bool: ...
+
+    def kick(self) -> None: ...
+
+    def check(self, now: float) -> None: ...
+
+    def close(self) -> None: ...
+
+
+# Redis Cluster (responder/cluster_client.py): the router and the subscriber, given the L1.
+ClusterParts = Callable[[L1], tuple[Route, Subscriber]]
+
+
 class Lookup:
     """Plan -> Result: L1 first (when alive), then Redis."""
 
@@ -186,12 +208,19 @@ class Lookup:
         l1_bytes: int = 256 << 20,
         l1_max_age: int = 60,
         live: LiveClient | None = None,
+        cluster: ClusterParts | None = None,
     ) -> None:
         self.loop = loop
         self.now = 0  # Unix seconds, kept current by the worker's ticker
-        self.link = resp.Link(loop, address, timeout, name="redis")
         self.l1 = L1(l1_bytes, l1_max_age)
-        self.subscriber: Subscriber | None = Subscriber(loop, address, timeout, self.l1) if l1_bytes > 0 else None
+        self.link: Route
+        self.subscriber: Subscriber | None
+        if cluster is None:
+            self.link = resp.Link(loop, address, timeout, name="redis")
+            self.subscriber = Subscriber(loop, address, timeout, self.l1) if l1_bytes > 0 else None
+        else:
+            self.link, subscriber = cluster(self.l1)
+            self.subscriber = subscriber if l1_bytes > 0 else None
         self.live = live
         self.misses = 0  # Redis had no record
         self.failures = 0  # a Redis command failed or timed out

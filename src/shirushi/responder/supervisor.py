@@ -237,8 +237,14 @@ def metrics_main(settings: Settings, port: int, ready_fd: int, parent: int) -> i
     from shirushi.metrics.scrape import exposition
 
     host, _ = parse_listen(settings.ocsp.listen)
+    if settings.redis.mode == "cluster":
+        from shirushi.cache import cluster
+
+        client: object = cluster.Pinger(settings.redis)
+    else:
+        client = connect(settings.redis_url, settings.redis.timeout)
     checks = {
-        "redis": redis_answers(connect(settings.redis_url, settings.redis.timeout)),
+        "redis": redis_answers(client),
         "ocsp": port_accepts(f"{host}:{port}"),
     }
     try:

@@ -60,13 +60,20 @@ def listen_socket(host: str, port: int, backlog: int | None = 2048) -> socket.so
 def build_responder(
     settings: Settings, issuers: IssuerMap, loop: asyncio.AbstractEventLoop, options: Options
 ) -> Responder:
+    address = Address(settings.redis_url)
+    cluster = None
+    if settings.redis.mode == "cluster":
+        from shirushi.responder.cluster_client import cluster_lookup_parts
+
+        cluster = cluster_lookup_parts(loop, settings.redis.node_addresses, address, settings.redis.timeout)
     lookup = Lookup(
         loop,
-        Address(settings.redis_url),
+        address,
         settings.redis.timeout,
         l1_bytes=options.cache_bytes(settings.ocsp.cache_mb),
         l1_max_age=options.l1_max_age,
         live=LiveClient(loop, settings.ocsp.live_socket_path(settings.data_path), settings.ocsp.live_timeout),
+        cluster=cluster,
     )
     prefix = path_prefix(urllib.parse.urlsplit(settings.ocsp.url).path)
     max_age = int(settings.ocsp.max_age.total_seconds())
