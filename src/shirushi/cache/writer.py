@@ -83,7 +83,8 @@ class CacheWriter:
         keys = []
         for entry in entries:
             if self.cluster:
-                pipe.eval(_SET_UNLESS_NEWER, 1, entry.key, entry.value, max(1, entry.ttl))
+                args = ("EVAL", _SET_UNLESS_NEWER, 1, entry.key, entry.value, max(1, entry.ttl))
+                pipe.execute_command(*args)  # type: ignore[no-untyped-call]
             else:
                 self._set(keys=[entry.key], args=[entry.value, max(1, entry.ttl)], client=pipe)
             keys.append(entry.key)

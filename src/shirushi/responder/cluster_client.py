@@ -199,10 +199,16 @@ class ClusterLink:
         if link is None:
             address = copy.copy(self.template)
             address.path, address.host, address.port, address.db = None, node[0], node[1], 0
-            link = resp.Link(self.loop, address, self.timeout, name=f"redis {node[0]}:{node[1]}")
+            link = resp.Link(self.loop, address, self.timeout, name=f"redis {node[0]}:{node[1]}", on_up=self._up)
             self.links[node] = link
             link.kick()
         return link
+
+    def _up(self, conn: resp.Connection) -> None:
+        # The first connection (or one after an outage) asks for the table without waiting for
+        # the next check(): a worker starting up answers once the table is known.
+        if self._stale and not self._refreshing:
+            self.loop.call_soon(self._refresh, self.loop.time())
 
     def _mark_stale(self) -> None:
         self._stale = True
@@ -238,9 +244,9 @@ class ClusterLink:
         self.refreshes += 1
         owners = {id(link) for link in slots if link is not None}
         for node, link in list(self.links.items()):
-            if id(link) not in owners and node not in self.seeds:
-                # A node that owns nothing now (a failed primary, a drained one): its
-                # commands in flight answer tryLater.
+            if id(link) not in owners:
+                # A node that owns nothing now (a replica seed, a failed primary, a drained
+                # one): its commands in flight answer tryLater.
                 self._retired_connects += link.connects
                 link.close()
                 del self.links[node]
