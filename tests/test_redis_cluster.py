@@ -32,7 +32,14 @@ from shirushi.asn1.keys import certid_hashes
 from shirushi.cache import records
 from shirushi.cache.cluster import key_slot
 from shirushi.responder import resp, respwire
-from shirushi.responder.cluster_client import ClusterLink, ClusterSubscriber, command_key, parse_redirect, parse_slots
+from shirushi.responder.cluster_client import (
+    ClusterLink,
+    ClusterSubscriber,
+    command_key,
+    command_slot,
+    parse_redirect,
+    parse_slots,
+)
 from shirushi.responder.lookup import L1
 from support.ocsp_pki import ResponderProcess
 from support.pki import make_csr, make_key, split_pem
@@ -68,6 +75,14 @@ def test_command_key_and_redirect_and_slots_parsing() -> None:
     key = records.response_key(ISSUER, "sha1", 0xABC).encode()
     assert command_key(respwire.command(b"GET", key)) == key
     assert command_key(respwire.command(b"SSUBSCRIBE", b"chan")) == b"chan"
+    for cmd in (
+        respwire.command(b"GET", key),
+        respwire.command(b"GET", b"no tag at all"),
+        respwire.command(b"GET", b"a{}b{c}"),
+        respwire.command(b"GET", b"open{only"),
+        respwire.command(b"SET", b"x{tag", b"}value"),  # the value's brace is not the key's
+    ):
+        assert command_slot(cmd) == key_slot(command_key(cmd)), cmd
     assert parse_redirect(b"MOVED 3999 127.0.0.1:6381") == (3999, ("127.0.0.1", 6381))
     assert parse_redirect(b"ASK 1 [::1]:7000") == (1, ("::1", 7000))
     for bad in (b"MOVED 3999", b"MOVED x 127.0.0.1:1", b"MOVED 16384 127.0.0.1:1", b"ASK 1 host"):
