@@ -22,6 +22,9 @@ the moment the subscription breaks or stops answering PINGs. An answer read from
 stored if no invalidation and no subscription change happened while the GET was in flight (a
 generation counter), so a reply racing with a revocation cannot be cached stale. Entries also
 expire at min(nextUpdate, refresh_by, now + l1_max_age).
+
+With `redis.mode = "cluster"` the Redis client and the subscription come from
+`cluster_client.py` (routing by slot, sharded pub/sub); what is said here holds unchanged.
 """
 
 from __future__ import annotations
