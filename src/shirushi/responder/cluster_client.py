@@ -239,7 +239,11 @@ class ClusterLink:
             self._refreshing = False
             table = parse_slots(value, node)
             if table is None:
-                if not isinstance(value, RespError) or not value.message.startswith(b"CLUSTERDOWN"):
+                # A lost connection is retried quietly (Link logs it); a CLUSTERDOWN is a cluster
+                # mid-failover. Anything else is worth a line.
+                if value is not FAILED and not (
+                    isinstance(value, RespError) and value.message.startswith(b"CLUSTERDOWN")
+                ):
                     log.warning("redis cluster: unusable CLUSTER SLOTS reply from %s:%d", *node)
                 return
             self._install(table)
