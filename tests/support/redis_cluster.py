@@ -24,8 +24,9 @@ NODE_TIMEOUT_MS = 1000
 
 
 class Node:
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, extra: tuple[str, ...] = ()) -> None:
         self.directory = directory
+        self.extra = extra
         self.port = free_port()
         self.bus_port = free_port()
         self.proc: subprocess.Popen[bytes] | None = None
@@ -53,6 +54,7 @@ class Node:
                 "--save", "",
                 "--appendonly", "no",
                 "--dir", str(self.directory),
+                *self.extra,
             ],
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -98,8 +100,9 @@ class Node:
 
 
 class RedisCluster:
-    def __init__(self, directory: Path, primaries: int = 3, replicas: int = 1) -> None:
-        self.nodes = [Node(directory / f"node{i}") for i in range(primaries * (1 + replicas))]
+    def __init__(self, directory: Path, primaries: int = 3, replicas: int = 1, extra: tuple[str, ...] = ()) -> None:
+        """`extra`: more redis-server arguments for every node."""
+        self.nodes = [Node(directory / f"node{i}", extra) for i in range(primaries * (1 + replicas))]
         self.primary_count = primaries
         self.replicas = replicas
 

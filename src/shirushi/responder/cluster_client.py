@@ -156,7 +156,10 @@ class ClusterLink:
         if link is None:
             self._mark_stale()
             return False
-        return link.send(cmd, self._follow(cmd, callback, 0))
+        if link.send(cmd, self._follow(cmd, callback, 0)):
+            return True
+        self._mark_stale()  # its owner is down: ask for the table until a replica took over
+        return False
 
     def check(self, now: float) -> None:
         for link in list(self.links.values()):
