@@ -70,7 +70,7 @@ def test_unknown_serial_and_foreign_keys_cost_no_signature(backend: Backend) -> 
     assert signer.answer(records.response_key("fedcba9876543210", "sha1", 5).encode()) == (livewire.NOT_MINE, b"")
     assert signer.answer(b"shirushi:ocsp:junk") == (livewire.NOT_MINE, b"")
     assert signer.counts.signed == 0 and signer.bucket.tokens == 1.0  # the budget is untouched
-    assert backend.redis.keys("shirushi:ocsp:*:sha1:*") == []
+    assert backend.redis.keys("shirushi:ocsp:*}:sha1") == []
 
 
 def test_over_budget_is_try_later_and_remembered(backend: Backend) -> None:
@@ -108,13 +108,13 @@ def test_full_load_signs_asked_serials_first_and_once(backend: Backend) -> None:
 
     def put(issuer: str, entries: Iterable[Entry], due: dict[int, int], *, announce: bool = False) -> None:
         entries = list(entries)
-        order.append([e.key for e in entries if ":sha1:" in e.key])
+        order.append([e.key for e in entries if e.key.endswith("}:sha1")])
         real(issuer, entries, due, announce=announce)
 
     backend.presigner.writer.put = put  # type: ignore[method-assign]
     count = backend.presigner.full_load()  # the seeded ones and the OCSP signer's certificate
-    first = {k.rsplit(":", 1)[1] for k in order[0]}
+    first = {k.rsplit(":", 1)[0].split(":")[-1].rstrip("}") for k in order[0]}
     assert first == {format(s, "x") for s in serials[-3:]}
-    flat = [k.rsplit(":", 1)[1] for batch in order for k in batch]
+    flat = [k.rsplit(":", 1)[0].split(":")[-1].rstrip("}") for batch in order for k in batch]
     assert len(flat) == len(set(flat)) == count  # each signed once: the scan skips the asked ones
     assert {format(s, "x") for s in serials} <= set(flat)

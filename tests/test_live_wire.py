@@ -37,15 +37,16 @@ def test_parse_key_accepts_only_what_response_key_writes() -> None:
     assert livewire.parse_key(records.response_key(ISSUER, "sha1", serial).encode()) == (ISSUER, "sha1", serial)
     prefix = records.PREFIX
     for bad in (
-        f"{prefix}{ISSUER}:sha1:0",  # not positive
-        f"{prefix}{ISSUER}:sha1:0abc",  # leading zero: another spelling of a key
-        f"{prefix}{ISSUER}:sha1:" + "f" * 41,  # more than 20 octets (RFC 5280 4.1.2.2)
-        f"{prefix}{ISSUER}:md5:abc",
-        f"{prefix}{ISSUER}:complete",
-        f"{prefix}{ISSUER.upper()}:sha1:abc",
-        f"{prefix}{ISSUER}:sha1:ABC",
-        f"other:{ISSUER}:sha1:abc",
-        f"{prefix}{ISSUER}:sha1:abc\n",
+        f"{prefix}{{{ISSUER}:0}}:sha1",  # not positive
+        f"{prefix}{{{ISSUER}:0abc}}:sha1",  # leading zero: another spelling of a key
+        f"{prefix}{{{ISSUER}:" + "f" * 41 + "}:sha1",  # more than 20 octets (RFC 5280 4.1.2.2)
+        f"{prefix}{{{ISSUER}:abc}}:md5",
+        f"{prefix}{{{ISSUER}}}:complete",
+        f"{prefix}{{{ISSUER.upper()}:abc}}:sha1",
+        f"{prefix}{{{ISSUER}:ABC}}:sha1",
+        f"other:{{{ISSUER}:abc}}:sha1",
+        f"{prefix}{{{ISSUER}:abc}}:sha1\n",
+        f"{prefix}{ISSUER}:sha1:abc",  # the layout before hash tags
     ):
         assert livewire.parse_key(bad.encode()) is None, bad
 

@@ -23,6 +23,7 @@ from pathlib import Path
 import pytest
 import redis
 
+from shirushi.cache import records
 from support.seed import seed_certificates
 from support.serving import Site, free_port, wait_port
 
@@ -45,7 +46,7 @@ def cache(site: Site) -> redis.Redis:
 def wait_for_presign_in_progress(site: Site, at_least: int = 200) -> None:
     """Until the start-up presign has written some responses (and has not finished)."""
     deadline = time.monotonic() + 120
-    complete = f"shirushi:ocsp:{issuer_id(site)}:complete"
+    complete = records.complete_key(issuer_id(site))
     while time.monotonic() < deadline:
         assert site.proc is not None and site.proc.poll() is None, site.log()
         try:
@@ -130,13 +131,13 @@ def test_sigterm_during_startup_presign(tmp_path: Path) -> None:
         issuer = issuer_id(site)
         with cache(site) as r:
             deadline = time.monotonic() + 600
-            while not r.exists(f"shirushi:ocsp:{issuer}:complete"):
+            while not r.exists(records.complete_key(issuer)):
                 assert time.monotonic() < deadline, "the refill did not finish"
                 time.sleep(0.2)
             with r.pipeline(transaction=False) as pipe:
                 for serial in serials:
                     for alg in ("sha1", "sha256"):
-                        pipe.exists(f"shirushi:ocsp:{issuer}:{alg}:{serial:x}")
+                        pipe.exists(records.response_key(issuer, alg, serial))
                 assert all(pipe.execute())
         assert ": good" in ocsp_status(site, serials[0])
         out = ocsp_status(site, serials[-1])

@@ -5,9 +5,11 @@
   `redis.nodes` for the primary named `redis.sentinel_service` (redis-py's `Sentinel`, which
   re-resolves on every new connection and on a READONLY reply from a demoted primary), or for a
   replica when `for_reads` and `redis.read_replicas` allow it.
+  "cluster" is redis-py's RedisCluster over the seed `redis.nodes` (`cache/cluster.py`).
 * `hot_locator`: where the responder's own pipelined asyncio client (`responder/resp.py`)
   connects: a fixed address, or `responder/sentinel.py`'s locator, which resolves through the
   sentinels on each (re)connect only, so the hot path costs what it costs against one server.
+  A cluster has no one address: its responders route per slot (`responder/cluster_client.py`).
 * `replicas_to_wait`: how many replicas a revocation's write waits for (`WAIT`), so that a
   failover right after `revoke` returns cannot promote a replica that never saw it.
 
@@ -83,6 +85,10 @@ def sync_client(settings: RedisSettings, url: str, *, for_reads: bool = False) -
         )
         make = sentinel.slave_for if for_reads and settings.read_replicas else sentinel.master_for
         return cast(redis.Redis, make(settings.sentinel_service))  # type: ignore[no-untyped-call]
+    if settings.mode == "cluster":
+        from shirushi.cache import cluster
+
+        return cluster.connect(settings)  # reads go to primaries too (docs/deploy.md, "Redis Cluster")
     raise _not_supported(settings)
 
 
@@ -117,7 +123,7 @@ def check(settings: RedisSettings, url: str) -> None:
         Address(url)
     elif settings.mode == "sentinel":
         data_node_options(url)
-    else:
+    elif settings.mode != "cluster":
         raise _not_supported(settings)
 
 

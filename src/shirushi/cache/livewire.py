@@ -37,7 +37,7 @@ _REPLY_HEAD = struct.Struct(">IB")
 # The issuer id is asn1.keys.issuer_id (16 hex digits). RFC 5280 4.1.2.2: a serial is positive
 # and at most 20 octets (40 hex digits), written as records.response_key writes it (lowercase
 # hex, no leading zeros).
-_KEY = re.compile(rb"([0-9a-f]{16}):(sha1|sha256):([1-9a-f][0-9a-f]{0,39})")
+_KEY = re.compile(rb"\{([0-9a-f]{16}):([1-9a-f][0-9a-f]{0,39})\}:(sha1|sha256)")
 
 
 class ProtocolError(Exception):
@@ -79,7 +79,7 @@ def parse_key(key: bytes) -> tuple[str, str, int] | None:
     match = _KEY.fullmatch(key, len(prefix))
     if match is None:
         return None
-    issuer, alg, serial = match.groups()
+    issuer, serial, alg = match.groups()
     return issuer.decode(), alg.decode(), int(serial, 16)
 
 

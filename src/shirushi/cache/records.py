@@ -1,16 +1,25 @@
 """Key scheme and record format of presigned OCSP responses in Redis. Pure: no I/O.
 
-Keys (all under one prefix so a Redis shared with other software stays tidy):
+Keys (all under one prefix so a Redis shared with other software stays tidy; ISSUER, ALG and
+SERIAL stand for values, the braces are literal):
 
-    shirushi:ocsp:{issuer}:{alg}:{serial}   one record: header + DER OCSPResponse
-    shirushi:ocsp:{issuer}:complete         set when a full load for that issuer has finished
-    shirushi:ocsp:invalidate                pub/sub channel: a key whose record just changed
-    shirushi:ocsp:issuers                   hash: outside CA name -> its PEM certificate
+    shirushi:ocsp:{ISSUER:SERIAL}:ALG   one record: header + DER OCSPResponse
+    shirushi:ocsp:{ISSUER}:complete     set when a full load for that issuer has finished
+    shirushi:ocsp:invalidate            pub/sub channel: a key whose record just changed
+    shirushi:ocsp:issuers               hash: outside CA name -> its PEM certificate
 
-`issuer` is `shirushi.asn1.keys.issuer_id()` of the issuing CA's public key; `alg` is "sha1" or
-"sha256" (the CertID hash algorithm the response echoes, RFC 9919 3.2.1); `serial` is lowercase
+ISSUER is `shirushi.asn1.keys.issuer_id()` of the issuing CA's public key; ALG is "sha1" or
+"sha256" (the CertID hash algorithm the response echoes, RFC 9919 3.2.1); SERIAL is lowercase
 hex without leading zeros. A record's TTL is nextUpdate - now, so an unrefreshed response vanishes
 instead of going stale.
+
+The braces are Redis Cluster hash tags (only the part inside them picks the slot): both records
+of one certificate, the SHA-1 and the SHA-256 CertID, share a slot, so the writes of one status
+change land on one node, and a responder computes the slot from the request alone (issuer from
+the CertID's hashes, serial from the CertID). On a single server the braces change nothing.
+Layout 3 (this one) replaced `shirushi:ocsp:ISSUER:ALG:SERIAL` and `shirushi:ocsp:ISSUER:complete`;
+the new `complete` name makes the presigner do a full load into the new keys after an upgrade,
+and the old records expire with their TTL (docs/deploy.md, "Redis Cluster").
 
 A record is `HEADER` followed by the DER. The header holds the certificate's status version (it
 goes up with every revocation, so a writer can refuse to replace a newer status with an older
@@ -37,11 +46,17 @@ HEADER_SIZE = _HEADER.size
 
 
 def response_key(issuer: str, alg: str, serial: int) -> str:
-    return f"{PREFIX}{issuer}:{alg}:{serial:x}"
+    return f"{PREFIX}{{{issuer}:{serial:x}}}:{alg}"
+
+
+def response_key_parts(issuer: str, alg: str) -> tuple[bytes, bytes]:
+    """(before, after) the serial in `response_key`: the responder inserts only the serial."""
+    before, after = response_key(issuer, alg, 0).split("0}", 1)
+    return before.encode(), b"}" + after.encode()
 
 
 def complete_key(issuer: str) -> str:
-    return f"{PREFIX}{issuer}:complete"
+    return f"{PREFIX}{{{issuer}}}:complete"
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -1,7 +1,8 @@
 """Write side of the response cache: pipelined SETs, the refresh schedule, invalidation. Redis I/O.
 
 Besides the records (see records.py) the writer keeps, per issuer, a sorted set
-`shirushi:ocsp:{issuer}:due` of serial -> Unix time when its responses are due for re-signing.
+`shirushi:ocsp:{ISSUER}:due` (hash-tagged like the `complete` marker) of serial -> Unix time
+when its responses are due for re-signing.
 The 24 h refresh takes what is due from it in batches, so it is resumable after a crash and spread
 over the interval by jitter, with no scan of the store.
 """
@@ -15,11 +16,12 @@ from typing import cast
 import redis
 
 from shirushi.cache import records
+from shirushi.cache.cluster import ERRORS, is_cluster
 from shirushi.errors import ServiceError
 
 
 def due_key(issuer: str) -> str:
-    return f"{records.PREFIX}{issuer}:due"
+    return f"{records.PREFIX}{{{issuer}}}:due"
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -59,11 +61,15 @@ class CacheWriter:
         self.wait_replicas = wait_replicas
         self.wait_ms = wait_ms
         self._set = client.register_script(_SET_UNLESS_NEWER)
+        # Redis Cluster (cache/cluster.py): the script goes as EVAL, since a cluster pipeline
+        # does not load scripts and a promoted replica has an empty script cache; invalidations
+        # go as SPUBLISH, sharded pub/sub (docs/deploy.md, "Redis Cluster").
+        self.cluster = is_cluster(client)
 
     def _run(self, pipe: redis.client.Pipeline) -> list[object]:
         try:
             return cast(list[object], pipe.execute())
-        except redis.RedisError as exc:
+        except ERRORS as exc:
             raise ServiceError(f"Redis write failed: {exc}") from None
 
     def put(self, issuer: str, entries: Iterable[Entry], due: dict[int, int], *, announce: bool = False) -> None:
@@ -75,21 +81,33 @@ class CacheWriter:
         pipe = self.client.pipeline(transaction=False)
         keys = []
         for entry in entries:
-            self._set(keys=[entry.key], args=[entry.value, max(1, entry.ttl)], client=pipe)
+            if self.cluster:
+                args = ("EVAL", _SET_UNLESS_NEWER, 1, entry.key, entry.value, max(1, entry.ttl))
+                pipe.execute_command(*args)  # type: ignore[no-untyped-call]
+            else:
+                self._set(keys=[entry.key], args=[entry.value, max(1, entry.ttl)], client=pipe)
             keys.append(entry.key)
         if due:
             pipe.zadd(due_key(issuer), {format(s, "x"): t for s, t in due.items()})
         waits = announce and self.wait_replicas > 0
-        if announce:
+        if announce and not self.cluster:
+            # One connection: Redis runs the SETs before the PUBLISHes.
             for key in keys:
                 pipe.publish(records.INVALIDATE_CHANNEL, key)
-            if waits:
-                pipe.execute_command("WAIT", self.wait_replicas, self.wait_ms)  # type: ignore[no-untyped-call]
+        if waits:
+            pipe.execute_command("WAIT", self.wait_replicas, self.wait_ms)  # type: ignore[no-untyped-call]
         replies = self._run(pipe)
         if waits and not (isinstance(replies[-1], int) and replies[-1] >= self.wait_replicas):
             raise ServiceError(
                 f"Redis write reached {replies[-1]} replicas of the {self.wait_replicas} a revocation waits for"
             )
+        if announce and self.cluster and keys:
+            # The records live on other nodes than the channel: announce only once every SET is
+            # acknowledged, or a responder could reread and cache the old record.
+            pipe = self.client.pipeline(transaction=False)
+            for key in keys:
+                pipe.spublish(records.INVALIDATE_CHANNEL, key)
+            self._run(pipe)
 
     def forget(self, issuer: str, serials: Iterable[int]) -> None:
         """Stop refreshing these serials (expired certificates, RFC 9919 3.2.3)."""
@@ -102,25 +120,25 @@ class CacheWriter:
     def due(self, issuer: str, now: int, limit: int) -> list[int]:
         try:
             members = self.client.zrangebyscore(due_key(issuer), "-inf", now, start=0, num=limit)
-        except redis.RedisError as exc:
+        except ERRORS as exc:
             raise ServiceError(f"Redis read failed: {exc}") from None
         return [int(m, 16) for m in cast(list[bytes], members)]
 
     def is_complete(self, issuer: str) -> bool:
         try:
             return bool(self.client.exists(records.complete_key(issuer)))
-        except redis.RedisError as exc:
+        except ERRORS as exc:
             raise ServiceError(f"Redis read failed: {exc}") from None
 
     def mark_complete(self, issuer: str, at: int) -> None:
         try:
             self.client.set(records.complete_key(issuer), str(at))
-        except redis.RedisError as exc:
+        except ERRORS as exc:
             raise ServiceError(f"Redis write failed: {exc}") from None
 
     def get(self, key: str) -> records.Record | None:
         try:
             value = self.client.get(key)
-        except redis.RedisError as exc:
+        except ERRORS as exc:
             raise ServiceError(f"Redis read failed: {exc}") from None
         return records.unpack(value) if isinstance(value, bytes) else None

@@ -46,16 +46,16 @@ class IssuerMap:
     """(alg, issuerNameHash, issuerKeyHash) -> issuer id, for the served CAs."""
 
     def __init__(self, certificates: Iterable[x509.Certificate]) -> None:
-        # -> (key prefix "shirushi:ocsp:{issuer}:{alg}:", GET of the issuer's complete marker),
-        # both built once: a request only appends its serial.
-        self._ids: dict[tuple[str, bytes, bytes], tuple[bytes, bytes]] = {}
+        # -> (the key before and after the serial, GET of the issuer's complete marker), built
+        # once: a request only inserts its serial (records.response_key).
+        self._ids: dict[tuple[str, bytes, bytes], tuple[bytes, bytes, bytes]] = {}
         self.names: list[str] = []
         for cert in certificates:
             issuer = issuer_id(cert)
             complete = command(b"GET", records.complete_key(issuer).encode())
             for alg in records.HASH_ALGORITHMS:
-                prefix = records.response_key(issuer, alg, 0)[:-1].encode()
-                self._ids[(alg, *certid_hashes(cert, alg))] = (prefix, complete)
+                before, after = records.response_key_parts(issuer, alg)
+                self._ids[(alg, *certid_hashes(cert, alg))] = (before, after, complete)
             self.names.append(cert.subject.rfc4514_string())
 
     def __len__(self) -> int:
@@ -67,8 +67,8 @@ class IssuerMap:
         if found is None:
             # RFC 6960 2.3 / RFC 9919 3.2.3: not capable of responding authoritatively.
             return UNAUTHORIZED
-        prefix, complete = found
-        key = b"%s%x" % (prefix, cert_id.serial)  # records.response_key
+        before, after, complete = found
+        key = b"%s%x%s" % (before, cert_id.serial, after)  # records.response_key
         return Plan(key, b"*2\r\n$3\r\nGET\r\n$%d\r\n%s\r\n" % (len(key), key), complete)
 
 

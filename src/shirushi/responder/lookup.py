@@ -22,6 +22,9 @@ the moment the subscription breaks or stops answering PINGs. An answer read from
 stored if no invalidation and no subscription change happened while the GET was in flight (a
 generation counter), so a reply racing with a revocation cannot be cached stale. Entries also
 expire at min(nextUpdate, refresh_by, now + l1_max_age).
+
+With `redis.mode = "cluster"` the Redis client and the subscription come from
+`cluster_client.py` (routing by slot, sharded pub/sub); what is said here holds unchanged.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from typing import Final
+from typing import Final, Protocol
 
 from shirushi.cache import livewire, records
 from shirushi.responder import resp, respwire
@@ -178,6 +181,28 @@ class Subscriber:
         self.link.close()
 
 
+class Route(Protocol):
+    """What Lookup needs of its Redis client: `resp.Link`, or `cluster_client.ClusterLink`."""
+
+    @property
+    def conn(self) -> resp.Connection | None: ...
+
+    @property
+    def connects(self) -> int: ...
+
+    def send(self, cmd: bytes, callback: resp.Callback) -> bool: ...
+
+    def kick(self) -> None: ...
+
+    def check(self, now: float) -> None: ...
+
+    def close(self) -> None: ...
+
+
+# Redis Cluster (responder/cluster_client.py): the router and the subscriber, given the L1.
+ClusterParts = Callable[[L1], tuple[Route, Subscriber]]
+
+
 class Lookup:
     """Plan -> Result: L1 first (when alive), then Redis."""
 
@@ -189,14 +214,23 @@ class Lookup:
         l1_bytes: int = 256 << 20,
         l1_max_age: int = 60,
         live: LiveClient | None = None,
+        cluster: ClusterParts | None = None,
     ) -> None:
         self.loop = loop
         self.now = 0  # Unix seconds, kept current by the worker's ticker
-        # Both links share the locator, so that they use the same node (responder/sentinel.py).
-        self.locator = resp.Fixed(address) if isinstance(address, resp.Address) else address
-        self.link = resp.Link(loop, self.locator, timeout, name="redis")
         self.l1 = L1(l1_bytes, l1_max_age)
-        self.subscriber: Subscriber | None = Subscriber(loop, self.locator, timeout, self.l1) if l1_bytes > 0 else None
+        self.link: Route
+        self.subscriber: Subscriber | None
+        self.locator: resp.Locator | None = None  # a cluster routes per slot instead
+        self.single: resp.Link | None = None  # the one link, when not a cluster
+        if cluster is None:
+            # Both links share the locator, so that they use the same node (responder/sentinel.py).
+            self.locator = locator = resp.Fixed(address) if isinstance(address, resp.Address) else address
+            self.link = self.single = resp.Link(loop, locator, timeout, name="redis")
+            self.subscriber = Subscriber(loop, locator, timeout, self.l1) if l1_bytes > 0 else None
+        else:
+            self.link, subscriber = cluster(self.l1)
+            self.subscriber = subscriber if l1_bytes > 0 else None
         self.live = live
         self.misses = 0  # Redis had no record
         self.failures = 0  # a Redis command failed or timed out
@@ -204,7 +238,8 @@ class Lookup:
         self.l1_misses = 0
 
     def start(self) -> None:
-        self.locator.start()
+        if self.locator is not None:
+            self.locator.start()
         self.link.kick()
         if self.subscriber is not None:
             self.subscriber.start()
@@ -283,9 +318,10 @@ class Lookup:
 
     def _after_error(self, value: respwire.Reply) -> None:
         """An error reply that says this node cannot serve us now: locate another one."""
-        if isinstance(value, respwire.RespError) and value.message.startswith(_LEAVE_ON):
+        # (A cluster node saying so is left to the slot table's refresh: cluster_client.py.)
+        if self.single is not None and isinstance(value, respwire.RespError) and value.message.startswith(_LEAVE_ON):
             log.warning("redis: %s; looking for the primary again", value.message.decode("utf-8", "replace"))
-            self.link.reroute()
+            self.single.reroute()
 
     def _answer(self, plan: Plan, value: bytes, generation: int) -> Result:
         record = records.unpack(value)
@@ -300,12 +336,14 @@ class Lookup:
         subscriber = self.subscriber
         # Cache only what was read from the node whose invalidations we receive (identity: the
         # locator hands out one object per chosen node); elsewhere a message can beat the data.
-        if subscriber is not None and subscriber.link.at is self.link.at:
+        # A cluster's writer announces only once every write is acknowledged (cache/writer.py).
+        if subscriber is not None and (self.single is None or subscriber.link.at is self.single.at):
             self.l1.put(plan.key, answer, self.now, generation)
         return answer
 
     def check(self, now: float) -> None:
-        self.locator.check(now)
+        if self.locator is not None:
+            self.locator.check(now)
         self.link.check(now)
         if self.live is not None:
             self.live.check(now)
@@ -318,4 +356,5 @@ class Lookup:
             self.live.close()
         if self.subscriber is not None:
             self.subscriber.close()
-        self.locator.close()
+        if self.locator is not None:
+            self.locator.close()

@@ -17,10 +17,11 @@ from pathlib import Path
 import redis
 from cryptography import x509
 
+from shirushi.cache import cluster
 from shirushi.cache.connect import sync_client
 from shirushi.cache.records import ISSUERS_KEY
 from shirushi.config import Settings
-from shirushi.errors import ShirushiError
+from shirushi.errors import ServiceError, ShirushiError
 from shirushi.responder.issuers import IssuerMap, issuers_path, load_issuers, read_bundle
 
 log = logging.getLogger("shirushi.responder")
@@ -32,8 +33,17 @@ MAX_CERT_BYTES = 64 * 1024
 class IssuerSource:
     def __init__(self, settings: Settings) -> None:
         self.path: Path = issuers_path(settings)
-        self.client = sync_client(settings.redis, settings.redis_url, for_reads=True)
+        self.settings = settings
+        self._client: redis.Redis | None = None
         self.stamp: bytes | None = None
+
+    @property
+    def client(self) -> redis.Redis:
+        # Made on first use: a cluster client talks to the cluster as it is made, which must
+        # not stop a responder from starting while Redis is down (ServiceError is retried).
+        if self._client is None:
+            self._client = sync_client(self.settings.redis, self.settings.redis_url, for_reads=True)
+        return self._client
 
     def outside(self) -> list[bytes]:
         """PEM certificates of the outside CAs in Redis (sorted, so the stamp is stable)."""
@@ -45,7 +55,7 @@ class IssuerSource:
         own = load_issuers(self.path)  # its errors name the file
         try:
             extra = self.outside()
-        except redis.RedisError as exc:
+        except (*cluster.ERRORS, ServiceError) as exc:
             log.warning("cannot read outside issuers from Redis (retried every %.0f s): %s", RELOAD_EVERY, exc)
             return own
         bundle = self.path.read_bytes()
@@ -61,7 +71,7 @@ class IssuerSource:
             if stamp == self.stamp:
                 return None
             issuers = self._build(bundle, extra)
-        except (OSError, redis.RedisError, ShirushiError, ValueError) as exc:
+        except (OSError, *cluster.ERRORS, ShirushiError, ValueError) as exc:
             log.warning("issuer reload failed, keeping the current issuers: %s", exc)
             return None
         if self.stamp is not None:
@@ -70,7 +80,8 @@ class IssuerSource:
         return issuers
 
     def close(self) -> None:
-        self.client.close()
+        if self._client is not None:
+            self._client.close()
 
     @staticmethod
     def _stamp(bundle: bytes, extra: list[bytes]) -> bytes:

@@ -240,8 +240,15 @@ def metrics_main(settings: Settings, port: int, ready_fd: int, parent: int) -> i
     from shirushi.metrics.scrape import exposition
 
     host, _ = parse_listen(settings.ocsp.listen)
+    if settings.redis.mode == "cluster":
+        from shirushi.cache import cluster
+
+        # Made at the first check, so the listener starts while the cluster is down.
+        client: object = cluster.Pinger(settings.redis)
+    else:
+        client = sync_client(settings.redis, settings.redis_url, for_reads=True)
     checks = {
-        "redis": redis_answers(sync_client(settings.redis, settings.redis_url, for_reads=True)),
+        "redis": redis_answers(client),
         "ocsp": port_accepts(f"{host}:{port}"),
     }
     try:

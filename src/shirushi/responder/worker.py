@@ -27,6 +27,7 @@ from shirushi.config import Settings
 from shirushi.config_values import parse_listen
 from shirushi.lifecycle import die_with_parent
 from shirushi.responder.accesslog import AccessLog, access_log_path
+from shirushi.responder.address import Address, Locator
 from shirushi.responder.issuers import IssuerMap
 from shirushi.responder.live_client import LiveClient
 from shirushi.responder.lookup import Lookup
@@ -60,13 +61,23 @@ def listen_socket(host: str, port: int, backlog: int | None = 2048) -> socket.so
 def build_responder(
     settings: Settings, issuers: IssuerMap, loop: asyncio.AbstractEventLoop, options: Options
 ) -> Responder:
+    cluster = None
+    if settings.redis.mode == "cluster":
+        from shirushi.responder.cluster_client import cluster_lookup_parts
+
+        address = Address(settings.redis_url)  # the data nodes' password and TLS, if any
+        cluster = cluster_lookup_parts(loop, settings.redis.node_addresses, address, settings.redis.timeout)
+        where: Address | Locator = address
+    else:
+        where = hot_locator(settings.redis, settings.redis_url, loop)
     lookup = Lookup(
         loop,
-        hot_locator(settings.redis, settings.redis_url, loop),
+        where,
         settings.redis.timeout,
         l1_bytes=options.cache_bytes(settings.ocsp.cache_mb),
         l1_max_age=options.l1_max_age,
         live=LiveClient(loop, settings.ocsp.live_socket_path(settings.data_path), settings.ocsp.live_timeout),
+        cluster=cluster,
     )
     prefix = path_prefix(urllib.parse.urlsplit(settings.ocsp.url).path)
     max_age = int(settings.ocsp.max_age.total_seconds())
