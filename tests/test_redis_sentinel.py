@@ -19,7 +19,7 @@ import redis
 from shirushi.cache.connect import replicas_to_wait, sync_client
 from shirushi.cache.writer import CacheWriter, Entry
 from shirushi.config import RedisSettings
-from shirushi.errors import ConfigError, ServiceError
+from shirushi.errors import ServiceError
 from support.ocsp_pki import PKI, ResponderProcess, build_pki, get_path, http_exchange, ocsp_status, split_responses
 from support.sentinel import SERVICE, SentinelSet
 
@@ -139,12 +139,6 @@ def test_writer_waits_for_a_replica_and_reads_go_to_replicas(sentinels: Sentinel
     finally:
         primary.close()
         reader.close()
-
-
-def test_cluster_mode_is_refused_here() -> None:
-    settings = RedisSettings(mode="cluster", nodes=("127.0.0.1:7000",))
-    with pytest.raises(ConfigError, match="cluster"):
-        sync_client(settings, "redis://127.0.0.1:7000")
 
 
 def test_responders_follow_a_crash_failover_under_load(pki: PKI, sentinels: SentinelSet, tmp_path: Path) -> None:

@@ -112,6 +112,8 @@ def hot_locator(
             settings.timeout,
             replicas=for_reads and settings.read_replicas,
         )
+    if settings.mode == "cluster":
+        raise ConfigError('redis.mode = "cluster" has no one address: responders route per slot (cluster_client.py)')
     raise _not_supported(settings)
 
 
