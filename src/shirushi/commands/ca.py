@@ -31,20 +31,21 @@ def cmd_init(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_issue(settings: Settings, args: argparse.Namespace) -> int:
+    from shirushi.ca.csr import MAX_CSR_BYTES
     from shirushi.ca.lint_pool import LintPool
 
-    # First, before the heavy imports: pkilint loads and builds its validator in a worker on
+    # Bad input is refused before anything else starts (one line, exit 2).
+    csr = read_file(args.csr, "CSR file", MAX_CSR_BYTES)
+    # Then, before the heavy imports: pkilint loads and builds its validator in a worker on
     # another core while this process does the rest. The lint itself (required before signing,
     # BR 4.3.1.2 and policy) runs there once the certificate is built (CLI start-up).
     lint_pool = LintPool.in_background()
     from shirushi.backend import Backend
-    from shirushi.ca.csr import MAX_CSR_BYTES
     from shirushi.ca.hierarchy import load_hierarchy, pem
 
     backend = Backend(settings)
     try:
         backend.use_lint_pool(lint_pool)
-        csr = read_file(args.csr, "CSR file", MAX_CSR_BYTES)
         issued = backend.authority.issue(csr, dns_names=args.dns, days=args.days, subject=args.subject, door="cli")
     finally:
         backend.close()
