@@ -7,6 +7,7 @@ files); output goes to stdout, warnings to stderr.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import sys
 
@@ -34,7 +35,11 @@ def cmd_issue(settings: Settings, args: argparse.Namespace) -> int:
     from shirushi.ca.csr import MAX_CSR_BYTES
     from shirushi.ca.lint_pool import LintPool
 
-    # Bad input is refused before anything else starts (one line, exit 2).
+    # A responder-only install, then bad input, are refused before anything starts (one line
+    # each: cli.py words the missing module as "needs the CA").
+    for module in ("sqlalchemy", "pkilint"):
+        if importlib.util.find_spec(module) is None:
+            raise ModuleNotFoundError(f"No module named {module!r}", name=module)
     csr = read_file(args.csr, "CSR file", MAX_CSR_BYTES)
     # Then, before the heavy imports: pkilint loads and builds its validator in a worker on
     # another core while this process does the rest. The lint itself (required before signing,

@@ -68,7 +68,8 @@ def _name(text: str, method: str) -> str:
 def start(objects: ACMEObjects, name: str, method: str, now: dt.datetime) -> Request:
     if method not in METHODS:
         raise InputError(f"method must be one of {', '.join(METHODS)}, not {method!r}")
-    request = Request(secrets.token_urlsafe(12), _name(name, method), method, values.new_value(), now, "pending")
+    # Hex, not URL-safe base64: an id starting with "-" would read as an option on the CLI.
+    request = Request(secrets.token_hex(12), _name(name, method), method, values.new_value(), now, "pending")
     objects.put(KIND, request.id, request.data(), now)
     return request
 

@@ -45,7 +45,7 @@ _CHECKED: schemas.JsonSchema = {
     "required": ["name", "method", "valid"],
     "properties": {"name": {"type": "string"}, "method": {"type": "string"}, "valid": {"const": True}},
 }
-# The ids requests.start makes: secrets.token_urlsafe(12).
+# The ids requests.start makes (secrets.token_hex(12)), and older URL-safe base64 ones.
 _ID: schemas.JsonSchema = {"type": "string", "minLength": 1, "maxLength": 64, "pattern": "^[A-Za-z0-9_-]+$"}
 
 
