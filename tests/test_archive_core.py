@@ -13,8 +13,9 @@ import sqlalchemy as sa
 from shirushi import config
 from shirushi.archive import chain
 from shirushi.archive.export import export
-from shirushi.archive.retention import Pruned, cutoff, prune
+from shirushi.archive.retention import Pruned, prune
 from shirushi.archive.verify import verify
+from shirushi.clock import years_before
 from shirushi.config import Settings
 from shirushi.store import CertificateRecord, Store, schema
 
@@ -43,8 +44,8 @@ def test_each_link_covers_every_row_before_it() -> None:
 
 
 def test_cutoff_counts_calendar_years() -> None:
-    assert cutoff(dt.datetime(2033, 6, 1, tzinfo=dt.UTC), 7) == dt.datetime(2026, 6, 1, tzinfo=dt.UTC)
-    assert cutoff(dt.datetime(2032, 2, 29, tzinfo=dt.UTC), 7) == dt.datetime(2025, 2, 28, tzinfo=dt.UTC)
+    assert years_before(dt.datetime(2033, 6, 1, tzinfo=dt.UTC), 7) == dt.datetime(2026, 6, 1, tzinfo=dt.UTC)
+    assert years_before(dt.datetime(2032, 2, 29, tzinfo=dt.UTC), 7) == dt.datetime(2025, 2, 28, tzinfo=dt.UTC)
 
 
 def settings_for(tmp_path: Path, **env: str) -> Settings:

@@ -13,7 +13,7 @@ from cryptography import x509
 
 from shirushi import config
 from shirushi.backend import Backend
-from shirushi.clock import FrozenClock
+from shirushi.clock import FrozenClock, years_before
 from shirushi.crl import Entry, build_crl
 from shirushi.crl.archive_format import (
     CHUNK_ENTRIES,
@@ -23,7 +23,6 @@ from shirushi.crl.archive_format import (
     manifest,
     prunable,
     read_manifest,
-    retention_cutoff,
 )
 from shirushi.crl.service import crl_path
 from shirushi.errors import InputError
@@ -90,7 +89,7 @@ def test_not_a_crl_is_refused() -> None:
 
 
 def test_retention_rule() -> None:
-    assert retention_cutoff(dt.datetime(2032, 2, 29, tzinfo=dt.UTC), 7) == dt.datetime(2025, 2, 28, tzinfo=dt.UTC)
+    assert years_before(dt.datetime(2032, 2, 29, tzinfo=dt.UTC), 7) == dt.datetime(2025, 2, 28, tzinfo=dt.UTC)
     now = dt.datetime(2040, 1, 1, tzinfo=dt.UTC)
     old = [Archived(n, dt.datetime(2030, 1, n, tzinfo=dt.UTC), f"{n}") for n in range(1, 6)]
     assert [c.number for c in prunable(old, now=now, years=7)] == [1, 2, 3, 4]  # never the newest

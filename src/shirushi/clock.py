@@ -12,6 +12,14 @@ from typing import Protocol
 UTC = dt.UTC
 
 
+def years_before(now: dt.datetime, years: int) -> dt.datetime:
+    """`now` less `years` calendar years (29 February falls back to the 28th): retention cut-offs."""
+    try:
+        return now.replace(year=now.year - years)
+    except ValueError:
+        return now.replace(year=now.year - years, day=28)
+
+
 def whole_seconds(t: dt.datetime) -> dt.datetime:
     """Return `t` in UTC without its fractional seconds."""
     if t.tzinfo is None:

@@ -21,6 +21,7 @@ import logging
 from collections import defaultdict
 from collections.abc import Callable
 
+from shirushi.clock import years_before
 from shirushi.config import Settings
 from shirushi.store import Store
 from shirushi.store import archive as records
@@ -30,14 +31,6 @@ log = logging.getLogger("shirushi.archive")
 
 # Certificates deleted per transaction.
 BATCH = 1000
-
-
-def cutoff(now: dt.datetime, years: int) -> dt.datetime:
-    """`now` less `years` calendar years (29 February falls back to the 28th)."""
-    try:
-        return now.replace(year=now.year - years)
-    except ValueError:
-        return now.replace(year=now.year - years, day=28)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -58,7 +51,7 @@ def prune(
     certificates = 0
     years = settings.archive.retention_years
     if years > 0:
-        before = cutoff(now, years)
+        before = years_before(now, years)
         by_issuer: dict[str, list[str]] = defaultdict(list)
         for issuer_id, serial, _name in records.expired_before(store.engine, before):
             by_issuer[issuer_id].append(serial)

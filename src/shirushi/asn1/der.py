@@ -1,7 +1,8 @@
 """DER building blocks (X.690): tag-length-value, INTEGER, Extension, Time, and a TLV reader. Pure.
 
-Single-octet tags only, which is all that certificates, CRLs and OCSP use. The readers trust
-their input to be well formed (DER from pyca/cryptography or from our own encoders).
+Single-octet tags only, which is all that certificates, CRLs and OCSP use. `read_tlv` trusts
+its input to be well formed (DER from pyca/cryptography or from our own encoders);
+`read_tlv_within` checks every length against its bounds.
 """
 
 from __future__ import annotations
@@ -40,6 +41,25 @@ def read_tlv(data: bytes | bytearray, pos: int) -> tuple[int, int, int]:
     count = first & 0x7F
     start = pos + 2 + count
     return tag, start, start + int.from_bytes(data[pos + 2 : start], "big")
+
+
+def read_tlv_within(data: bytes, pos: int, end: int) -> tuple[int, int, int]:
+    """(tag, content start, content end) of the element at `pos`, which must end by `end`: a reader
+    for DER read back from files or storage (ValueError when it is cut short or malformed)."""
+    if pos + 2 > end:
+        raise ValueError("truncated")
+    tag, first = data[pos], data[pos + 1]
+    if first < 0x80:
+        start, length = pos + 2, first
+    else:
+        count = first & 0x7F
+        if not 1 <= count <= 4:
+            raise ValueError("bad length")
+        start = pos + 2 + count
+        length = int.from_bytes(data[pos + 2 : start], "big")
+    if start + length > end:
+        raise ValueError("truncated")
+    return tag, start, start + length
 
 
 class _SecondsOfDay(dict[int, bytes]):

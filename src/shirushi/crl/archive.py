@@ -20,6 +20,7 @@ import os
 import zlib
 from pathlib import Path
 
+from shirushi.clock import years_before
 from shirushi.crl.archive_format import (
     Archived,
     Pieces,
@@ -29,7 +30,6 @@ from shirushi.crl.archive_format import (
     manifest,
     prunable,
     read_manifest,
-    retention_cutoff,
 )
 from shirushi.errors import InputError, ServiceError
 from shirushi.store.crl_archive import ArchiveIndex, ArchiveRow
@@ -120,7 +120,7 @@ class CrlArchive:
         """Drop what retention allows at `now` (`archive_format.prunable`): the CRLs, then the
         chunks no remaining CRL uses (a chunk used last before the cutoff is needed only by
         pruned CRLs, or by the scope's newest CRL, kept whatever its age)."""
-        cutoff = retention_cutoff(now, years)
+        cutoff = years_before(now, years)
         rows = self.index.candidates(issuer_id, shard, cutoff)
         gone = prunable((Archived(r.number, r.next_update, r.sha256) for r in rows), now=now, years=years)
         if gone:

@@ -30,6 +30,8 @@ import json
 import zlib
 from collections.abc import Iterable, Sequence
 
+from shirushi.asn1.der import read_tlv_within as _tlv
+from shirushi.clock import years_before
 from shirushi.errors import InputError
 
 # Entries per chunk on average. Smaller chunks share more between CRLs but make the manifest
@@ -57,24 +59,6 @@ class Pieces:
 
 def digest(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
-
-
-def _tlv(data: bytes, pos: int, end: int) -> tuple[int, int, int]:
-    """(tag, content start, content end) of the element at `pos`, which must end by `end`."""
-    if pos + 2 > end:
-        raise ValueError("truncated")
-    tag, first = data[pos], data[pos + 1]
-    if first < 0x80:
-        start, length = pos + 2, first
-    else:
-        count = first & 0x7F
-        if not 1 <= count <= 4:
-            raise ValueError("bad length")
-        start = pos + 2 + count
-        length = int.from_bytes(data[pos + 2 : start], "big")
-    if start + length > end:
-        raise ValueError("truncated")
-    return tag, start, start + length
 
 
 def _entries_span(der: bytes) -> tuple[int, int]:
@@ -162,14 +146,6 @@ def join(m: Manifest, chunks: Sequence[bytes]) -> bytes:
     return der
 
 
-def retention_cutoff(now: dt.datetime, years: int) -> dt.datetime:
-    """`years` calendar years before `now` (29 February becomes 28 February)."""
-    try:
-        return now.replace(year=now.year - years)
-    except ValueError:
-        return now.replace(year=now.year - years, day=28)
-
-
 @dataclasses.dataclass(frozen=True)
 class Archived:
     """One archived CRL as its index row says (`store/crl_archive.py`)."""
@@ -183,5 +159,5 @@ def prunable(crls: Iterable[Archived], *, now: dt.datetime, years: int) -> list[
     """The CRLs of one scope that retention drops at `now`: nextUpdate before the cutoff,
     never the newest (highest number) of the scope."""
     ordered = sorted(crls, key=lambda c: c.number)
-    cutoff = retention_cutoff(now, years)
+    cutoff = years_before(now, years)
     return [c for c in ordered[:-1] if c.next_update < cutoff]

@@ -21,6 +21,7 @@ import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+from shirushi.asn1.der import read_tlv_within as _tlv
 from shirushi.errors import ConflictError, InputError
 from shirushi.files import write_atomic
 
@@ -61,24 +62,6 @@ def crl_number(der: bytes) -> int:
         return _walk_crl_number(der)
     except (IndexError, ValueError) as exc:
         raise InputError(f"not a DER CRL with a cRLNumber: {exc}") from None
-
-
-def _tlv(data: bytes, pos: int, end: int) -> tuple[int, int, int]:
-    """(tag, content start, content end) of the element at `pos`, which must end by `end`."""
-    if pos + 2 > end:
-        raise ValueError("truncated")
-    tag, first = data[pos], data[pos + 1]
-    if first < 0x80:
-        start, length = pos + 2, first
-    else:
-        count = first & 0x7F
-        if not 1 <= count <= 4:
-            raise ValueError("bad length")
-        start = pos + 2 + count
-        length = int.from_bytes(data[pos + 2 : start], "big")
-    if start + length > end:
-        raise ValueError("truncated")
-    return tag, start, start + length
 
 
 def _walk_crl_number(der: bytes) -> int:
