@@ -19,7 +19,7 @@ from cryptography.x509 import ocsp
 from cryptography.x509.oid import SignatureAlgorithmOID
 
 from support.serving import Site
-from test_serve import Leaf, openssl_ocsp, post, tool
+from test_serve import Leaf, ocsptool_good, openssl_ocsp, post, tool
 
 pytestmark = [pytest.mark.e2e, pytest.mark.oracle]
 
@@ -84,28 +84,7 @@ def test_response_is_ecdsa_with_sha256_and_smaller(site: Site, tmp_path: Path) -
 
 
 def test_gnutls_ocsptool_verifies(site: Site, tmp_path: Path) -> None:
-    leaf = Leaf(site, tmp_path)
-    result = subprocess.run(
-        [
-            "ocsptool",
-            f"--ask={site.ocsp_url}",
-            "--load-issuer",
-            str(leaf.issuer_path),
-            "--load-cert",
-            str(leaf.cert_path),
-            "--load-trust",
-            str(leaf.issuer_path),
-            "--outfile",
-            str(tmp_path / "r.der"),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    out = result.stdout + result.stderr
-    assert result.returncode == 0, out
-    assert "Certificate Status: good" in out
-    assert "Verifying OCSP Response: Success" in out
+    ocsptool_good(site, Leaf(site, tmp_path), tmp_path)
 
 
 def test_pkilint_finds_nothing_in_good_and_revoked_responses(site: Site, tmp_path: Path) -> None:

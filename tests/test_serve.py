@@ -145,8 +145,8 @@ def test_sha256_certid_is_echoed(site: Site, tmp_path: Path) -> None:
     assert "Hash Algorithm: sha256" in out
 
 
-def test_gnutls_ocsptool_reports_good(site: Site, tmp_path: Path) -> None:
-    leaf = Leaf(site, tmp_path)
+def ocsptool_good(site: Site, leaf: Leaf, tmp_path: Path) -> None:
+    """GnuTLS `ocsptool --ask` says good and verifies the response."""
     result = subprocess.run(
         [
             "ocsptool",
@@ -169,6 +169,10 @@ def test_gnutls_ocsptool_reports_good(site: Site, tmp_path: Path) -> None:
     assert result.returncode == 0, out
     assert "Certificate Status: good" in out
     assert "Verifying OCSP Response: Success" in out
+
+
+def test_gnutls_ocsptool_reports_good(site: Site, tmp_path: Path) -> None:
+    ocsptool_good(site, Leaf(site, tmp_path), tmp_path)
 
 
 def test_curl_get_url_encoded_and_raw(site: Site, tmp_path: Path) -> None:

@@ -245,17 +245,22 @@ def tls_nginx(directory: Path, leaf: Leaf, *lines: str) -> Nginx:
 # -- nginx ----------------------------------------------------------------------------------
 
 
-def test_nginx_fetches_from_the_aia_url_and_staples_good(site: Site, leaf: Leaf, tmp_path: Path) -> None:
-    """nginx, given only the certificate, fetches from its AIA OCSP URL (GET, SHA-1 CertID, HTTP/1.0),
-    verifies the response against ssl_trusted_certificate and staples it: our responses meet every
-    nginx check (HTTP 200, exact Content-Type, responder certificate in `certs`, validity)."""
-    server = tls_nginx(
+def verifying_nginx(tmp_path: Path, leaf: Leaf) -> Nginx:
+    """nginx given only the certificate: it fetches from the AIA URL and verifies what it staples."""
+    return tls_nginx(
         tmp_path / "nginx",
         leaf,
         "ssl_stapling on;",
         "ssl_stapling_verify on;",
         f"ssl_trusted_certificate {leaf.trusted_path};",
     )
+
+
+def test_nginx_fetches_from_the_aia_url_and_staples_good(site: Site, leaf: Leaf, tmp_path: Path) -> None:
+    """nginx, given only the certificate, fetches from its AIA OCSP URL (GET, SHA-1 CertID, HTTP/1.0),
+    verifies the response against ssl_trusted_certificate and staples it: our responses meet every
+    nginx check (HTTP 200, exact Content-Type, responder certificate in `certs`, validity)."""
+    server = verifying_nginx(tmp_path, leaf)
     with server.running() as nginx:
         out = wait_for_staple(nginx.port, leaf, "good")
         assert_good_staple(out, leaf)
@@ -282,13 +287,7 @@ def ecdsa_site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
 def test_nginx_staples_the_responses_of_an_ecdsa_signer(ecdsa_site: Site, tmp_path: Path) -> None:
     """The same nginx check with an ECDSA P-256 delegated signer under the RSA issuing CA."""
     leaf = Leaf(ecdsa_site, tmp_path / "leaf")
-    server = tls_nginx(
-        tmp_path / "nginx",
-        leaf,
-        "ssl_stapling on;",
-        "ssl_stapling_verify on;",
-        f"ssl_trusted_certificate {leaf.trusted_path};",
-    )
+    server = verifying_nginx(tmp_path, leaf)
     with server.running() as nginx:
         out = wait_for_staple(nginx.port, leaf, "good")
         assert_good_staple(out, leaf)
