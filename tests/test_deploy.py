@@ -92,7 +92,9 @@ def test_prometheus_configuration_and_alerts() -> None:
 
 
 @pytest.mark.oracle
-@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze is not installed (Debian package systemd)")
+@pytest.mark.skipif(
+    shutil.which("systemd-analyze") is None, reason="systemd-analyze is not installed (Debian package systemd)"
+)
 def test_systemd_units_verify(tmp_path: Path) -> None:
     units = sorted((DEPLOY / "systemd").glob("*.service"))
     assert [u.name for u in units] == ["shirushi-backend.service", "shirushi-responder.service"]
