@@ -31,10 +31,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import fcntl
 import logging
 import os
-import signal
 import subprocess
 import sys
 import threading
@@ -52,8 +50,7 @@ from shirushi.ca.ocsp_signer import renew_ocsp_signer_if_due
 from shirushi.cache.embedded import EmbeddedRedis
 from shirushi.config import Settings
 from shirushi.config_values import parse_listen
-from shirushi.errors import ServiceError, ShirushiError, StateError
-from shirushi.layout import Layout
+from shirushi.errors import ServiceError, ShirushiError
 from shirushi.leader import Election, LeaderCollector, Leadership, leadership_for
 from shirushi.lifecycle import Stopped, check_stop, stop_resource_tracker
 from shirushi.logs import configure as configure_logging
@@ -63,6 +60,7 @@ from shirushi.metrics.registry import prepare_directory
 from shirushi.presign.live import Asked, LiveSigner, TokenBucket
 from shirushi.presign.live_service import LiveService
 from shirushi.schedules import Scheduler
+from shirushi.serve_process import StopSignal, serve_lock
 
 log = logging.getLogger("shirushi.serve")
 
@@ -90,36 +88,6 @@ def _uvicorn(app: Any, listen: str) -> _Server:
         timeout_graceful_shutdown=5,  # then open connections are closed: a stop never hangs on a peer
     )
     return _Server(config)
-
-
-class StopSignal:
-    """SIGTERM/SIGINT: the stop token for jobs in threads, and when it came (to report the stop).
-
-    Installed with `signal.signal` for the steps before the event loop runs and after it ends,
-    and with `loop.add_signal_handler` while it runs. It only records: printing from a signal
-    handler could re-enter a write in progress.
-    """
-
-    SIGNALS = (signal.SIGTERM, signal.SIGINT)
-
-    def __init__(self) -> None:
-        self.token = threading.Event()
-        self.at: float | None = None
-        self.name = ""
-
-    def __call__(self, signum: int, frame: object = None) -> None:
-        if self.at is None:
-            self.at = time.monotonic()
-            self.name = signal.Signals(signum).name
-        self.token.set()
-
-    def install(self) -> None:
-        for sig in self.SIGNALS:
-            signal.signal(sig, self)
-
-    def report(self) -> None:
-        if self.at is not None:
-            log.info("stopped", extra={"signal": self.name, "seconds": round(time.monotonic() - self.at, 2)})
 
 
 def start_responders(config_path: str | None, settings: Settings) -> subprocess.Popen[bytes]:
@@ -367,20 +335,6 @@ async def _lead_or_follow(
             except subprocess.TimeoutExpired:
                 responders.kill()
     return exit_code
-
-
-@contextlib.contextmanager
-def serve_lock(data_dir: Path) -> Iterator[None]:
-    """One `serve` per data directory; the lock dies with the process, even on SIGKILL."""
-    data_dir.mkdir(parents=True, exist_ok=True)
-    with open(Layout(data_dir).serve_lock, "w") as fh:
-        try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise StateError(f"another `shirushi serve` is running on {data_dir}") from None
-        fh.write(f"{os.getpid()}\n")
-        fh.flush()
-        yield
 
 
 def serve(settings: Settings, config_path: str | None = None, say: Callable[[str], None] | None = None) -> int:
