@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from shirushi.cache.connect import replicas_to_wait, sync_client
+from shirushi.cache.connect import replicas_to_wait, sync_client, wait_budget_ms
 from shirushi.cache.writer import CacheWriter, Entry
 from shirushi.config import RedisSettings
 from shirushi.errors import ServiceError
@@ -117,7 +117,7 @@ def test_writer_waits_for_a_replica_and_reads_go_to_replicas(sentinels: Sentinel
     settings = settings_for(sentinels, read_replicas=True)
     primary = sync_client(settings, "unix:///unused.sock")
     reader = sync_client(settings, "unix:///unused.sock", for_reads=True)
-    writer = CacheWriter(primary, replicas_to_wait(settings), 300)
+    writer = CacheWriter(primary, replicas_to_wait(settings), wait_budget_ms(settings))
     try:
         writer.put("0123456789abcdef", [Entry("shirushi:test:a", b"x" * 20, 60)], {}, announce=True)
         assert primary.execute_command("ROLE")[0] == b"master"  # type: ignore[no-untyped-call]
@@ -132,8 +132,9 @@ def test_writer_waits_for_a_replica_and_reads_go_to_replicas(sentinels: Sentinel
         assert reader.get("shirushi:test:a") == b"x" * 20
         for port in sentinels.data_ports[1:]:
             sentinels.kill(port)
-        # No replica left to carry a revocation over a failover: not done, the outbox retries.
-        with pytest.raises(ServiceError, match="replicas"):
+        # No replica left to carry a revocation over a failover: not done, the outbox retries. The
+        # WAIT runs out inside the socket timeout, so the error says why (not "Timeout reading").
+        with pytest.raises(ServiceError, match="reached 0 replicas of the 1"):
             writer.put("0123456789abcdef", [Entry("shirushi:test:b", b"y" * 20, 60)], {}, announce=True)
         writer.put("0123456789abcdef", [Entry("shirushi:test:c", b"z" * 20, 60)], {})  # a refresh does not wait
     finally:

@@ -29,12 +29,21 @@ pytestmark = [pytest.mark.redis, pytest.mark.e2e]
 GOOD, REVOKED, TRY_LATER = "GOOD", "REVOKED", "TRY_LATER"
 WORKERS = 2
 TOKEN = "sentinel-test-token"
+# Generous on a loaded machine: a replica's acknowledgement of a WAIT (budget: half of this) once
+# took over the default 2 s here.
+REDIS_TIMEOUT = "4"
 
 
 @pytest.fixture
 def site(tmp_path: Path) -> Iterator[tuple[Site, SentinelSet]]:
     with SentinelSet(tmp_path / "redis").running() as sentinels:
-        s = Site(tmp_path / "serve", SHIRUSHI_OCSP__WORKERS=str(WORKERS), SHIRUSHI_API__TOKEN=TOKEN, **sentinels.env)
+        s = Site(
+            tmp_path / "serve",
+            SHIRUSHI_OCSP__WORKERS=str(WORKERS),
+            SHIRUSHI_API__TOKEN=TOKEN,
+            SHIRUSHI_REDIS__TIMEOUT=REDIS_TIMEOUT,
+            **sentinels.env,
+        )
         assert s.cli("init").returncode == 0
         with s.serving():
             yield s, sentinels

@@ -74,11 +74,11 @@ class Backend:
 
     @functools.cached_property
     def writer(self) -> CacheWriter:
-        from shirushi.cache.connect import replicas_to_wait
+        from shirushi.cache.connect import replicas_to_wait, wait_budget_ms
         from shirushi.cache.writer import CacheWriter
 
-        wait_ms = int(self.settings.redis.timeout * 1000)
-        return CacheWriter(self.redis, replicas_to_wait(self.settings.redis), wait_ms)
+        redis_settings = self.settings.redis
+        return CacheWriter(self.redis, replicas_to_wait(redis_settings), wait_budget_ms(redis_settings))
 
     @functools.cached_property
     def presigner(self) -> Presigner:

@@ -11,7 +11,8 @@
   sentinels on each (re)connect only, so the hot path costs what it costs against one server.
   A cluster has no one address: its responders route per slot (`responder/cluster_client.py`).
 * `replicas_to_wait`: how many replicas a revocation's write waits for (`WAIT`), so that a
-  failover right after `revoke` returns cannot promote a replica that never saw it.
+  failover right after `revoke` returns cannot promote a replica that never saw it, and
+  `wait_budget_ms` how long it may wait.
 
 In sentinel mode `redis.url`, when it is a redis:// or rediss:// URL, gives only the password,
 database and TLS of the data nodes (e.g. `redis://:secret@/0`); their addresses come from the
@@ -138,3 +139,13 @@ def replicas_to_wait(settings: RedisSettings) -> int:
     offset, so one acknowledgement is enough to carry the revocation over.
     """
     return 1 if settings.mode == "sentinel" else 0
+
+
+def wait_budget_ms(settings: RedisSettings) -> int:
+    """How long that `WAIT` may block on the server: half of `redis.timeout`.
+
+    The WAIT's reply must reach us inside the client's socket timeout; with the whole timeout a
+    WAIT that runs out answers just as the socket gives up, and the caller sees "Timeout reading
+    from socket" instead of how many replicas held the write.
+    """
+    return max(1, int(settings.timeout * 500))
