@@ -143,7 +143,7 @@ def test_two_instances_share_the_port(pki: PKI, stored: str, tmp_path: Path) -> 
 
 def run_cli(env_extra: dict[str, str], tmp_path: Path) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("SHIRUSHI_")}
-    env.update({"SHIRUSHI_DATA_DIR": str(tmp_path / "data"), **env_extra})
+    env.update({"SHIRUSHI_DATA_DIR": str(tmp_path / "data"), "SHIRUSHI_METRICS__LISTEN": "", **env_extra})
     return subprocess.run(
         [sys.executable, "-m", "shirushi.responder"], env=env, capture_output=True, text=True, timeout=30
     )

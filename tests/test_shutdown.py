@@ -172,7 +172,7 @@ def test_sigkill_at_startup_and_while_serving_leaves_nothing(tmp_path: Path) -> 
         assert ": revoked" in out and "Reason: superseded" in out, out
         assert ": good" in ocsp_status(site, serials[1])
         assert serials[0] in crl_serials(site, tmp_path)
-        assert site.stop(signal.SIGTERM) == 0
+        assert site.stop(signal.SIGTERM) == 0, site.log()[-4000:]
         assert site.processes() == ""
     finally:
         kill_all(site)
@@ -242,3 +242,23 @@ def test_responder_whose_parent_is_already_gone_does_not_serve(tmp_path: Path, r
     proc = start_responder(site, redis_url, "--exit-with-parent", str(gone.pid))
     assert proc.wait(timeout=60) == -signal.SIGTERM
     assert site.processes() == ""
+
+
+HANGING_EXIT = """
+import atexit, sys, time, types
+import shirushi.serve
+from shirushi.commands import run
+
+run.EXIT_BOUND = 0.5
+# A serve that stopped cleanly, then an interpreter exit that never ends.
+shirushi.serve.serve = lambda settings, config: (atexit.register(time.sleep, 3600), 0)[1]
+sys.exit(run.cmd_serve(None, types.SimpleNamespace(config=None)))
+"""
+
+
+def test_an_exit_that_hangs_after_serve_stopped_still_ends() -> None:
+    started = time.monotonic()
+    done = subprocess.run([sys.executable, "-c", HANGING_EXIT], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1, done.stderr
+    assert "Timeout (0:00:00.500000)!" in done.stderr and "most recent call first" in done.stderr
+    assert time.monotonic() - started < 30

@@ -160,7 +160,12 @@ def test_responder_runs_without_the_backend_extra(installed: Path, tmp_path: Pat
         with log.open("wb") as err:
             responder = subprocess.Popen(
                 [str(installed / "shirushi"), "responder"],
-                env={**env, "SHIRUSHI_OCSP__LISTEN": f"127.0.0.1:{port}"},
+                # Metrics on, on a port of their own (not the default 9108 another process may hold).
+                env={
+                    **env,
+                    "SHIRUSHI_OCSP__LISTEN": f"127.0.0.1:{port}",
+                    "SHIRUSHI_METRICS__LISTEN": f"127.0.0.1:{free_port()}",
+                },
                 stdout=subprocess.DEVNULL,
                 stderr=err,
             )

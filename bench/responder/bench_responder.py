@@ -10,7 +10,10 @@ after the other so they never compete for the CPU:
 * the responder with 1 worker, POST with a random nonce in every request (nothing repeats);
 * only when named in `--cases`: the responder with 1 and with 2 workers, GET, with
   `ocsp.access_log` on (`responder-1-log`, `responder-2-log`; a file in the temporary directory);
-  after each such run the file must hold a line for every request wrk counted.
+  after each such run the file must hold a line for every request wrk counted;
+* only when named in `--cases`: the responder with 1 and with 2 workers, GET, with the metrics
+  endpoint off (`responder-1-no-metrics`, `responder-2-no-metrics`: `metrics.listen = ""`, so
+  the request tally does nothing); every other case serves metrics on a free port, as by default.
 
 Prints a Markdown table (requests/s; CPU time of the server's processes per request, user and
 system, read from /proc; ratio to nginx, or to the first case when nginx is not among `--cases`)
@@ -233,7 +236,14 @@ DEFAULT_CASES = (
     "responder-1-post",
     "responder-1-post-nonce",
 )
-CASES = (*DEFAULT_CASES, "responder-1-log", "responder-2-log")
+CASES = (*DEFAULT_CASES, "responder-1-log", "responder-2-log", "responder-1-no-metrics", "responder-2-no-metrics")
+# (without, with): the ratios printed after the table.
+COMPARED = (
+    ("responder-1", "responder-1-log", "access log on / off"),
+    ("responder-2", "responder-2-log", "access log on / off"),
+    ("responder-1-no-metrics", "responder-1", "metrics on / off"),
+    ("responder-2-no-metrics", "responder-2", "metrics on / off"),
+)
 
 
 def main() -> int:
@@ -294,6 +304,7 @@ def main() -> int:
                         continue
                     workers = 2 if case.startswith("responder-2") else 1
                     access_log = directory / "access.log" if case.endswith("-log") else None
+                    metrics = "" if case.endswith("-no-metrics") else f"127.0.0.1:{free_port()}"
                     rproc, port = start_responder(
                         directory,
                         redis_server.url,
@@ -301,6 +312,7 @@ def main() -> int:
                         workers,
                         l1="no-l1" not in case,
                         access_log=access_log,
+                        extra_env={"SHIRUSHI_METRICS__LISTEN": metrics},
                     )
                     try:
                         url = f"http://127.0.0.1:{port}{path}"
@@ -341,11 +353,11 @@ def main() -> int:
                 f"| {case} | {median:,.0f} | {runs} | {results[case][-1].p99} | {user:.1f} + {system:.1f} "
                 f"| {median / base:.2f} |"
             )
-        for off, on in (("responder-1", "responder-1-log"), ("responder-2", "responder-2-log")):
+        for off, on, what in COMPARED:
             if off in results and on in results:
                 ratio = statistics.median(r.rate for r in results[on]) / statistics.median(r.rate for r in results[off])
                 pairs = ", ".join(f"{a.rate / b.rate:.2f}" for a, b in zip(results[on], results[off], strict=True))
-                print(f"\naccess log on / off, {off}: {ratio:.2f} (per round: {pairs})")
+                print(f"\n{what}: {on} / {off} = {ratio:.2f} (per round: {pairs})")
     return 0
 
 

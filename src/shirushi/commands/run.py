@@ -13,11 +13,22 @@ from pathlib import Path
 from shirushi.config import Settings
 from shirushi.errors import InputError
 
+# Seconds the interpreter may take to exit once `serve` has stopped everything it started.
+EXIT_BOUND = 15.0
+
 
 def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
+    import faulthandler
+    import sys
+
     from shirushi.serve import serve
 
-    return serve(settings, args.config)
+    code = serve(settings, args.config)
+    # Every server, thread and child is stopped by now (serve logged "stopped"); what is left is
+    # the interpreter's own exit (atexit handlers, finalizers). Should that ever hang, a stop
+    # must still end: print every thread's stack to the log and exit with status 1.
+    faulthandler.dump_traceback_later(EXIT_BOUND, exit=True, file=sys.stderr)
+    return code
 
 
 def cmd_staple(settings: Settings, args: argparse.Namespace) -> int:
