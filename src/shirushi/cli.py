@@ -11,6 +11,7 @@ import os
 import sys
 import traceback
 from collections.abc import Sequence
+from typing import TextIO
 
 from shirushi import __version__
 from shirushi.commands.archive import cmd_archive
@@ -190,19 +191,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = load(args.config)
         result: int = args.func(settings, args)
         return result
-    except ShirushiError as exc:
-        print(f"shirushi: error: {worded(exc)}", file=sys.stderr)
+    except (Exception, KeyboardInterrupt) as exc:
+        return failed(exc, args.command, sys.stderr)
+
+
+def failed(exc: BaseException, command: str, err: TextIO) -> int:
+    """Say what went wrong in one line on `err`; the exit code (the one mapping of errors to
+    exit codes, also used by `serve` for the commands it runs for the CLI, control/server.py)."""
+    if isinstance(exc, ShirushiError):
+        print(f"shirushi: error: {worded(exc)}", file=err)
         return exc.exit_code
-    except KeyboardInterrupt:
+    if isinstance(exc, KeyboardInterrupt):
         return 130
-    except BrokenPipeError:
+    if isinstance(exc, BrokenPipeError):
         return 0
-    except Exception as exc:
-        if isinstance(exc, ModuleNotFoundError) and (exc.name or "").split(".")[0] in BACKEND_MODULES:
-            # A responder-only install (no `backend` extra) running a command of the CA.
-            print(f"shirushi: error: `{args.command}` needs the CA: pip install 'shirushi[backend]'", file=sys.stderr)
-            return 2
-        if os.environ.get("SHIRUSHI_DEBUG"):
-            traceback.print_exc()
-        print(f"shirushi: internal error: {type(exc).__name__}: {exc}", file=sys.stderr)
-        return 70
+    if isinstance(exc, ModuleNotFoundError) and (exc.name or "").split(".")[0] in BACKEND_MODULES:
+        # A responder-only install (no `backend` extra) running a command of the CA.
+        print(f"shirushi: error: `{command}` needs the CA: pip install 'shirushi[backend]'", file=err)
+        return 2
+    if os.environ.get("SHIRUSHI_DEBUG"):
+        traceback.print_exception(exc, file=err)
+    print(f"shirushi: internal error: {type(exc).__name__}: {exc}", file=err)
+    return 70

@@ -122,6 +122,11 @@ class ACMESettings:
         for entry in self.eab_keys:
             if "=" not in entry:
                 raise ConfigError(f"acme.eab_keys entry {entry!r} must be KID=ENV_VAR")
+        if self.eab_organisations:
+            self._check_eab_organisations()
+
+    def _check_eab_organisations(self) -> None:
+        # Imported only when there are any: it costs a CLI command the cryptography import.
         from shirushi.ca.names import parse_name
         from shirushi.errors import InputError
 

@@ -68,6 +68,11 @@ class Layout:
         return self.root / "live.sock"
 
     @property
+    def control_socket(self) -> Path:
+        """Unix socket on which a running `serve` takes `issue` and `revoke` from the CLI."""
+        return self.root / "control.sock"
+
+    @property
     def redis_dir(self) -> Path:
         """Working directory (and log) of the embedded redis-server."""
         return self.root / "redis"

@@ -10,8 +10,9 @@ Start-up order (the OCSP port opens as soon as every answer it gives is correct)
    keys) -- the OCSP port opens;
 6. presign every certificate unless the cache says it is complete, in the background, serials
    relying parties asked for first (`Presigner.full_load`);
-7. serve the repository and the API, and run the schedules (outbox, presign refresh, CRLs,
-   signer renewal, records retention) until SIGTERM/SIGINT, then stop everything.
+7. serve the repository, the API and the control socket (the CLI's `issue` and `revoke`,
+   control/), and run the schedules (outbox, presign refresh, CRLs, signer renewal, records
+   retention) until SIGTERM/SIGINT, then stop everything.
 
 Several backends may share one PostgreSQL database: all of them issue, revoke and answer, and
 the schedules (and the signer renewal and full presign at start) run on the one the database
@@ -291,6 +292,10 @@ async def _lead_or_follow(
 
         servers.append(_uvicorn(create_acme(backend), settings.acme.listen))
     serving = [asyncio.create_task(s.serve()) for s in servers]
+    from shirushi.control.server import ControlServer
+
+    control = ControlServer(backend)  # the CLI's `issue` and `revoke` from now on (control/)
+    await control.start()
     scheduler = Scheduler(backend, signals.token)
     election = state.election = Election(leadership, scheduler.lead, scheduler.step_down)
     if leading:
@@ -320,6 +325,7 @@ async def _lead_or_follow(
                 await asyncio.wait_for(stop.wait(), timeout=0.5)
     finally:
         signals.token.set()  # a job running in a thread stops at its next batch, on any exit
+        await control.close()  # a CLI command from now on runs in its own process
         for task in tasks:
             task.cancel()
         scheduler.step_down()

@@ -19,13 +19,12 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from shirushi.asn1.keys import spki_sha256
-from shirushi.ca import names
+from shirushi.ca import MAX_CSR_BYTES, names
 from shirushi.ca.weak_keys import COMPUTED, WeakKeys
 from shirushi.ca.weak_keys import fermat_factorable as fermat_factorable
 from shirushi.errors import InputError, PolicyError
 
 MIN_RSA_BITS = 2048
-MAX_CSR_BYTES = 64 * 1024
 
 _LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
 

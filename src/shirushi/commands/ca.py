@@ -7,13 +7,19 @@ files); output goes to stdout, warnings to stderr.
 from __future__ import annotations
 
 import argparse
+import base64
+import dataclasses
 import importlib.util
 import json
 import sys
+from typing import TYPE_CHECKING, TextIO
 
 from shirushi.commands.inputs import parse_serial, read_file
 from shirushi.config import Settings
-from shirushi.errors import ServiceError
+from shirushi.errors import InputError, ServiceError
+
+if TYPE_CHECKING:
+    from shirushi.backend import Backend
 
 
 def cmd_init(settings: Settings, args: argparse.Namespace) -> int:
@@ -32,8 +38,7 @@ def cmd_init(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_issue(settings: Settings, args: argparse.Namespace) -> int:
-    from shirushi.ca.csr import MAX_CSR_BYTES
-    from shirushi.ca.lint_pool import LintPool
+    from shirushi.ca import MAX_CSR_BYTES
 
     # A responder-only install, then bad input, are refused before anything starts (one line
     # each: cli.py words the missing module as "needs the CA").
@@ -41,25 +46,74 @@ def cmd_issue(settings: Settings, args: argparse.Namespace) -> int:
         if importlib.util.find_spec(module) is None:
             raise ModuleNotFoundError(f"No module named {module!r}", name=module)
     csr = read_file(args.csr, "CSR file", MAX_CSR_BYTES)
-    # Then, before the heavy imports: pkilint loads and builds its validator in a worker on
-    # another core while this process does the rest. The lint itself (required before signing,
-    # BR 4.3.1.2 and policy) runs there once the certificate is built (CLI start-up).
+    request = IssueRequest(csr, args.dns, args.days, args.subject)
+    from shirushi.control.client import forward
+
+    # A running `serve` on this data directory does it (warm linter, open store and Redis).
+    forwarded = forward(settings, request.to_json())
+    if forwarded is not None:
+        return forwarded
+    # Otherwise here. Before the heavy imports: pkilint loads and builds its validator in a
+    # worker on another core while this process does the rest. The lint itself (required before
+    # signing, BR 4.3.1.2 and policy) runs there once the certificate is built (CLI start-up).
+    from shirushi.ca.lint_pool import LintPool
+
     lint_pool = LintPool.in_background()
     from shirushi.backend import Backend
-    from shirushi.ca.hierarchy import load_hierarchy, pem
 
     backend = Backend(settings)
     try:
         backend.use_lint_pool(lint_pool)
-        issued = backend.authority.issue(csr, dns_names=args.dns, days=args.days, subject=args.subject, door="cli")
+        return issue_with(backend, request, sys.stdout, sys.stderr)
     finally:
         backend.close()
-    hierarchy = load_hierarchy(settings)
-    sys.stdout.write(pem(issued.certificate) + pem(hierarchy.issuing))
+
+
+@dataclasses.dataclass(frozen=True)
+class IssueRequest:
+    """`issue`'s input, as read by the CLI (the CSR's bytes, not its path)."""
+
+    csr: bytes
+    dns: list[str] | None
+    days: int | None
+    subject: str | None
+
+    def to_json(self) -> dict[str, object]:
+        csr = base64.b64encode(self.csr).decode()
+        return {"command": "issue", "csr": csr, "dns": self.dns, "days": self.days, "subject": self.subject}
+
+    @classmethod
+    def from_json(cls, data: dict[str, object]) -> IssueRequest:
+        """What `to_json` made (the control socket's request); InputError for anything else."""
+        csr, dns, days, subject = data.get("csr"), data.get("dns"), data.get("days"), data.get("subject")
+        if not isinstance(csr, str):
+            raise InputError("issue: csr must be base64 text")
+        if dns is not None and not (isinstance(dns, list) and all(isinstance(d, str) for d in dns)):
+            raise InputError("issue: dns must be a list of names")
+        if days is not None and (isinstance(days, bool) or not isinstance(days, int)):
+            raise InputError("issue: days must be a whole number")
+        if subject is not None and not isinstance(subject, str):
+            raise InputError("issue: subject must be text")
+        try:
+            der = base64.b64decode(csr, validate=True)
+        except ValueError:
+            raise InputError("issue: csr must be base64 text") from None
+        return cls(der, dns, days, subject)
+
+
+def issue_with(backend: Backend, request: IssueRequest, out: TextIO, err: TextIO) -> int:
+    """Issue through `backend`, print the certificate and its issuer; the exit code."""
+    from shirushi.ca.hierarchy import load_hierarchy, pem
+
+    issued = backend.authority.issue(
+        request.csr, dns_names=request.dns, days=request.days, subject=request.subject, door="cli"
+    )
+    hierarchy = load_hierarchy(backend.settings)
+    out.write(pem(issued.certificate) + pem(hierarchy.issuing))
     # The certificate exists either way; a pending OCSP response is still a failed promise
     # (README, Commands: the response is in Redis before the command returns).
     for warning in issued.warnings:
-        print(f"shirushi: error: issued, but {warning}", file=sys.stderr)
+        print(f"shirushi: error: issued, but {warning}", file=err)
     return ServiceError.exit_code if issued.warnings else 0
 
 

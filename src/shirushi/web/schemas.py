@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from shirushi.ca.csr import MAX_CSR_BYTES
+from shirushi.ca import MAX_CSR_BYTES
 from shirushi.reasons import ALLOWED, CA_ONLY
 from shirushi.web.key_proof import CHALLENGE_PREFIX, CHALLENGE_RANDOM_BYTES, MAX_SIGNATURE_BYTES
 
