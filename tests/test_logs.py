@@ -123,6 +123,7 @@ def test_serve_logs_json_events_without_secrets(tmp_path: Path) -> None:
         "crl",
         "live signing",
         "responders",
+        "control socket",
     ]
     assert any(e["event"] == "serving" and e["ocsp"] == site.ocsp_url for e in events)
     assert any(e["event"] == "ocsp signer renewed" for e in events), events

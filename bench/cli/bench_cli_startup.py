@@ -7,7 +7,11 @@ same run. With `--reference SRC` the same commands also run from another checkou
 (e.g. the main branch, as the "before"), each on a CA its own `init` made. Runs are interleaved; min and median
 are shown. Target: issue and revoke < 0.5 s.
 
-    .venv/bin/python bench/cli/bench_cli_startup.py [--runs 7] [--reference /path/to/main/src]
+With `--serve` the same commands also run on a CA with `shirushi serve` running ("this tree,
+serve running"), which they hand over its control socket (control/); the CPU that `serve` and
+its children spent meanwhile is shown apart ("CPU in serve"), so nothing is hidden.
+
+    .venv/bin/python bench/cli/bench_cli_startup.py [--runs 7] [--serve] [--reference /path/to/main/src]
 
 Does I/O: temporary files, subprocesses.
 """
@@ -50,29 +54,75 @@ def csr_pem() -> bytes:
     return builder.sign(key, hashes.SHA256()).public_bytes(serialization.Encoding.PEM)
 
 
-def timed(args: list[str], env: dict[str, str]) -> tuple[tuple[float, float], str]:
-    """Run one command; ((wall s, CPU s of the command), stdout)."""
+def tree_cpu(pid: int) -> float:
+    """CPU seconds (user + system) of `pid` and its descendants so far, from /proc."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total, todo = 0.0, [pid]
+    while todo:
+        each = todo.pop()
+        try:
+            fields = Path(f"/proc/{each}/stat").read_text().rsplit(")", 1)[1].split()
+            todo += [int(c) for c in Path(f"/proc/{each}/task/{each}/children").read_text().split()]
+        except OSError:
+            continue  # gone meanwhile
+        total += (int(fields[11]) + int(fields[12])) / tick
+    return total
+
+
+def timed(args: list[str], env: dict[str, str], server: int | None = None) -> tuple[tuple[float, float, float], str]:
+    """Run one command; ((wall s, CPU s of the command, CPU s of `server` meanwhile), stdout)."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    served = tree_cpu(server) if server is not None else 0.0
     start = time.perf_counter()
     result = subprocess.run([sys.executable, "-m", "shirushi", *args], env=env, capture_output=True, text=True)
     elapsed = time.perf_counter() - start
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    served = tree_cpu(server) - served if server is not None else 0.0
     if result.returncode != 0:
         raise SystemExit(f"shirushi {args[0]} failed: {result.stderr}")
     cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
-    return (elapsed, cpu), result.stdout
+    return (elapsed, cpu, served), result.stdout
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def start_serve(env: dict[str, str]) -> subprocess.Popen[bytes]:
+    """`shirushi serve` on `env`'s CA, once its control socket listens."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "shirushi", "serve"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    control = Path(env["SHIRUSHI_DATA_DIR"]) / "control.sock"
+    deadline = time.monotonic() + 120
+    while not control.exists():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            raise SystemExit("shirushi serve did not start")
+        time.sleep(0.1)
+    time.sleep(2)  # let its start-up work (CRLs, presign of nothing) settle
+    return proc
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description="CLI start-up times")
     parser.add_argument("--runs", type=int, default=7)
     parser.add_argument("--reference", metavar="SRC", help="also run the commands from this source tree")
+    parser.add_argument("--serve", action="store_true", help="also run them with `shirushi serve` running")
     args = parser.parse_args()
     redis_server = shutil.which("redis-server")
     if redis_server is None:
         raise SystemExit("redis-server is not installed")
-    trees = {"this tree": None, "reference": args.reference} if args.reference else {"this tree": None}
-    times: dict[tuple[str, str], list[tuple[float, float]]] = {
+    trees: dict[str, str | None] = {"this tree": None}
+    if args.serve:
+        trees["this tree, serve running"] = None
+    if args.reference:
+        trees["reference"] = args.reference
+    times: dict[tuple[str, str], list[tuple[float, float, float]]] = {
         (tree, cmd): [] for tree in trees for cmd in ("--version", "issue", "revoke")
     }
     with tempfile.TemporaryDirectory(prefix="shirushi-bench-cli-") as tmp:
@@ -82,6 +132,7 @@ def main() -> int:
             [redis_server, "--port", "0", "--unixsocket", str(sock), "--save", "", "--appendonly", "no"],
             stdout=subprocess.DEVNULL,
         )
+        serving: subprocess.Popen[bytes] | None = None
         try:
             while not sock.exists():
                 time.sleep(0.05)
@@ -94,28 +145,39 @@ def main() -> int:
                 if src is not None:
                     envs[tree]["PYTHONPATH"] = src
                 timed(["init"], envs[tree])
+            if args.serve:
+                listen = ("OCSP", "REPOSITORY", "API", "METRICS")
+                envs["this tree, serve running"].update(
+                    {f"SHIRUSHI_{k}__LISTEN": f"127.0.0.1:{free_port()}" for k in listen}
+                )
+                serving = start_serve(envs["this tree, serve running"])
             (root / "req.pem").write_bytes(csr_pem())
             for _ in range(args.runs):
                 for tree in trees:
                     run_env = envs[tree]
+                    server = serving.pid if serving is not None and tree == "this tree, serve running" else None
                     times[tree, "--version"].append(timed(["--version"], run_env)[0])
-                    elapsed, out = timed(["issue", "--csr", str(root / "req.pem")], run_env)
+                    elapsed, out = timed(["issue", "--csr", str(root / "req.pem")], run_env, server)
                     times[tree, "issue"].append(elapsed)
                     serial = format(x509.load_pem_x509_certificates(out.encode())[0].serial_number, "X")
-                    times[tree, "revoke"].append(timed(["revoke", serial], run_env)[0])
+                    times[tree, "revoke"].append(timed(["revoke", serial], run_env, server)[0])
         finally:
+            if serving is not None:
+                serving.terminate()
+                serving.wait(60)
             redis.terminate()
             redis.wait(10)
     print(f"machine: {os.cpu_count()} cores, load {os.getloadavg()[0]:.1f}; {args.runs} runs each")
     print()
     # CPU time is the steadier figure on a shared machine: waiting for a core is not in it.
-    print("| code | command | wall min s | wall median s | CPU min s | CPU median s |")
-    print("| --- | --- | ---: | ---: | ---: | ---: |")
+    print("| code | command | wall min s | wall median s | CPU min s | CPU median s | CPU in serve, median s |")
+    print("| --- | --- | ---: | ---: | ---: | ---: | ---: |")
     for (tree, name), values in times.items():
-        wall, cpu = [v[0] for v in values], [v[1] for v in values]
+        wall, cpu, served = [v[0] for v in values], [v[1] for v in values], [v[2] for v in values]
+        in_serve = f"{statistics.median(served):.2f}" if "serve running" in tree and name != "--version" else "-"
         print(
             f"| {tree} | `shirushi {name}` | {min(wall):.2f} | {statistics.median(wall):.2f} | "
-            f"{min(cpu):.2f} | {statistics.median(cpu):.2f} |"
+            f"{min(cpu):.2f} | {statistics.median(cpu):.2f} | {in_serve} |"
         )
     return 0
 

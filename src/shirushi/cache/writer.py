@@ -10,7 +10,9 @@ over the interval by jitter, with no scan of the store.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable
+import logging
+import time
+from collections.abc import Callable, Iterable
 from typing import cast
 
 import redis
@@ -18,6 +20,11 @@ import redis
 from shirushi.cache import records
 from shirushi.cache.cluster import ERRORS, is_cluster
 from shirushi.errors import ServiceError
+
+log = logging.getLogger("shirushi.cache")
+
+# Seconds before a cluster write is sent again after a connection error (`CacheWriter._run`).
+RETRY_AFTER = 0.5
 
 
 def due_key(issuer: str) -> str:
@@ -66,11 +73,31 @@ class CacheWriter:
         # go as SPUBLISH, sharded pub/sub (docs/deploy.md, "Redis Cluster").
         self.cluster = is_cluster(client)
 
-    def _run(self, pipe: redis.client.Pipeline) -> list[object]:
-        try:
-            return cast(list[object], pipe.execute())
-        except ERRORS as exc:
-            raise ServiceError(f"Redis write failed: {exc}") from None
+    def _run(self, fill: Callable[[redis.client.Pipeline], None]) -> list[object]:
+        """Queue commands with `fill` on a fresh pipeline and send them (one round trip per node).
+
+        Cluster: a connection error once refreshes the slot map and sends them again. A
+        long-lived client (`serve`'s) can still route a slot to a primary that died in a
+        failover; redis-py's own retries come at once, before the map it rereads shows the
+        promoted replica. Every command queued here may be sent twice: SETs are compare-and-set,
+        ZADD and PUBLISH repeat harmlessly.
+        """
+        for attempt in (1, 2):
+            pipe = self.client.pipeline(transaction=False)
+            fill(pipe)
+            try:
+                return cast(list[object], pipe.execute())
+            except ERRORS as exc:
+                retry = self.cluster and attempt == 1 and isinstance(exc, redis.ConnectionError | redis.TimeoutError)
+                if not retry:
+                    raise ServiceError(f"Redis write failed: {exc}") from None
+                log.warning("redis cluster write failed; rereading the slot map", extra={"error": str(exc)})
+            time.sleep(RETRY_AFTER)
+            try:
+                self.client.nodes_manager.initialize()  # type: ignore[attr-defined]
+            except ERRORS as exc:
+                raise ServiceError(f"Redis write failed: {exc}") from None
+        raise AssertionError("unreachable: the second attempt returns or raises")
 
     def put(self, issuer: str, entries: Iterable[Entry], due: dict[int, int], *, announce: bool = False) -> None:
         """Store records and their next due times in one pipeline (one round trip).
@@ -78,25 +105,27 @@ class CacheWriter:
         `announce` publishes each key on the invalidation channel so responders holding an
         in-process copy drop it at once (used on revocation).
         """
-        pipe = self.client.pipeline(transaction=False)
-        keys = []
-        for entry in entries:
-            if self.cluster:
-                args = ("EVAL", _SET_UNLESS_NEWER, 1, entry.key, entry.value, max(1, entry.ttl))
-                pipe.execute_command(*args)  # type: ignore[no-untyped-call]
-            else:
-                self._set(keys=[entry.key], args=[entry.value, max(1, entry.ttl)], client=pipe)
-            keys.append(entry.key)
-        if due:
-            pipe.zadd(due_key(issuer), {format(s, "x"): t for s, t in due.items()})
+        entries = list(entries)
+        keys = [entry.key for entry in entries]
         waits = announce and self.wait_replicas > 0
-        if announce and not self.cluster:
-            # One connection: Redis runs the SETs before the PUBLISHes.
-            for key in keys:
-                pipe.publish(records.INVALIDATE_CHANNEL, key)
-        if waits:
-            pipe.execute_command("WAIT", self.wait_replicas, self.wait_ms)  # type: ignore[no-untyped-call]
-        replies = self._run(pipe)
+
+        def records_and_due(pipe: redis.client.Pipeline) -> None:
+            for entry in entries:
+                if self.cluster:
+                    args = ("EVAL", _SET_UNLESS_NEWER, 1, entry.key, entry.value, max(1, entry.ttl))
+                    pipe.execute_command(*args)  # type: ignore[no-untyped-call]
+                else:
+                    self._set(keys=[entry.key], args=[entry.value, max(1, entry.ttl)], client=pipe)
+            if due:
+                pipe.zadd(due_key(issuer), {format(s, "x"): t for s, t in due.items()})
+            if announce and not self.cluster:
+                # One connection: Redis runs the SETs before the PUBLISHes.
+                for key in keys:
+                    pipe.publish(records.INVALIDATE_CHANNEL, key)
+            if waits:
+                pipe.execute_command("WAIT", self.wait_replicas, self.wait_ms)  # type: ignore[no-untyped-call]
+
+        replies = self._run(records_and_due)
         if waits and not (isinstance(replies[-1], int) and replies[-1] >= self.wait_replicas):
             raise ServiceError(
                 f"Redis write reached {replies[-1]} replicas of the {self.wait_replicas} a revocation waits for"
@@ -104,18 +133,21 @@ class CacheWriter:
         if announce and self.cluster and keys:
             # The records live on other nodes than the channel: announce only once every SET is
             # acknowledged, or a responder could reread and cache the old record.
-            pipe = self.client.pipeline(transaction=False)
-            for key in keys:
-                pipe.spublish(records.INVALIDATE_CHANNEL, key)
-            self._run(pipe)
+            def invalidations(pipe: redis.client.Pipeline) -> None:
+                for key in keys:
+                    pipe.spublish(records.INVALIDATE_CHANNEL, key)
+
+            self._run(invalidations)
 
     def forget(self, issuer: str, serials: Iterable[int]) -> None:
         """Stop refreshing these serials (expired certificates, RFC 9919 3.2.3)."""
         members = [format(s, "x") for s in serials]
         if members:
-            pipe = self.client.pipeline(transaction=False)
-            pipe.zrem(due_key(issuer), *members)
-            self._run(pipe)
+
+            def removal(pipe: redis.client.Pipeline) -> None:
+                pipe.zrem(due_key(issuer), *members)
+
+            self._run(removal)
 
     def due(self, issuer: str, now: int, limit: int) -> list[int]:
         try:

@@ -34,21 +34,21 @@ class ControlServer:
         self.server: asyncio.Server | None = None
 
     async def start(self) -> None:
-        """Listen on the socket, mode 0600 from the start. `serve` holds the data directory's
-        lock, so a socket file left there is a stale one of a killed `serve`."""
+        """Listen on the socket, mode 0600. `serve` holds the data directory's lock, so a
+        socket file left there is a stale one of a killed `serve`."""
         with contextlib.suppress(FileNotFoundError):
             self.path.unlink()
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        old_mask = os.umask(0o177)
         try:
             sock.bind(str(self.path))
+            # Before listen(): until then nobody can connect, whatever the mode was at bind
+            # (changing the umask instead would also change it for other threads' files).
+            os.chmod(self.path, 0o600)
         except OSError as exc:
             sock.close()
             # The CLI then does its commands itself, as without a `serve`: slower, not wrong.
             log.warning("control socket unavailable", extra={"socket": str(self.path), "error": str(exc)})
             return
-        finally:
-            os.umask(old_mask)
         self.server = await asyncio.start_unix_server(self._handle, sock=sock, limit=REQUEST_LIMIT)
         log.info("startup", extra={"step": "control socket", "socket": str(self.path)})
 

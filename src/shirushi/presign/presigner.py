@@ -229,7 +229,14 @@ class Presigner:
                     for future in done:
                         self.writer.put(ctx.issuer_id, *future.result(), announce=announce)
             except BaseException:
-                pool.shutdown(wait=False, cancel_futures=True)
+                # Drop the batches not started and wait for those being signed (at most two per
+                # worker). Not wait=False: that also forgets the pool's manager thread, so the
+                # `with` no longer joins it and this thread returns with workers still busy.
+                # They die with this thread (lifecycle.die_with_parent: the kernel signals on
+                # the end of the thread that forked them), possibly in the middle of writing a
+                # result, and the manager thread then waits for the rest forever: a `serve` that
+                # logged "stopped" and never exited.
+                pool.shutdown(wait=True, cancel_futures=True)
                 raise
         return count
 
