@@ -12,7 +12,12 @@ Every revocation must answer 200 with nothing pending; at the end the published 
 exactly N + all revoked here, and Redis must hold a revoked response for a sample of them.
 
     .venv/bin/python bench/revocation/bench_revocation.py [--entries 100000] [--clients 50]
-        [--sequential 50] [--concurrent 1000] [--json]
+        [--sequential 50] [--concurrent 1000] [--shards N] [--json]
+
+With --shards N (`crl.shards`): the seeded certificates name their shard as issuance would
+(`crl/shards.shard_of`), each revocation regenerates its shard's CRL, and the check at the end is
+that the shard CRLs together list exactly what was revoked; the CRL size shown is the largest
+shard's.
 
 With --bulk STORE:REVOKE instead: a store of STORE unrevoked certificates, REVOKE of them revoked
 through `POST /api/v1/revocations` in calls of 10,000 (presign workers: --workers), timed to the
@@ -47,6 +52,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tests"))
 from shirushi import config
 from shirushi.backend import Backend
 from shirushi.cache import records
+from shirushi.crl.service import crl_path
+from shirushi.crl.shards import shard_of
 from shirushi.web.api import create_app
 from support.ocsp_pki import RedisProcess
 
@@ -59,7 +66,7 @@ def sqlite_time(t: dt.datetime) -> str:
     return t.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
 
 
-def seed(db: Path, issuer_id: str, revoked: int, good: int, rng: random.Random) -> list[int]:
+def seed(db: Path, issuer_id: str, revoked: int, good: int, rng: random.Random, shards: int = 1) -> list[int]:
     """Insert `revoked` revoked and `good` unrevoked subscriber certificates; return the good serials."""
     now = dt.datetime.now(dt.UTC)
     chosen: set[int] = set()
@@ -85,13 +92,14 @@ def seed(db: Path, issuer_id: str, revoked: int, good: int, rng: random.Random) 
                 rng.choice(REASONS) if is_revoked else None,
                 1 if is_revoked else 0,
                 0,
+                shard_of(serial, shards),
             )
         )
     with sqlite3.connect(db) as conn:
         conn.executemany(
             "INSERT INTO certificates (issuer_id, serial, der, subject, dns_names, not_before, not_after,"
             " spki_sha256, kind, created_at, revoked_at, revocation_reason, status_version,"
-            " crl_shown_after_expiry) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " crl_shown_after_expiry, crl_shard) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             rows,
         )
     return serials[revoked:]
@@ -131,17 +139,19 @@ def run_size(entries: int, args: argparse.Namespace, root: Path) -> dict[str, An
                 "SHIRUSHI_REDIS__URL": redis_server.url,
                 "SHIRUSHI_API__TOKEN": TOKEN,
                 "SHIRUSHI_PRESIGN__WORKERS": "1",
+                "SHIRUSHI_CRL__SHARDS": str(args.shards),
             },
         )
         backend = Backend(settings)
         backend.init()
         issuer = backend.store.issuer("issuing-ca")
         assert issuer is not None
-        good = seed(data / "shirushi.db", issuer.id, entries, args.sequential + args.concurrent, rng)
+        good = seed(data / "shirushi.db", issuer.id, entries, args.sequential + args.concurrent, rng, args.shards)
         start = time.perf_counter()
-        cold = backend.crls.generate("issuing-ca", scheduled=True)
+        cold = backend.crls.generate_all("issuing-ca", scheduled=True)  # every shard, as `serve` starts
         cold_s = time.perf_counter() - start
-        assert cold.entries == entries, (cold.entries, entries)
+        listed_cold = sum(c.entries for c in cold if c.shard in shards_revoked_into(args.shards))
+        assert listed_cold == entries, (listed_cold, entries)
 
         port = free_port()
         server = uvicorn.Server(
@@ -155,7 +165,7 @@ def run_size(entries: int, args: argparse.Namespace, root: Path) -> dict[str, An
             client = Client(port)
             sequential = [client.revoke(serial) for serial in good[: args.sequential]]
             targets = good[args.sequential :]
-            runs_before = backend.crls._groups["issuing-ca"].runs
+            runs_before = crl_runs(backend)
             local = threading.local()
 
             def one(serial: int) -> float:
@@ -167,14 +177,14 @@ def run_size(entries: int, args: argparse.Namespace, root: Path) -> dict[str, An
             with concurrent.futures.ThreadPoolExecutor(args.clients) as pool:
                 concurrent_latencies = list(pool.map(one, targets))
             wall = time.perf_counter() - start
-            crls_made = backend.crls._groups["issuing-ca"].runs - runs_before
+            crls_made = crl_runs(backend) - runs_before
         finally:
             server.should_exit = True
             thread.join(30)
-        crl = x509.load_der_x509_crl((data / "repository" / "issuing-ca.crl").read_bytes())
-        listed = len(crl)
+        files = [crl_path(settings, "issuing-ca", shard) for shard in shards_revoked_into(args.shards)]
+        listed = {entry.serial_number for f in files for entry in x509.load_der_x509_crl(f.read_bytes())}
         expected = entries + len(good)
-        assert listed == expected, (listed, expected)
+        assert len(listed) == expected and set(good) <= listed, (len(listed), expected)
         issuer_key = backend.presigner.context().issuer_id
         for serial in rng.sample(good, 20):
             raw = backend.redis.get(records.response_key(issuer_key, "sha1", serial))
@@ -191,8 +201,19 @@ def run_size(entries: int, args: argparse.Namespace, root: Path) -> dict[str, An
         "concurrent_per_s": round(len(targets) / wall, 1),
         "concurrent_p50_ms": round(statistics.median(concurrent_latencies) * 1000, 1),
         "crls_for_concurrent": crls_made,
-        "crl_mib": round((data / "repository" / "issuing-ca.crl").stat().st_size / 2**20, 2),
+        "shards": args.shards,
+        "crl_mib": round(max(f.stat().st_size for f in files) / 2**20, 2),
     }
+
+
+def crl_runs(backend: Backend) -> int:
+    """CRLs made so far by the issuing CA's group commits, every shard together."""
+    return sum(group.runs for (name, _), group in backend.crls._groups.items() if name == "issuing-ca")
+
+
+def shards_revoked_into(shards: int) -> list[int]:
+    """The CRLs a revocation regenerates: the full CRL with one shard, else shards 1..N."""
+    return [0] if shards <= 1 else list(range(1, shards + 1))
 
 
 def run_bulk(store_size: int, revoke: int, workers: int, root: Path) -> dict[str, Any]:
@@ -269,6 +290,7 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=50)
     parser.add_argument("--sequential", type=int, default=50)
     parser.add_argument("--concurrent", type=int, default=1000)
+    parser.add_argument("--shards", type=int, default=1, help="crl.shards (default 1: one CRL)")
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--bulk", metavar="STORE:REVOKE", help="the bulk revocation benchmark instead")
     parser.add_argument("--workers", type=int, default=2, help="presign workers for --bulk")
