@@ -7,7 +7,7 @@ import asyncio
 import pytest
 
 from shirushi.cache.connect import check, data_node_options, hot_locator, replicas_to_wait, sync_client
-from shirushi.config import RedisSettings
+from shirushi.config_status import RedisSettings
 from shirushi.errors import ConfigError
 from shirushi.responder import resp
 from shirushi.responder.respwire import FAILED

@@ -18,7 +18,7 @@ import redis
 
 from shirushi.cache.connect import replicas_to_wait, sync_client, wait_budget_ms
 from shirushi.cache.writer import CacheWriter, Entry
-from shirushi.config import RedisSettings
+from shirushi.config_status import RedisSettings
 from shirushi.errors import ServiceError
 from support.ocsp_pki import PKI, ResponderProcess, build_pki, get_path, http_exchange, ocsp_status, split_responses
 from support.sentinel import SERVICE, SentinelSet

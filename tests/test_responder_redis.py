@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 import redis
 
-from shirushi.config import OCSPSettings, RedisSettings, Settings
+from shirushi.config import Settings
+from shirushi.config_status import OCSPSettings, RedisSettings
 from shirushi.responder import Options
 from support.ocsp_pki import (
     PKI,

@@ -23,7 +23,8 @@ import redis
 from cryptography.x509 import ocsp
 
 from shirushi.cache import records
-from shirushi.config import OCSPSettings, RedisSettings, Settings
+from shirushi.config import Settings
+from shirushi.config_status import OCSPSettings, RedisSettings
 from shirushi.responder import Options
 from support.ocsp_pki import (
     PKI,

@@ -27,7 +27,7 @@ from redis.cluster import ClusterNode, RedisCluster
 from redis.exceptions import RedisClusterException
 from redis.retry import Retry
 
-from shirushi.config import RedisSettings
+from shirushi.config_status import RedisSettings
 from shirushi.errors import ServiceError
 
 SLOTS: Final = 16384

@@ -29,7 +29,7 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from shirushi.config import RedisSettings
+from shirushi.config_status import RedisSettings
 from shirushi.errors import ConfigError
 
 if TYPE_CHECKING:

@@ -26,6 +26,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("shirushi.control")
 
+# A command's run: writes its output to (stdout, stderr) and returns its exit code.
+Command = Callable[[TextIO, TextIO], int]
+
 
 class ControlServer:
     def __init__(self, backend: Backend) -> None:
@@ -74,16 +77,16 @@ class ControlServer:
             line = await asyncio.wait_for(reader.readline(), REQUEST_TIMEOUT)
         except (TimeoutError, ValueError):  # ValueError: over the limit
             refusal = f"control socket: no request line within {REQUEST_LIMIT} bytes and {REQUEST_TIMEOUT:.0f} s"
-            return self._answer(_raise(InputError(refusal)), "control")
+            return _answer("control", _refused(InputError(refusal)))
         try:
             run, command = self._parse(line)
         except InputError as exc:
-            return self._answer(_raise(exc), "control")
+            return _answer("control", _refused(exc))
         except ValueError:  # not JSON, not UTF-8
-            return self._answer(_raise(InputError("control socket: the request is not JSON")), "control")
-        return await asyncio.to_thread(self._answer, run, command)
+            return _answer("control", _refused(InputError("control socket: the request is not JSON")))
+        return await asyncio.to_thread(_answer, command, run)
 
-    def _parse(self, line: bytes) -> tuple[Callable[[TextIO, TextIO], int], str]:
+    def _parse(self, line: bytes) -> tuple[Command, str]:
         from shirushi.commands.ca import IssueRequest, issue_with
         from shirushi.commands.revoke import RevokeRequest, revoke_with
 
@@ -101,23 +104,24 @@ class ControlServer:
             return (lambda out, err: revoke_with(self.backend, revoke, out, err)), "revoke"
         raise InputError(f"control socket: unknown command {command!r}")
 
-    @staticmethod
-    def _answer(run: Callable[[TextIO, TextIO], int], command: str) -> dict[str, object]:
-        from shirushi.cli import failed
 
-        out, err = io.StringIO(), io.StringIO()
-        try:
-            code = run(out, err)
-        except Exception as exc:
-            if not isinstance(exc, ShirushiError):
-                log.exception("control: %s failed", command)
-            code = failed(exc, command, err)
-        log.info("control", extra={"command": command, "exit": code})
-        return {"exit": code, "stdout": out.getvalue(), "stderr": err.getvalue()}
+def _answer(command: str, run: Command) -> dict[str, object]:
+    """Run a command with its output captured; the answer line's object."""
+    from shirushi.cli import failed
+
+    out, err = io.StringIO(), io.StringIO()
+    try:
+        code = run(out, err)
+    except Exception as exc:
+        if not isinstance(exc, ShirushiError):
+            log.exception("control: %s failed", command)
+        code = failed(exc, command, err)
+    log.info("control", extra={"command": command, "exit": code})
+    return {"exit": code, "stdout": out.getvalue(), "stderr": err.getvalue()}
 
 
-def _raise(exc: Exception) -> Callable[[TextIO, TextIO], int]:
-    """A "command" that fails with `exc`, answered like any other failure."""
+def _refused(exc: InputError) -> Command:
+    """A request refused before any command ran, answered like any other failure."""
 
     def run(out: TextIO, err: TextIO) -> int:
         raise exc

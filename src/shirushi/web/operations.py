@@ -157,8 +157,8 @@ def _own_bound(schema: JsonSchema) -> int | None:
     if kind == "string":
         if "maxLength" not in schema:
             return None
-        # Escaped, a non-ASCII code point costs up to 12 bytes (a surrogate pair of \uXXXX), a
-        # printable one 1 and CR, LF, tab, quote or backslash 2.
+        # Escaped, a non-ASCII code point costs up to 12 bytes (a surrogate pair: two six-byte
+        # \u escapes), a printable one 1 and CR, LF, tab, quote or backslash 2.
         per_char = 2 if _printable_ascii(schema.get("pattern", ".")) else 12
         return 2 + int(schema["maxLength"]) * per_char
     if kind == "integer":
