@@ -120,6 +120,18 @@ def test_pool_lints_in_other_processes(pool: LintPool, certificates: list[tuple[
     assert keyed(pool.lint_der(der, cert_type)) == keyed(lint.lint_der(der, cert_type))
 
 
+def test_a_pool_not_waited_for_lints_once_warm(certificates: list[tuple[bytes, str]]) -> None:
+    """`serve`'s pool (wait=False): the constructor returns while the workers still import
+    pkilint; a lint asked at once waits for a warm worker and gives the same verdict."""
+    own = LintPool(processes=2, wait=False)
+    try:
+        der, cert_type = certificates[-1]
+        assert keyed(own.lint_der(der, cert_type)) == keyed(lint.lint_der(der, cert_type))
+        assert len(own.pids) == 2 and os.getpid() not in own.pids
+    finally:
+        own.close()
+
+
 def test_one_core_lints_in_process(certificates: list[tuple[bytes, str]]) -> None:
     single = LintPool(processes=1)
     try:

@@ -11,7 +11,7 @@ NOW = 1_800_000_000
 
 
 def answer(next_update: int = NOW + 3600, refresh_by: int = NOW + 1800) -> Answer:
-    return Answer(records.make_record(b"\x30\x03\x0a\x01\x00", NOW - 60, next_update, refresh_by))
+    return Answer.of(records.make_record(b"\x30\x03\x0a\x01\x00", NOW - 60, next_update, refresh_by))
 
 
 def test_l1_only_while_alive() -> None:
@@ -44,13 +44,18 @@ def test_l1_invalidate_and_expiry() -> None:
     l1.put(b"k", answer(), NOW, l1.generation)
     l1.invalidate(b"k")
     assert l1.get(b"k", NOW) is None
-    # Expiry: min(nextUpdate, refresh_by, now + max_age).
+    # Expiry: min(nextUpdate, refresh_by, now + a lifetime in [max_age / 2, max_age]).
     l1.put(b"a", answer(next_update=NOW + 10), NOW, l1.generation)
     l1.put(b"b", answer(refresh_by=NOW + 20), NOW, l1.generation)
-    l1.put(b"c", answer(), NOW, l1.generation)
     assert l1.get(b"a", NOW + 9) is not None and l1.get(b"a", NOW + 10) is None
     assert l1.get(b"b", NOW + 19) is not None and l1.get(b"b", NOW + 20) is None
-    assert l1.get(b"c", NOW + 59) is not None and l1.get(b"c", NOW + 60) is None
+    for i in range(200):
+        l1.put(b"c%d" % i, answer(), NOW, l1.generation)
+    lifetimes = {key: expires - NOW for key, (_, expires) in l1.entries.items() if key.startswith(b"c")}
+    assert len(lifetimes) == 200 and all(30 <= t <= 60 for t in lifetimes.values())
+    assert len(set(lifetimes.values())) > 10  # spread, not all due in the same second
+    key, lifetime = next(iter(lifetimes.items()))
+    assert l1.get(key, NOW + lifetime - 1) is not None and l1.get(key, NOW + lifetime) is None
     l1.put(b"d", answer(next_update=NOW), NOW, l1.generation)
     assert b"d" not in l1.entries
 
@@ -80,7 +85,7 @@ def test_l1_bounded_by_bytes() -> None:
 
 
 def test_l1_bytes_follow_the_der() -> None:
-    big = Answer(records.make_record(b"\x30" + b"\x00" * 5000, NOW - 60, NOW + 3600, NOW + 1800))
+    big = Answer.of(records.make_record(b"\x30" + b"\x00" * 5000, NOW - 60, NOW + 3600, NOW + 1800))
     assert big.size - answer().size == 5001 - 5
 
 

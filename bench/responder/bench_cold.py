@@ -40,6 +40,7 @@ import random
 import shutil
 import sqlite3
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -221,6 +222,14 @@ async def first_correct(client: Client, started: float, limit: float = 120) -> f
     raise TimeoutError("no correct answer")
 
 
+def spy(site: Site, out: Path, seconds: float) -> subprocess.Popen[bytes]:
+    assert site.proc is not None
+    command = [shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy")), "record", "--native"]
+    command += ["--threads", "--format", "raw", "--rate", "200", "--pid", str(site.proc.pid)]
+    command += ["--duration", str(int(seconds)), "--output", str(out)]
+    return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--certs", type=int, default=100_000)
@@ -231,6 +240,13 @@ def main() -> None:
     parser.add_argument("--live-rate", default="", help="ocsp.live_rate (default: the configured default)")
     parser.add_argument("--keep-log", type=Path, help="copy serve's log here at the end")
     parser.add_argument("--signer-key", default="", help="ocsp.signer_key: rsa-2048 (default) or ecdsa-p256")
+    parser.add_argument(
+        "--py-spy",
+        metavar="OUT",
+        type=Path,
+        help="record serve with py-spy (native frames, every thread) during the flushed traffic: "
+        "collapsed stacks to OUT (`pip install py-spy`)",
+    )
     args = parser.parse_args()
     out: dict[str, Any] = {"certs": args.certs, "revoked": args.revoked, "rate": args.rate, "seconds": args.seconds}
     with tempfile.TemporaryDirectory(prefix="bench-cold-") as tmp:
@@ -272,9 +288,16 @@ def main() -> None:
             }
             out["live_after_cold"] = last_log(site, "live signing")
             with redis.Redis(unix_socket_path=str(site.data / "redis.sock"), socket_timeout=10) as r:
-                out["redis_keys_before_flush"] = r.dbsize()
+                keys = r.dbsize()
+                used = int(r.info("memory")["used_memory"])
+                out["redis_keys_before_flush"] = keys
+                out["redis_used_memory_mib"] = round(used / 2**20, 1)
+                out["redis_bytes_per_key"] = round(used / max(1, keys))
                 r.flushall()
+            recorder = spy(site, args.py_spy, args.seconds) if args.py_spy is not None else None
             out["flushed_traffic"] = asyncio.run(client.traffic(args.rate, args.seconds))
+            if recorder is not None:
+                recorder.wait(timeout=60)
             time.sleep(1.5)
             out["live_total"] = last_log(site, "live signing")
         finally:

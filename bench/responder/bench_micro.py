@@ -254,7 +254,7 @@ def fast_path_costs(directory: Path, number: int = 100000, rounds: int = 7) -> l
                 responder.tally = NoTally()  # type: ignore[assignment]
             lookup.l1.set_alive(True)
             assert not isinstance(plan, int)
-            lookup.l1.put(plan.key, Answer(record), responder.now, lookup.l1.generation)
+            lookup.l1.put(plan.key, Answer.of(record), responder.now, lookup.l1.generation)
             conn = HTTPConnection(responder)
             conn.connection_made(NullTransport())  # type: ignore[arg-type]
             conn.data_received(request)  # decoded once, then served from the memo

@@ -109,6 +109,35 @@ def check(port: int, items: list, ders: dict[int, bytes], sample: int = 300) -> 
     conn.close()
 
 
+def record_worker(supervisor: int, out: Path, url: str, duration: int, script: Path) -> None:
+    """Sample the (one) worker process with py-spy while wrk runs the mix."""
+    spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+    worker = Path(f"/proc/{supervisor}/task/{supervisor}/children").read_text().split()[0]
+    recorder = subprocess.Popen(
+        [
+            spy,
+            "record",
+            "--native",
+            "--format",
+            "raw",
+            "--rate",
+            "250",
+            "--pid",
+            worker,
+            "--duration",
+            str(duration),
+            "--output",
+            str(out),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    time.sleep(1)  # py-spy attaches first
+    measure(int(worker), url, duration, script)
+    recorder.wait(timeout=duration + 30)
+    print(f"py-spy: collapsed stacks of worker {worker} in {out}", flush=True)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--count", type=int, default=100000, help="distinct CertIDs (default 100000)")
@@ -116,6 +145,13 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=2, help="runs per case, interleaved (default 2)")
     parser.add_argument("--cache-mb", type=int, default=384, help="ocsp.cache_mb of the responder (default 384)")
     parser.add_argument("--delay-ms", type=int, default=5, help="per-connection pause for the p99 runs (default 5)")
+    parser.add_argument(
+        "--py-spy",
+        metavar="OUT",
+        type=Path,
+        help="also record the worker with py-spy (native frames included) during one more mix run, "
+        "collapsed stacks to OUT (`pip install py-spy`)",
+    )
     args = parser.parse_args()
     for tool in ("wrk", "redis-server"):
         if shutil.which(tool) is None:
@@ -174,6 +210,8 @@ def main() -> int:
                             run = measure(pid, f"http://127.0.0.1:{target}/", args.duration, script)
                             results.setdefault(f"{case} {name}", []).append(run)
                 check(port, items, ders)
+                if args.py_spy is not None:
+                    record_worker(responder.pid, args.py_spy, f"http://127.0.0.1:{port}/", args.duration, mix)
                 rss = int(Path(f"/proc/{responder.pid}/status").read_text().split("VmRSS:")[1].split()[0])
                 children = Path(f"/proc/{responder.pid}/task/{responder.pid}/children").read_text().split()
                 for child in children:

@@ -82,7 +82,7 @@ def main() -> int:
         record = records.make_record(der, this_update, next_update, this_update + 86400)
         plan = issuers.plan(CertID(item.alg, *_hashes(pki, item.alg), item.serial))
         assert not isinstance(plan, int)
-        lookup.l1.put(plan.key, Answer(record), responder.now, lookup.l1.generation)
+        lookup.l1.put(plan.key, Answer.of(record), responder.now, lookup.l1.generation)
     filled = tracemalloc.get_traced_memory()[0]
     tracemalloc.stop()
     per = (filled - before) / max(1, len(lookup.l1.entries))

@@ -132,8 +132,11 @@ def prepare(backend: Backend, say: Callable[[str], None], stop: threading.Event,
     # Signer renewal, presign runs and CRL publications log their own lines.
     load_hierarchy(backend.settings)
     log.info("startup", extra={"step": "hierarchy", "data_dir": str(backend.settings.data_path)})
-    # Lint workers start (and build pkilint's validators) once, before the API opens.
-    backend.use_lint_pool()
+    # Lint workers start (and build pkilint's validators, seconds of CPU) once, while the rest
+    # of the start goes on: the OCSP port does not wait for them (an early issuance does).
+    from shirushi.ca.lint_pool import LintPool
+
+    backend.use_lint_pool(LintPool(wait=False))
     # A wrong ca.weak_key_lists file stops the start, not the first issuance (BR 6.1.1.3).
     listed = len(backend.authority.weak_keys().lists)
     log.info("startup", extra={"step": "weak key lists", "fingerprints": listed})

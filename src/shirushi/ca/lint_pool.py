@@ -59,8 +59,15 @@ class LintPool:
     """`lint_der` with the same meaning as `lint.lint_der`, run over worker processes."""
 
     def __init__(
-        self, processes: int | None = None, warm_types: tuple[str, ...] = WARM_TYPES, *, background: bool = False
+        self,
+        processes: int | None = None,
+        warm_types: tuple[str, ...] = WARM_TYPES,
+        *,
+        background: bool = False,
+        wait: bool = True,
     ) -> None:
+        """`wait=False` starts the workers without waiting for them to warm: `serve` opens the
+        OCSP port meanwhile, and an issuance that comes first waits for a warm worker."""
         self.processes = available_cores() if processes is None else processes
         self._warm_types = warm_types
         self._lock = threading.Lock()
@@ -70,7 +77,7 @@ class LintPool:
             self.processes = 1
             self._executor = self._start(wait=False)
         elif self.processes > 1 and not background:
-            self._executor = self._start()
+            self._executor = self._start(wait=wait)
         elif not background:
             # One core: a worker would only add a copy and a hop; lint here, warmed the same.
             lint.warm(warm_types)

@@ -85,11 +85,20 @@ def make_record(der: bytes, this_update: int, next_update: int, refresh_by: int,
     return Record(der, this_update, next_update, refresh_by, hashlib.sha256(der).digest(), status_version)
 
 
-def unpack(value: bytes) -> Record | None:
-    """Decode a stored record; None for anything that is not a well-formed record."""
+Fields = tuple[bytes, int, int, int, bytes, int]  # Record's fields, in its order
+
+
+def unpack_fields(value: bytes) -> Fields | None:
+    """`unpack` without building the Record (the responder's path from a Redis reply)."""
     if len(value) <= HEADER_SIZE:
         return None
     version, status_version, this_update, next_update, refresh_by, digest = _HEADER.unpack_from(value)
     if version != _VERSION:
         return None
-    return Record(value[HEADER_SIZE:], this_update, next_update, refresh_by, digest, status_version)
+    return value[HEADER_SIZE:], this_update, next_update, refresh_by, digest, status_version
+
+
+def unpack(value: bytes) -> Record | None:
+    """Decode a stored record; None for anything that is not a well-formed record."""
+    fields = unpack_fields(value)
+    return None if fields is None else Record(*fields)

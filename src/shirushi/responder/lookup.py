@@ -21,7 +21,8 @@ record it changes, the entry is dropped on receipt, and the whole cache is empti
 the moment the subscription breaks or stops answering PINGs. An answer read from Redis is only
 stored if no invalidation and no subscription change happened while the GET was in flight (a
 generation counter), so a reply racing with a revocation cannot be cached stale. Entries also
-expire at min(nextUpdate, refresh_by, now + l1_max_age).
+expire at min(nextUpdate, refresh_by, now + a lifetime between l1_max_age / 2 and
+l1_max_age, spread by key).
 
 With `redis.mode = "cluster"` the Redis client and the subscription come from
 `cluster_client.py` (routing by slot, sharded pub/sub); what is said here holds unchanged.
@@ -86,7 +87,10 @@ class L1:
         size = answer.size + len(key)
         if size > self.max_bytes:
             return
-        expires = min(answer.next_update, answer.refresh_by, now + self.max_age)
+        # The lifetime is spread over [max_age / 2, max_age] by key: answers cached in one burst
+        # (a cold start) come due over half a minute instead of all in the same second.
+        lifetime = self.max_age - hash(key) % (self.max_age // 2 + 1)
+        expires = min(answer.next_update, answer.refresh_by, now + lifetime)
         if expires <= now:
             return
         self._drop(key)
@@ -212,7 +216,7 @@ class Lookup:
         address: resp.Address | resp.Locator,
         timeout: float,
         l1_bytes: int = 256 << 20,
-        l1_max_age: int = 60,
+        l1_max_age: int = 300,
         live: LiveClient | None = None,
         cluster: ClusterParts | None = None,
     ) -> None:
@@ -324,15 +328,15 @@ class Lookup:
             self.single.reroute()
 
     def _answer(self, plan: Plan, value: bytes, generation: int) -> Result:
-        record = records.unpack(value)
-        if record is None:
+        fields = records.unpack_fields(value)
+        if fields is None:
             log.error("unreadable record at %s", plan.key.decode("ascii", "replace"))
             return INTERNAL_ERROR
-        if record.next_update <= self.now:
+        answer = Answer(*fields)
+        if answer.next_update <= self.now:
             # Its TTL should have removed it; a clock step or a stuck writer left it. Clients
             # reject it anyway (RFC 9919 5), so say "later" rather than serve it.
             return TRY_LATER
-        answer = Answer(record)
         subscriber = self.subscriber
         # Cache only what was read from the node whose invalidations we receive (identity: the
         # locator hands out one object per chosen node); elsewhere a message can beat the data.

@@ -13,6 +13,7 @@ carry `Cache-Control: max-age=N, public, no-transform, must-revalidate`, Last-Mo
 
 from __future__ import annotations
 
+import binascii
 import time
 from typing import Final
 
@@ -107,6 +108,36 @@ def http_error(code: int, date: bytes) -> bytes:
     )
 
 
+# Answers read from Redis in a burst (a cold cache, a wave of expiries) mostly share their
+# thisUpdate and nextUpdate (the presigner signs thousands per second) and their DER length:
+# their header fragments are formatted once. Bounded; emptied when full.
+_MEMO_LIMIT: Final = 4096
+_DATES_MEMO: dict[tuple[int, int], bytes] = {}
+_OK_HEADS_MEMO: dict[int, bytes] = {}
+
+
+def _dates(this_update: int, next_update: int) -> bytes:
+    """The Last-Modified and Expires lines and the start of the ETag line, for these times."""
+    key = (this_update, next_update)
+    fragment = _DATES_MEMO.get(key)
+    if fragment is None:
+        if len(_DATES_MEMO) >= _MEMO_LIMIT:
+            _DATES_MEMO.clear()
+        fragment = _DATES_MEMO[key] = b"".join(
+            (b"Last-Modified: ", http_date(this_update), b"\r\nExpires: ", http_date(next_update), b"\r\nETag: ")
+        )
+    return fragment
+
+
+def _ok_head(length: int) -> bytes:
+    head = _OK_HEADS_MEMO.get(length)
+    if head is None:
+        if len(_OK_HEADS_MEMO) >= _MEMO_LIMIT:
+            _OK_HEADS_MEMO.clear()
+        head = _OK_HEADS_MEMO[length] = b"HTTP/1.1 200 OK\r\n" + CONTENT_TYPE + b"Content-Length: %d\r\n" % length
+    return head
+
+
 class Answer:
     """A cached record with its HTTP header fragments prebuilt."""
 
@@ -125,34 +156,33 @@ class Answer:
         "status",
     )
 
-    def __init__(self, record: Record) -> None:
+    def __init__(
+        self, der: bytes, this_update: int, next_update: int, refresh_by: int, sha256: bytes, status_version: int = 0
+    ) -> None:
+        """From a record's fields (`records.Fields`, in that order): `Answer(*fields)`."""
         # The head of the two commonest answers (GET and POST on a persistent HTTP/1.1
         # connection) is kept for the current Date line, each rendered only once asked: with many
         # distinct answers most are asked less than once a second, and only the head is kept so
         # a cached answer costs little more than its DER.
         self._get_date = self._post_date = b""
         self._get_head = self._post_head = b""
-        self.der = record.der
-        self.etag = record.etag.encode("ascii")
-        self.next_update = record.next_update
-        self.refresh_by = record.refresh_by
+        self.der = der
+        self.etag = b'"' + binascii.hexlify(sha256) + b'"'
+        self.next_update = next_update
+        self.refresh_by = refresh_by
         # The status version goes up with a revocation and never down (no suspension), so a
         # record above 0 holds a revoked status: the metrics need no DER parse.
-        self.status = REVOKED if record.status_version > 0 else GOOD
-        self.ok_head = b"HTTP/1.1 200 OK\r\n" + CONTENT_TYPE + b"Content-Length: %d\r\n" % len(record.der)
-        self.fixed = b"".join(
-            (
-                b"Last-Modified: ",
-                http_date(record.this_update),
-                b"\r\nExpires: ",
-                http_date(record.next_update),
-                b"\r\nETag: ",
-                self.etag,
-                b"\r\n",
-            )
-        )
+        self.status = REVOKED if status_version > 0 else GOOD
+        self.ok_head = _ok_head(len(der))
+        self.fixed = _dates(this_update, next_update) + self.etag + b"\r\n"
         # What this answer holds in memory, for the byte-bounded cache (lookup.L1).
-        self.size = len(self.der) + ANSWER_OVERHEAD
+        self.size = len(der) + ANSWER_OVERHEAD
+
+    @classmethod
+    def of(cls, record: Record) -> Answer:
+        return cls(
+            record.der, record.this_update, record.next_update, record.refresh_by, record.sha256, record.status_version
+        )
 
     def get_keep(self, now: int, cap: int, date: bytes) -> bytes:
         """`get(..., KEEP, False)`, its head rendered once per second."""

@@ -43,7 +43,7 @@ class Options:
 
     # Bytes of answers kept in process (lookup.L1); None = `ocsp.cache_mb`, 0 disables the cache.
     l1_bytes: int | None = None
-    l1_max_age: int = 60  # seconds an L1 entry may live even with a healthy subscription
+    l1_max_age: int = 300  # seconds an L1 entry may live even with a healthy subscription
     idle_timeout: float = 30.0  # keep-alive connection with no request
     request_timeout: float = 10.0  # from the first byte of a request to its last
     send_timeout: float = 30.0  # a peer that does not read our answers

@@ -28,6 +28,7 @@ from shirushi.config_values import parse_listen
 from shirushi.lifecycle import die_with_parent
 from shirushi.responder.accesslog import AccessLog, access_log_path
 from shirushi.responder.address import Address, Locator
+from shirushi.responder.heap import Heap
 from shirushi.responder.issuers import IssuerMap
 from shirushi.responder.live_client import LiveClient
 from shirushi.responder.lookup import Lookup
@@ -102,10 +103,13 @@ async def serve(
     port: int,
     on_ready: Callable[[int], None] | None = None,
     stop: asyncio.Event | None = None,
+    *,
+    own_heap: bool = False,
 ) -> None:
     """Serve on `port` until SIGTERM/SIGINT, or until `stop` is set when one is given.
 
     `on_ready(port)` is called once the socket listens (the actual port when 0 was asked).
+    `own_heap`: the process is this worker's alone, so its collector follows `heap.Heap`.
     """
     loop = asyncio.get_running_loop()
     host, _ = parse_listen(settings.ocsp.listen)
@@ -135,7 +139,11 @@ async def serve(
     bound_port = sock.getsockname()[1]
     server = await loop.create_server(lambda: HTTPConnection(responder), sock=sock)
 
+    heap = Heap(loop.time()) if own_heap else None
+
     def tick() -> None:
+        if heap is not None:
+            heap.tick(loop.time())
         responder.refresh_clock()
         responder.sweep()
         lookup.check(loop.time())  # the clock of Connection.last_progress
@@ -196,7 +204,7 @@ def worker_main(settings: Settings, issuers: IssuerMap, options: Options, port: 
             pass
 
     try:
-        uvloop.run(serve(settings, issuers, options, port, ready))
+        uvloop.run(serve(settings, issuers, options, port, ready, own_heap=True))
     except OSError as exc:
         log.error("responder worker %d: %s", os.getpid(), exc)
         return 1
