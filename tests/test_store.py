@@ -149,6 +149,23 @@ def test_schema_matches_the_migrations(store: Store) -> None:
     for table in schema.metadata.sorted_tables:
         columns = {c["name"] for c in inspector.get_columns(table.name)}
         assert columns == {c.name for c in table.columns}, table.name
+        indexes = {i["name"] for i in inspector.get_indexes(table.name)}
+        assert {i.name for i in table.indexes} <= indexes, table.name
+
+
+def test_the_status_scan_reads_one_page_per_query(tmp_path: Path) -> None:
+    """The presigner's full scan pages by ix_certificates_issuer: no pass over the whole issuer
+    and no sort per page (quadratic in the certificates; the index of migration 0009)."""
+    from shirushi.store.store import statuses_page
+
+    s = Store.open(f"sqlite:///{tmp_path / 'shirushi.db'}")
+    query = statuses_page(ISSUER, valid_at=T0, after=1000, batch=500)
+    compiled = query.compile(s.engine, compile_kwargs={"literal_binds": True})
+    with s.engine.connect() as conn:
+        plan = " ".join(str(row[-1]) for row in conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {compiled}"))
+    s.close()
+    assert "ix_certificates_issuer (issuer_id=? AND id>?)" in plan, plan
+    assert "TEMP B-TREE" not in plan, plan
 
 
 def test_cli_on_postgresql(postgres_url: str, redis_url: str, tmp_path: Path) -> None:

@@ -13,7 +13,7 @@ metadata = sa.MetaData()
 
 # The newest migration (migrations/versions): a database at it needs no Alembic run. A new
 # migration changes this too (tests/test_store.py checks it is Alembic's head).
-REVISION = "0008"
+REVISION = "0009"
 
 UTCDateTime = sa.DateTime(timezone=True)
 
@@ -63,6 +63,8 @@ certificates = sa.Table(
 sa.Index("ix_certificates_spki", certificates.c.spki_sha256)
 sa.Index("ix_certificates_not_after", certificates.c.not_after)
 sa.Index("ix_certificates_revoked", certificates.c.issuer_id, certificates.c.revoked_at)
+# The presigner's scan of one issuer in id order (migration 0009; Store.statuses).
+sa.Index("ix_certificates_issuer", certificates.c.issuer_id, certificates.c.id)
 # Revocations still owed a CRL entry (migrations 0002, 0003): a shard's CRL reads its entries by it.
 OWED = "revoked_at IS NOT NULL AND NOT crl_shown_after_expiry"
 sa.Index(

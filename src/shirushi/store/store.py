@@ -174,15 +174,9 @@ class Store:
         Keyset pagination on the primary key, so a long refresh neither holds one huge
         transaction nor misses rows inserted meanwhile (they are presigned at issuance anyway).
         """
-        c = schema.certificates
         last = 0
         while True:
-            query = (
-                sa.select(c.c.id, c.c.serial, c.c.not_after, c.c.revoked_at, c.c.revocation_reason, c.c.status_version)
-                .where(c.c.issuer_id == issuer_id, c.c.not_after > utc(valid_at), c.c.id > last)
-                .order_by(c.c.id)
-                .limit(batch)
-            )
+            query = statuses_page(issuer_id, valid_at=valid_at, after=last, batch=batch)
             with self.engine.connect() as conn:
                 rows = conn.execute(query).all()
             if not rows:
@@ -262,3 +256,18 @@ def _block_key(conn: Connection, spki_sha256: str, reason: str, at: dt.datetime)
     if exists is None:
         conn.execute(schema.blocked_keys.insert().values(spki_sha256=spki_sha256, reason=reason, blocked_at=utc(at)))
         append_audit(conn, at, "block-key", None, None, {"spki_sha256": spki_sha256, "reason": reason})
+
+
+def statuses_page(issuer_id: str, *, valid_at: dt.datetime, after: int, batch: int) -> sa.Select[Any]:
+    """One page of `Store.statuses`: rows of `issuer_id` past id `after`, unexpired at `valid_at`.
+
+    Read through ix_certificates_issuer (issuer_id, id), so each page costs its own rows only
+    (tests/test_store.py checks SQLite's plan).
+    """
+    c = schema.certificates
+    return (
+        sa.select(c.c.id, c.c.serial, c.c.not_after, c.c.revoked_at, c.c.revocation_reason, c.c.status_version)
+        .where(c.c.issuer_id == issuer_id, c.c.not_after > utc(valid_at), c.c.id > after)
+        .order_by(c.c.id)
+        .limit(batch)
+    )
