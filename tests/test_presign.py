@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import redis
 from cryptography import x509
-from cryptography.hazmat.primitives.asymmetric import padding, rsa
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.x509 import ocsp
 
 from shirushi import config
@@ -146,29 +146,37 @@ def test_unspecified_reason_is_left_out(backend: Backend) -> None:
     assert response.revocation_reason is None
 
 
-def test_parallel_signing_matches(tmp_path: Path, redis_url: str) -> None:
-    settings = config.load(
-        None,
-        environ={
-            "SHIRUSHI_DATA_DIR": str(tmp_path / "data"),
-            "SHIRUSHI_REDIS__URL": redis_url,
-            "SHIRUSHI_PRESIGN__WORKERS": "2",
-            "SHIRUSHI_PRESIGN__BATCH": "5",
-        },
-    )
+@pytest.mark.parametrize("signer_key", ["rsa-2048", "ecdsa-p256"])
+def test_parallel_signing_matches(tmp_path: Path, redis_url: str, signer_key: str) -> None:
+    """Responses signed in the worker processes verify under the current signer certificate, for
+    either key type. The ECDSA CA was RSA first, so both keys exist: a worker opening the other
+    one would sign responses no client accepts."""
+    environ = {
+        "SHIRUSHI_DATA_DIR": str(tmp_path / "data"),
+        "SHIRUSHI_REDIS__URL": redis_url,
+        "SHIRUSHI_PRESIGN__WORKERS": "2",
+        "SHIRUSHI_PRESIGN__BATCH": "5",
+    }
+    Backend(config.load(None, environ=environ), FrozenClock(T0)).init()
+    settings = config.load(None, environ={**environ, "SHIRUSHI_OCSP__SIGNER_KEY": signer_key})
     b = Backend(settings, FrozenClock(T0))
     b.init()
     serials = [b.authority.issue(make_csr()).certificate.serial_number for _ in range(12)]
     b.redis.flushall()
-    assert b.presigner.full_load() == 13
+    # The 12 and the OCSP signer certificates, one per key type certified (they have status too).
+    assert b.presigner.full_load() == 12 + (1 if signer_key == "rsa-2048" else 2)
     signer = x509.load_pem_x509_certificate((settings.data_path / "certs" / "ocsp-signer.pem").read_bytes())
+    public = signer.public_key()
+    assert isinstance(public, rsa.RSAPublicKey if signer_key == "rsa-2048" else ec.EllipticCurvePublicKey)
     for serial in serials:
         response = ocsp.load_der_ocsp_response(stored(b, serial, "sha256").der)
-        public = signer.public_key()
-        assert isinstance(public, rsa.RSAPublicKey) and response.signature_hash_algorithm is not None
-        public.verify(
-            response.signature, response.tbs_response_bytes, padding.PKCS1v15(), response.signature_hash_algorithm
-        )
+        algorithm = response.signature_hash_algorithm
+        assert algorithm is not None
+        if isinstance(public, rsa.RSAPublicKey):
+            public.verify(response.signature, response.tbs_response_bytes, padding.PKCS1v15(), algorithm)
+        else:
+            assert isinstance(public, ec.EllipticCurvePublicKey)
+            public.verify(response.signature, response.tbs_response_bytes, ec.ECDSA(algorithm))
     b.close()
 
 

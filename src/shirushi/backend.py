@@ -84,9 +84,8 @@ class Backend:
     def presigner(self) -> Presigner:
         from shirushi.presign.presigner import Presigner
 
-        return Presigner(
-            self.settings, self.store, self.writer, self.keys.open(ocsp_signer_key(self.settings)), self.clock
-        )
+        key = ocsp_signer_key(self.settings)
+        return Presigner(self.settings, self.store, self.writer, self.keys.open(key), self.clock, key_name=key)
 
     @functools.cached_property
     def authority(self) -> Authority:

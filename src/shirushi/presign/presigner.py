@@ -141,11 +141,13 @@ class Presigner:
         signer: Signer,
         clock: Clock,
         *,
+        key_name: str,
         context: Callable[[], SigningContext] | None = None,
-        key_name: str = "ocsp-signer",
     ) -> None:
-        """`context` and `key_name`: an outside CA's signing context and delegated signer key
-        (`shirushi.outside`); by default the issuing CA's, from the hierarchy files."""
+        """`key_name`: the KeyStore name of `signer`'s key, which each worker process opens again
+        (no default: a worker must never sign with another key than `signer`'s). `context`: an
+        outside CA's signing context (`shirushi.outside`); by default the issuing CA's, from the
+        hierarchy files."""
         self.settings = settings
         self.store = store
         self.writer = writer
