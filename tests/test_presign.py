@@ -232,6 +232,25 @@ def test_stale_refresh_never_overwrites_a_revocation(backend: Backend) -> None:
     assert ocsp.load_der_ocsp_response(stored(backend, serial, "sha1").der).this_update_utc == T0 + H
 
 
+def test_one_write_keeps_every_newer_record_it_meets(redis_url: str) -> None:
+    """Records go to Redis many per script call: the version check holds for each one of them."""
+    from shirushi.cache.writer import SCRIPT_KEYS, CacheWriter, Entry
+
+    client = redis.Redis.from_url(redis_url)
+    count = SCRIPT_KEYS * 2 + 5  # three calls, the last one short
+    keys = [records.response_key("0123456789abcdef", "sha1", serial) for serial in range(1, count + 1)]
+    newer = records.make_record(b"revoked", 1, 2, 3, status_version=7).pack()
+    for key in keys[::9]:
+        client.set(key, newer)
+    older = records.make_record(b"good", 1, 2, 3, status_version=6).pack()
+    CacheWriter(client).put("0123456789abcdef", [Entry(key, older, 600 + i) for i, key in enumerate(keys)], {})
+    for i, key in enumerate(keys):
+        if i % 9 == 0:
+            assert client.get(key) == newer and client.ttl(key) == -1, i
+        else:
+            assert client.get(key) == older and 600 + i - 2 <= client.ttl(key) <= 600 + i, i
+
+
 def test_redis_flush_is_refilled(backend: Backend) -> None:
     from shirushi.schedules import Scheduler
 
