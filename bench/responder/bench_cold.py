@@ -14,6 +14,8 @@ the status services read only the serial, dates and revocation columns), then:
    line: responses and seconds) -> refill rate vs the signer rate;
 3. **flushed**: once the refill has finished, FLUSHALL and the same traffic again.
 
+With `--rate 0` there is no traffic and no flushed phase: the refill alone, next to the signer.
+
 Traffic: each request picks a random seeded serial and a random CertID hash (3 SHA-1 : 1
 SHA-256), GET. A `tryLater` is retried every 100 ms, as a stapling server would, until a correct
 answer or 5 s. Every answer is checked: OCSP status successful, serial and certificate status as
@@ -222,9 +224,10 @@ async def first_correct(client: Client, started: float, limit: float = 120) -> f
     raise TimeoutError("no correct answer")
 
 
-def spy(site: Site, out: Path, seconds: float) -> subprocess.Popen[bytes]:
+def spy(site: Site, out: Path, seconds: float, children: bool = False) -> subprocess.Popen[bytes]:
     assert site.proc is not None
     command = [shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy")), "record", "--native"]
+    command += ["--subprocesses"] if children else []
     command += ["--threads", "--format", "raw", "--rate", "200", "--pid", str(site.proc.pid)]
     command += ["--duration", str(int(seconds)), "--output", str(out)]
     return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -234,7 +237,12 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--certs", type=int, default=100_000)
     parser.add_argument("--revoked", type=float, default=0.2)
-    parser.add_argument("--rate", type=float, default=300.0, help="relying-party requests per second")
+    parser.add_argument(
+        "--rate",
+        type=float,
+        default=300.0,
+        help="relying-party requests per second; 0: no traffic and no flushed phase (the refill alone)",
+    )
     parser.add_argument("--seconds", type=float, default=15.0)
     parser.add_argument("--sign-seconds", type=float, default=3.0)
     parser.add_argument("--live-rate", default="", help="ocsp.live_rate (default: the configured default)")
@@ -246,6 +254,12 @@ def main() -> None:
         type=Path,
         help="record serve with py-spy (native frames, every thread) during the flushed traffic: "
         "collapsed stacks to OUT (`pip install py-spy`)",
+    )
+    parser.add_argument(
+        "--py-spy-refill",
+        metavar="OUT",
+        type=Path,
+        help="the same for serve and its presign workers during the first --seconds of the start-up refill",
     )
     args = parser.parse_args()
     out: dict[str, Any] = {"certs": args.certs, "revoked": args.revoked, "rate": args.rate, "seconds": args.seconds}
@@ -270,7 +284,9 @@ def main() -> None:
             started = time.monotonic()
             site.start(wait=False)
             out["cold_first_correct_s"] = round(asyncio.run(first_correct(client, started)), 2)
-            out["cold_traffic"] = asyncio.run(client.traffic(args.rate, args.seconds))
+            refill_spy = spy(site, args.py_spy_refill, args.seconds, children=True) if args.py_spy_refill else None
+            if args.rate > 0:
+                out["cold_traffic"] = asyncio.run(client.traffic(args.rate, args.seconds))
             deadline = time.monotonic() + 3600
             while full_run(site) is None:
                 if time.monotonic() > deadline or (site.proc is not None and site.proc.poll() is not None):
@@ -278,6 +294,8 @@ def main() -> None:
                 time.sleep(0.5)
             run = full_run(site)
             assert run is not None
+            if refill_spy is not None:
+                refill_spy.wait(timeout=60)
             out["refill_done_after_start_s"] = round(time.monotonic() - started, 1)
             responses = 2 * run["responses"]  # both CertID hash algorithms per certificate
             out["refill"] = {
@@ -293,13 +311,15 @@ def main() -> None:
                 out["redis_keys_before_flush"] = keys
                 out["redis_used_memory_mib"] = round(used / 2**20, 1)
                 out["redis_bytes_per_key"] = round(used / max(1, keys))
-                r.flushall()
-            recorder = spy(site, args.py_spy, args.seconds) if args.py_spy is not None else None
-            out["flushed_traffic"] = asyncio.run(client.traffic(args.rate, args.seconds))
-            if recorder is not None:
-                recorder.wait(timeout=60)
-            time.sleep(1.5)
-            out["live_total"] = last_log(site, "live signing")
+                if args.rate > 0:
+                    r.flushall()
+            if args.rate > 0:
+                recorder = spy(site, args.py_spy, args.seconds) if args.py_spy is not None else None
+                out["flushed_traffic"] = asyncio.run(client.traffic(args.rate, args.seconds))
+                if recorder is not None:
+                    recorder.wait(timeout=60)
+                time.sleep(1.5)
+                out["live_total"] = last_log(site, "live signing")
         finally:
             if site.proc is not None:
                 site.stop()
