@@ -79,7 +79,10 @@ def wait_for(predicate: Callable[[], bool], timeout: float) -> float:
 
 def revoke(pki: PKI, client: redis.Redis, serial: int, replicas: int) -> None:
     """What a revocation writes: the revoked responses, announced; then wait for the replicas
-    (as the writer does), so that the test's own revocation survives the primary's crash."""
+    (as the writer does), so that the test's own revocation survives the primary's crash.
+    After a failover the sentinels name the new primary a moment before it leaves the replica
+    role (and refuses WAIT): wait for the role first."""
+    wait_for(lambda: bool(client.execute_command("ROLE")[0] == b"master"), 10.0)  # type: ignore[no-untyped-call]
     pki.store(client, serial, revoked_at=dt.datetime.now(dt.UTC).replace(microsecond=0), reason="keyCompromise")
     assert client.wait(replicas, 5000) >= replicas
 
