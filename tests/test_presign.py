@@ -208,6 +208,29 @@ def test_redis_unreachable_is_a_service_error(tmp_path: Path) -> None:
         CacheWriter(client).is_complete("x")
 
 
+def test_a_worker_that_cannot_write_fails_the_full_load(tmp_path: Path, redis_url: str) -> None:
+    """The worker processes write what they sign: Redis gone, the full load raises ServiceError
+    in the parent (not a hang, not a completion marker over nothing)."""
+    from shirushi.errors import ServiceError
+
+    environ = {
+        "SHIRUSHI_DATA_DIR": str(tmp_path / "data"),
+        "SHIRUSHI_REDIS__URL": redis_url,
+        "SHIRUSHI_PRESIGN__WORKERS": "2",
+        "SHIRUSHI_PRESIGN__BATCH": "2",
+    }
+    b = Backend(config.load(None, environ=environ), FrozenClock(T0))
+    b.init()
+    for _ in range(4):
+        b.authority.issue(make_csr())
+    b.close()
+    gone = {**environ, "SHIRUSHI_REDIS__URL": f"unix://{tmp_path / 'gone.sock'}", "SHIRUSHI_REDIS__TIMEOUT": "0.5"}
+    b = Backend(config.load(None, environ=gone), FrozenClock(T0))
+    with pytest.raises(ServiceError, match="Redis write failed"):
+        b.presigner.full_load()
+    b.close()
+
+
 def test_stale_refresh_never_overwrites_a_revocation(backend: Backend) -> None:
     """A refresh that read "good" before a revocation committed writes after it: Redis keeps revoked."""
     from shirushi.store.records import StatusRow

@@ -74,11 +74,9 @@ class Backend:
 
     @functools.cached_property
     def writer(self) -> CacheWriter:
-        from shirushi.cache.connect import replicas_to_wait, wait_budget_ms
-        from shirushi.cache.writer import CacheWriter
+        from shirushi.cache.connect import cache_writer
 
-        redis_settings = self.settings.redis
-        return CacheWriter(self.redis, replicas_to_wait(redis_settings), wait_budget_ms(redis_settings))
+        return cache_writer(self.settings.redis, self.redis)
 
     @functools.cached_property
     def presigner(self) -> Presigner:

@@ -10,6 +10,8 @@
   connects: a fixed address, or `responder/sentinel.py`'s locator, which resolves through the
   sentinels on each (re)connect only, so the hot path costs what it costs against one server.
   A cluster has no one address: its responders route per slot (`responder/cluster_client.py`).
+* `cache_writer`: the writer of the backend and of each presign worker process, over a client
+  made here.
 * `replicas_to_wait`: how many replicas a revocation's write waits for (`WAIT`), so that a
   failover right after `revoke` returns cannot promote a replica that never saw it, and
   `wait_budget_ms` how long it may wait.
@@ -33,6 +35,7 @@ from shirushi.config_status import RedisSettings
 from shirushi.errors import ConfigError
 
 if TYPE_CHECKING:
+    from shirushi.cache.writer import CacheWriter
     from shirushi.responder.address import Locator
 
 
@@ -128,6 +131,12 @@ def check(settings: RedisSettings, url: str) -> None:
         data_node_options(url)
     elif settings.mode != "cluster":
         raise _not_supported(settings)
+
+
+def cache_writer(settings: RedisSettings, client: redis.Redis) -> CacheWriter:
+    from shirushi.cache.writer import CacheWriter
+
+    return CacheWriter(client, replicas_to_wait(settings), wait_budget_ms(settings))
 
 
 def replicas_to_wait(settings: RedisSettings) -> int:

@@ -3,9 +3,12 @@
 Three entry points: `presign()` for a few serials (issuance, revocation: before the command
 returns), `full_load()` for everything (at start, when the cache lacks its completion marker),
 and `refresh_due()` for the periodic re-signing. Large batches are signed in worker processes,
-one per core, each opening its own key handle (PKCS#11 handles never cross a fork). The two long
-jobs take a stop token and raise `Stopped` between batches once it is set; a full load stopped
-that way leaves the completion marker unset, so the next start signs everything again.
+one per core, each opening its own key handle (PKCS#11 handles never cross a fork) and its own
+Redis connection: a worker writes what it signs, so the records never travel back through this
+process (pickling them back and writing them from here cost a refill a fifth of its speed with
+P-256, bench/RESULTS.md "Refill pipeline"). The two long jobs take a stop token and raise
+`Stopped` between batches once it is set; a full load stopped that way leaves the completion
+marker unset, so the next start signs everything again.
 Does I/O: store reads, signer calls, Redis writes.
 """
 
@@ -107,10 +110,12 @@ def sign_rows(
 # -- worker processes ------------------------------------------------------------------------
 
 _worker_signer: Signer | None = None
+_worker_writer: CacheWriter | None = None
 
 
 def _worker_init(settings: Settings, parent: int, key_name: str) -> None:
-    global _worker_signer
+    global _worker_signer, _worker_writer
+    from shirushi.cache.connect import cache_writer, sync_client
     from shirushi.signing.backend import keystore
 
     # The pool forks its workers from the thread that submits the first batch, and that thread
@@ -123,13 +128,16 @@ def _worker_init(settings: Settings, parent: int, key_name: str) -> None:
     os.nice(WORKER_NICE)
 
     _worker_signer = keystore(settings).open(key_name)
+    # The same Redis, mode and replica wait as the parent's writer (`Backend.writer`).
+    _worker_writer = cache_writer(settings.redis, sync_client(settings.redis, settings.redis_url))
 
 
-def _worker_sign(
-    rows: Sequence[StatusRow], ctx: SigningContext, now: dt.datetime
-) -> tuple[list[Entry], dict[int, int]]:
-    assert _worker_signer is not None
-    return sign_rows(rows, ctx, _worker_signer, now)
+def _worker_sign(rows: Sequence[StatusRow], ctx: SigningContext, now: dt.datetime, announce: bool) -> None:
+    """Sign and store one batch. A Redis failure raises ServiceError, re-raised in the parent by
+    `future.result()`."""
+    assert _worker_signer is not None and _worker_writer is not None
+    entries, due = sign_rows(rows, ctx, _worker_signer, now)
+    _worker_writer.put(ctx.issuer_id, entries, due, announce=announce)
 
 
 class Presigner:
@@ -197,7 +205,7 @@ class Presigner:
         *,
         announce: bool = False,
     ) -> int:
-        """Sign batches over the worker processes, writing each result as it arrives.
+        """Sign and store batches over the worker processes.
 
         Raises Stopped between batches once `stop` is set: batches not yet started are dropped,
         and only those already being signed are waited for (at most two per worker).
@@ -214,22 +222,22 @@ class Presigner:
         with concurrent.futures.ProcessPoolExecutor(
             max_workers=self.workers, initializer=_worker_init, initargs=(self.settings, os.getpid(), self.key_name)
         ) as pool:
-            pending: set[concurrent.futures.Future[tuple[list[Entry], dict[int, int]]]] = set()
+            pending: set[concurrent.futures.Future[None]] = set()
             try:
                 for rows in batches:
                     check_stop(stop)
-                    pending.add(pool.submit(_worker_sign, rows, ctx, now))
+                    pending.add(pool.submit(_worker_sign, rows, ctx, now, announce))
                     count += len(rows)
                     # Bounded look-ahead keeps memory flat however many certificates there are.
                     if len(pending) >= self.workers * 2:
                         done, pending = concurrent.futures.wait(pending, return_when=concurrent.futures.FIRST_COMPLETED)
                         for future in done:
-                            self.writer.put(ctx.issuer_id, *future.result(), announce=announce)
+                            future.result()
                 while pending:
                     check_stop(stop)
                     done, pending = concurrent.futures.wait(pending, return_when=concurrent.futures.FIRST_COMPLETED)
                     for future in done:
-                        self.writer.put(ctx.issuer_id, *future.result(), announce=announce)
+                        future.result()
             except BaseException:
                 # Drop the batches not started and wait for those being signed (at most two per
                 # worker). Not wait=False: that also forgets the pool's manager thread, so the
