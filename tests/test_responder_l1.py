@@ -22,7 +22,7 @@ def test_l1_only_while_alive() -> None:
     l1.put(b"k", answer(), NOW, l1.generation)
     assert l1.get(b"k", NOW) is not None
     l1.set_alive(False)
-    assert l1.get(b"k", NOW) is None and l1.entries == {}
+    assert l1.get(b"k", NOW) is None and len(l1.entries) == 0
 
 
 def test_l1_refuses_a_reply_that_raced_an_invalidation() -> None:
@@ -67,21 +67,22 @@ def test_l1_bounded_by_bytes() -> None:
     for i in range(10):
         l1.put(b"k%d" % i, answer(), NOW, l1.generation)
         assert l1.bytes <= l1.max_bytes
-    assert len(l1.entries) == 3 and l1.get(b"k0", NOW) is not None
+    kept = [key for key, _ in l1.entries.items()]  # which ones depends on the keys' hashes
+    assert len(kept) == 3 and all(l1.get(key, NOW) is not None for key in kept)
     assert l1.bytes == sum(a.size + len(k) for k, (a, _) in l1.entries.items())
     # Replacing an entry counts it once; an invalidated or expired one gives its bytes back.
-    l1.put(b"k0", answer(), NOW, l1.generation)
+    l1.put(kept[0], answer(), NOW, l1.generation)
     assert l1.bytes == 3 * one
-    l1.invalidate(b"k0")
-    assert l1.bytes == 2 * one and l1.get(b"k0", NOW) is None
-    assert l1.get(b"k1", NOW + 60) is None and l1.bytes == one
+    l1.invalidate(kept[0])
+    assert l1.bytes == 2 * one and l1.get(kept[0], NOW) is None
+    assert l1.get(kept[1], NOW + 60) is None and l1.bytes == one
     l1.set_alive(False)
     assert l1.bytes == 0
     # An answer larger than the whole budget is not cached (and evicts nothing).
     small = L1(one - 1, 60)
     small.set_alive(True)
     small.put(b"k0", answer(), NOW, small.generation)
-    assert small.entries == {} and small.bytes == 0
+    assert len(small.entries) == 0 and small.bytes == 0
 
 
 def test_l1_bytes_follow_the_der() -> None:
@@ -137,3 +138,30 @@ def test_error_answers() -> None:
     assert text.endswith(b"\r\n\r\n\x30\x03\x0a\x01\x03")
     assert b"Cache-Control: no-cache, no-store, must-revalidate\r\n" in text
     assert ocsp_error(MALFORMED_REQUEST, date, KEEP, head_only=True).endswith(b"\r\n\r\n")
+
+
+def test_l1_evicts_from_other_shards_when_its_own_is_empty() -> None:
+    """Over budget, a put evicts the newest entry of its key's shard, or of any shard when that
+    one is empty: the bound holds whichever shards the keys fall in."""
+    one = answer().size + len(b"k000")
+    l1 = L1(20 * one, 60)
+    l1.set_alive(True)
+    for i in range(2000):
+        l1.put(b"k%03x" % i, answer(), NOW, l1.generation)
+        assert l1.bytes <= l1.max_bytes
+    assert l1.bytes == sum(a.size + len(k) for k, (a, _) in l1.entries.items()) == 20 * one
+    assert len(l1.entries) == 20 and b"k7cf" in l1.entries  # the last one put is always kept
+
+
+def test_a_full_memo_shard_is_emptied_alone() -> None:
+    from shirushi.responder.routing import remember
+    from shirushi.responder.shards import SHARDS, Shards
+
+    memo: Shards[int] = Shards()
+    for i in range(SHARDS * 8):
+        remember(memo, b"%d" % i, i, 4)
+        assert all(len(m) <= 4 for m in memo.maps)
+    assert SHARDS * 2 < len(memo) <= SHARDS * 4  # every shard holds some, none more than its share
+    assert b"%d" % (SHARDS * 8 - 1) in memo
+    remember(memo, b"x" * 513, 0, 4)  # longer than MEMO_MAX_INPUT: never remembered
+    assert b"x" * 513 not in memo

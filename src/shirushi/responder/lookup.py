@@ -41,6 +41,7 @@ from shirushi.responder.issuers import Plan
 from shirushi.responder.live_client import ABSENT, LiveClient
 from shirushi.responder.request import INTERNAL_ERROR, TRY_LATER, UNAUTHORIZED
 from shirushi.responder.responses import Answer
+from shirushi.responder.shards import Shards
 
 log = logging.getLogger("shirushi.responder")
 
@@ -57,12 +58,13 @@ _LEAVE_ON: Final = (b"READONLY", b"LOADING", b"MASTERDOWN")
 class L1:
     """Answers by Redis key, valid only while the invalidation subscription is alive.
 
-    Bounded by bytes (`ocsp.cache_mb`): each entry counts `Answer.size` plus its key."""
+    Bounded by bytes (`ocsp.cache_mb`): each entry counts `Answer.size` plus its key. Sharded
+    (shards.py): a million entries in one dict would pause the worker each time it grows."""
 
     def __init__(self, max_bytes: int, max_age: int) -> None:
         self.max_bytes = max_bytes
         self.max_age = max_age
-        self.entries: dict[bytes, tuple[Answer, int]] = {}
+        self.entries: Shards[tuple[Answer, int]] = Shards()
         self.bytes = 0  # what the entries count against max_bytes
         self.alive = False
         # Bumped by every invalidation and every subscription change; see the module docstring.
@@ -72,7 +74,7 @@ class L1:
     def get(self, key: bytes, now: int) -> Answer | None:
         if not self.alive:
             return None
-        entry = self.entries.get(key)
+        entry = self.entries.of(key).get(key)
         if entry is None:
             return None
         if entry[1] <= now:
@@ -93,17 +95,22 @@ class L1:
         expires = min(answer.next_update, answer.refresh_by, now + lifetime)
         if expires <= now:
             return
-        self._drop(key)
+        shard = self.entries.of(key)
+        replaced = shard.pop(key, None)
+        if replaced is not None:
+            self.bytes -= replaced[0].size + len(key)
         while self.bytes + size > self.max_bytes:
-            # Evict the newest entry: O(1), where deleting the oldest again and again makes
-            # next(iter(dict)) walk deleted slots. The established hot set stays cached.
-            old_key, (old, _) = self.entries.popitem()
+            # Evict the newest entry of the key's shard: O(1), where deleting the oldest again
+            # and again makes next(iter(dict)) walk deleted slots. The established hot set stays
+            # cached.
+            victims = shard or next(m for m in self.entries.maps if m)
+            old_key, (old, _) = victims.popitem()
             self.bytes -= old.size + len(old_key)
-        self.entries[key] = (answer, expires)
+        shard[key] = (answer, expires)
         self.bytes += size
 
     def _drop(self, key: bytes) -> None:
-        entry = self.entries.pop(key, None)
+        entry = self.entries.of(key).pop(key, None)
         if entry is not None:
             self.bytes -= entry[0].size + len(key)
 

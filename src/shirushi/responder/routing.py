@@ -18,6 +18,7 @@ from shirushi.responder.http1 import Head
 from shirushi.responder.issuers import IssuerMap, Plan
 from shirushi.responder.lookup import Lookup
 from shirushi.responder.request import MALFORMED_REQUEST, decode_get_path, parse_request
+from shirushi.responder.shards import SHARDS, Shards
 from shirushi.responder.tally import Tally
 
 if TYPE_CHECKING:
@@ -88,12 +89,13 @@ class Responder:
         self.access_log = access_log
         self.connections: set[HTTPConnection] = set()
         self.tally = Tally()  # request counts, flushed into the metrics by the worker's ticker
-        self.memo_size = memo_size
         # Decoding is pure, so its results are reused (bounded, short inputs only): whole
-        # request bytes -> Route, GET target -> Decoded, POST body -> Decoded.
-        self.routes: dict[bytes, Route] = {}
-        self.memo_get: dict[bytes, Decoded] = {}
-        self.memo_post: dict[bytes, Decoded] = {}
+        # request bytes -> Route, GET target -> Decoded, POST body -> Decoded. Sharded like the
+        # answer cache they are sized from; `memo_size` entries each, spread over the shards.
+        self.memo_shard_size = max(1, memo_size // SHARDS)
+        self.routes: Shards[Route] = Shards()
+        self.memo_get: Shards[Decoded] = Shards()
+        self.memo_post: Shards[Decoded] = Shards()
         self.now = 0
         self.mono = 0.0
         self.idle_deadline = 0.0
@@ -147,22 +149,22 @@ class Responder:
         return (kind, plan, connection, head.keep_alive, head.if_none_match, tag), repeatable
 
     def plan_get(self, target: bytes) -> tuple[Decoded, bool]:
-        decoded = self.memo_get.get(target)
+        decoded = self.memo_get.of(target).get(target)
         if decoded is not None:
             return decoded, True
         der = decode_get_path(target, self.prefix)
         decoded, repeatable = (_UNDECODABLE, True) if der is None else self._plan(der)
         if repeatable:
-            remember(self.memo_get, target, decoded, self.memo_size)
+            remember(self.memo_get, target, decoded, self.memo_shard_size)
         return decoded, repeatable
 
     def plan_post(self, body: bytes) -> tuple[Decoded, bool]:
-        decoded = self.memo_post.get(body)
+        decoded = self.memo_post.of(body).get(body)
         if decoded is not None:
             return decoded, True
         decoded, repeatable = self._plan(body)
         if repeatable:
-            remember(self.memo_post, body, decoded, self.memo_size)
+            remember(self.memo_post, body, decoded, self.memo_shard_size)
         return decoded, repeatable
 
     def _plan(self, der: bytes) -> tuple[Decoded, bool]:
@@ -182,15 +184,16 @@ _UNDECODABLE: Decoded = (MALFORMED_REQUEST, accesslog.NO_CERT_ID)
 Route = tuple[int, Plan | int, bytes, bool, bytes | None, bytes]
 
 
-def remember(memo: dict[bytes, _V], key: bytes, value: _V, size: int) -> None:
-    """Bounded, and only for short inputs. A full memo is emptied rather than trimmed: deleting
+def remember(memo: Shards[_V], key: bytes, value: _V, shard_size: int) -> None:
+    """Bounded, and only for short inputs. A full shard is emptied rather than trimmed: deleting
     the oldest key of a dict again and again makes `next(iter(d))` walk ever more deleted slots
     (measured: a flood of distinct requests fell to a tenth of the rate), and the hot entries
     come back on their next request."""
     if len(key) <= MEMO_MAX_INPUT:
-        if len(memo) >= size:
-            memo.clear()
-        memo[key] = value
+        shard = memo.of(key)
+        if len(shard) >= shard_size:
+            shard.clear()
+        shard[key] = value
 
 
 NO_ROUTE: Route = (GET, MALFORMED_REQUEST, responses.CLOSE, False, None, accesslog.REFUSED_TAG)

@@ -103,7 +103,7 @@ class HTTPConnection(asyncio.Protocol):
             return
         # Fast path: a chunk holding exactly one request seen before (the same client asking
         # again on a persistent connection, or many clients asking about a popular certificate).
-        route = self.responder.routes.get(data)
+        route = self.responder.routes.of(data).get(data)
         if route is None:
             self.buf = data
             self._process(data)
@@ -197,7 +197,7 @@ class HTTPConnection(asyncio.Protocol):
             self.buf = buf[end:]
             route, repeatable = responder.route(head, body)
             if repeatable and whole is not None and end == len(whole) and buf is whole:
-                remember(responder.routes, whole, route, responder.memo_size)
+                remember(responder.routes, whole, route, responder.memo_shard_size)
             whole = None
             self.route = route
             self._dispatch(route)
