@@ -156,7 +156,9 @@ def test_archive_keeps_every_crl_once_and_gives_it_back(backend: tuple[Backend, 
     published = b.crls.generate("issuing-ca", scheduled=True, shard=1)
     first = crl_path(b.settings, "issuing-ca", 1).read_bytes()
     chunks = chunk_count(b)
-    assert chunks >= 5
+    # Cut points depend on the random serials: about 12 chunks for 1,500 entries, 4 or fewer
+    # about once in 350 runs; more than one fails about once in 100,000.
+    assert chunks >= 2
     clock.advance(DAY)
     b.crls.generate("issuing-ca", scheduled=True, shard=1)  # unchanged shard, re-signed
     second = crl_path(b.settings, "issuing-ca", 1).read_bytes()
