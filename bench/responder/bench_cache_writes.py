@@ -14,15 +14,19 @@ from __future__ import annotations
 
 import argparse
 import os
-import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tests"))
+
 import redis
 import redis.utils
+from bench_refill_stages import cpu_seconds
 
 from shirushi.cache.writer import _SET_UNLESS_NEWER, SCRIPT_KEYS
+from support.ocsp_pki import RedisProcess
 
 # The compare-and-set before `SET NX` came first: two calls per record whether the key exists or not.
 GETRANGE_FIRST = """
@@ -37,11 +41,6 @@ for i, key in ipairs(KEYS) do
 end
 return stored
 """
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def write_all(client: redis.Redis, script: str, keys: list[str], value: bytes) -> None:
@@ -65,31 +64,18 @@ def main() -> None:
     packer = "hiredis" if redis.utils.HIREDIS_AVAILABLE else "Python"
     print(f"{args.records} records of {len(value)} bytes, redis-py with {packer}; CPU us per record:")
     for name, script in (("SET NX first (now)", _SET_UNLESS_NEWER), ("GETRANGE first (before)", GETRANGE_FIRST)):
-        with tempfile.TemporaryDirectory(prefix="bench-writes-") as tmp:
-            socket = f"{tmp}/redis.sock"
-            server = subprocess.Popen(
-                ["redis-server", "--port", "0", "--unixsocket", socket, "--save", "", "--appendonly", "no"],
-                stdout=subprocess.DEVNULL,
-            )
-            try:
-                client = redis.Redis(unix_socket_path=socket)
-                while True:
-                    try:
-                        client.ping()
-                        break
-                    except redis.ConnectionError:
-                        time.sleep(0.05)
-                for phase in ("empty server", "keys present"):
-                    before, started = cpu_seconds(server.pid), time.process_time()
-                    write_all(client, script, keys, value)
-                    spent = time.process_time() - started
-                    time.sleep(0.2)  # redis-server's stat is updated on the clock tick
-                    served = cpu_seconds(server.pid) - before
-                    per = 1e6 / args.records
-                    print(f"  {name:24} {phase:13} client {spent * per:5.2f}  redis-server {served * per:5.2f}")
-            finally:
-                server.terminate()
-                server.wait()
+        with tempfile.TemporaryDirectory(prefix="bench-writes-") as tmp, RedisProcess(Path(tmp)) as server:
+            assert server.proc is not None
+            client = server.client()
+            for phase in ("empty server", "keys present"):
+                before, started = cpu_seconds(server.proc.pid), time.process_time()
+                write_all(client, script, keys, value)
+                spent = time.process_time() - started
+                time.sleep(0.2)  # redis-server's stat is updated on the clock tick
+                served = cpu_seconds(server.proc.pid) - before
+                per = 1e6 / args.records
+                print(f"  {name:24} {phase:13} client {spent * per:5.2f}  redis-server {served * per:5.2f}")
+            client.close()
 
 
 if __name__ == "__main__":

@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -34,6 +33,7 @@ import redis.utils  # noqa: E402
 from shirushi import config  # noqa: E402
 from shirushi.backend import Backend  # noqa: E402
 from shirushi.presign.presigner import sign_rows  # noqa: E402
+from support.ocsp_pki import RedisProcess  # noqa: E402
 from support.seed import seed_certificates  # noqa: E402
 from support.serving import Site  # noqa: E402
 
@@ -49,25 +49,17 @@ def main() -> None:
     parser.add_argument("--certs", type=int, default=20_000)
     parser.add_argument("--signer-key", default="rsa-2048", help="ocsp.signer_key: rsa-2048 or ecdsa-p256")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory(prefix="bench-stages-") as tmp:
-        socket = f"{tmp}/redis.sock"
-        server = subprocess.Popen(
-            ["redis-server", "--port", "0", "--unixsocket", socket, "--save", "", "--appendonly", "no"],
-            stdout=subprocess.DEVNULL,
-        )
+    with tempfile.TemporaryDirectory(prefix="bench-stages-") as tmp, RedisProcess(Path(tmp) / "redis") as server:
+        assert server.proc is not None
+        site = Site(Path(tmp), SHIRUSHI_OCSP__SIGNER_KEY=args.signer_key, SHIRUSHI_REDIS__URL=server.url)
+        assert site.cli("init").returncode == 0
+        seed_certificates(site.data, args.certs)
+        env = {k: v for k, v in site.env.items() if k.startswith("SHIRUSHI_")}
+        backend = Backend(config.load(None, environ=env))
         try:
-            site = Site(Path(tmp), SHIRUSHI_OCSP__SIGNER_KEY=args.signer_key, SHIRUSHI_REDIS__URL=f"unix://{socket}")
-            assert site.cli("init").returncode == 0
-            seed_certificates(site.data, args.certs)
-            env = {k: v for k, v in site.env.items() if k.startswith("SHIRUSHI_")}
-            backend = Backend(config.load(None, environ=env))
-            try:
-                print(stages(backend, server.pid, args.signer_key))
-            finally:
-                backend.close()
+            print(stages(backend, server.proc.pid, args.signer_key))
         finally:
-            server.terminate()
-            server.wait()
+            backend.close()
 
 
 def stages(backend: Backend, redis_pid: int, signer_key: str) -> str:

@@ -74,11 +74,12 @@ class L1:
     def get(self, key: bytes, now: int) -> Answer | None:
         if not self.alive:
             return None
-        entry = self.entries.of(key).get(key)
+        shard = self.entries.of(key)
+        entry = shard.get(key)
         if entry is None:
             return None
         if entry[1] <= now:
-            self._drop(key)
+            self._drop(shard, key)
             return None
         self.hits += 1
         return entry[0]
@@ -96,9 +97,7 @@ class L1:
         if expires <= now:
             return
         shard = self.entries.of(key)
-        replaced = shard.pop(key, None)
-        if replaced is not None:
-            self.bytes -= replaced[0].size + len(key)
+        self._drop(shard, key)
         while self.bytes + size > self.max_bytes:
             # Evict the newest entry of the key's shard: O(1), where deleting the oldest again
             # and again makes next(iter(dict)) walk deleted slots. The established hot set stays
@@ -109,14 +108,14 @@ class L1:
         shard[key] = (answer, expires)
         self.bytes += size
 
-    def _drop(self, key: bytes) -> None:
-        entry = self.entries.of(key).pop(key, None)
+    def _drop(self, shard: dict[bytes, tuple[Answer, int]], key: bytes) -> None:
+        entry = shard.pop(key, None)
         if entry is not None:
             self.bytes -= entry[0].size + len(key)
 
     def invalidate(self, key: bytes) -> None:
         self.generation += 1
-        self._drop(key)
+        self._drop(self.entries.of(key), key)
 
     def set_alive(self, alive: bool) -> None:
         self.generation += 1
